@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Makes sure a Docker engine answers, as layerbench needs (Debian, as root):
+# installs Debian's docker.io (and debootstrap, for the base-image stand-ins)
+# when missing, starts dockerd in the background when no daemon answers, and
+# waits until it does. A no-op when an engine already answers.
+set -euo pipefail
+
+say() { echo "setup-engine: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+DOCKER=/usr/bin/docker   # Debian's 20.10 client; /usr/local/bin/docker refuses BuildKit here
+
+engine_answers() { [ -x "$DOCKER" ] && timeout 10 "$DOCKER" version >/dev/null 2>&1; }
+
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+[ -x "$DOCKER" ] || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "need root to install ${missing[*]} (run as root, or install them yourself)"
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install ${missing[*]} by hand (this script supports Debian)"
+    say "installing ${missing[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/tmp/layerbench-apt.log 2>&1 || die "apt-get update failed; see /tmp/layerbench-apt.log"
+    apt-get install -y -q "${missing[@]}" >>/tmp/layerbench-apt.log 2>&1 \
+        || die "apt-get install ${missing[*]} failed; see /tmp/layerbench-apt.log"
+fi
+
+if engine_answers; then
+    say "a Docker engine answers: $("$DOCKER" version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+    exit 0
+fi
+
+[ -z "${DOCKER_HOST:-}" ] || die "DOCKER_HOST=$DOCKER_HOST is set but no engine answers there; start it or unset DOCKER_HOST"
+[ "$(id -u)" = 0 ] || die "no engine answers and starting dockerd needs root"
+log=/var/log/layerbench-dockerd.log
+say "starting dockerd in the background (log: $log)"
+nohup dockerd >"$log" 2>&1 &
+for _ in $(seq 1 60); do
+    if engine_answers; then
+        say "dockerd is up: $("$DOCKER" version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+        exit 0
+    fi
+    sleep 1
+done
+tail -n 20 "$log" >&2 || true
+die "dockerd did not answer within 60 s; see $log"

@@ -1,0 +1,73 @@
+//! The command line (the only user of clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::goproxy::server::DEFAULT_PORT;
+
+#[derive(Debug, Parser)]
+#[command(name = "layerbench", version, about = "Real Docker builds of Go apps over scripted change scenarios")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Provision everything: check the engine, make the base images, build the module store (a second run only checks).
+    Setup {
+        /// Pull missing base images from their registry instead of building local stand-ins.
+        #[arg(long)]
+        pull: bool,
+    },
+    /// Make sure the base images golang:1.23 and debian:bookworm-slim exist.
+    Images {
+        #[arg(long)]
+        pull: bool,
+    },
+    /// Build the module store from Debian packages.
+    Store {
+        /// Where to write the store (default: the cache's modstore).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A recipe file instead of the built-in scripts/module-store.toml.
+        #[arg(long)]
+        recipe: Option<PathBuf>,
+        /// Rebuild even when a store from the same recipe exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve a GOPROXY-layout directory on loopback and print every request.
+    Proxy {
+        #[arg(long)]
+        store: Option<PathBuf>,
+        #[arg(long, default_value_t = DEFAULT_PORT)]
+        port: u16,
+        /// Added before every answer, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Cap on bytes per second for every answer.
+        #[arg(long)]
+        bandwidth: Option<u64>,
+    },
+    /// Provision, build the sample service with BuildKit, run its self-test from the image, and report.
+    Selftest {
+        /// The app to build (default: the bundled sample-go-app).
+        #[arg(long)]
+        app: Option<PathBuf>,
+        #[arg(long = "proxy-port", default_value_t = DEFAULT_PORT)]
+        proxy_port: u16,
+        #[arg(long)]
+        pull: bool,
+        /// Build without the build cache, so every step runs and every module is fetched.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Remove the containers and images layerbench created (only those: they carry its label).
+    Clean {
+        /// Also remove the base-image stand-ins layerbench built.
+        #[arg(long)]
+        base_images: bool,
+    },
+}

@@ -1,0 +1,615 @@
+//! The Docker engine, through bollard (the only module that uses it): connect, build, import, inspect, run, and remove only what layerbench labelled.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bollard::models::{BuildInfoAux, ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    BuildImageOptions, BuilderVersion, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
+    ListImagesOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions, TagImageOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+/// Every image and container layerbench creates carries this label.
+pub const MANAGED_LABEL: &str = "io.layerbench.managed";
+/// What a managed object is (`base-image`, `build`, `selftest`, ...).
+pub const KIND_LABEL: &str = "io.layerbench.kind";
+
+/// The oldest engine API layerbench works with (Engine 20.10 speaks 1.41).
+const MIN_API: (u64, u64) = (1, 41);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no Docker engine answered at {target}: {source}\nStart one with `scripts/setup-engine.sh` (installs Debian's docker.io and starts dockerd), or point DOCKER_HOST at a running engine.")]
+    Unreachable {
+        target: String,
+        source: bollard::errors::Error,
+    },
+    #[error("the Docker engine at {target} speaks API {found}, older than the {}.{} layerbench needs; install Engine 20.10 or newer (Debian's docker.io)", MIN_API.0, MIN_API.1)]
+    TooOld { target: String, found: String },
+    #[error("failed to {action}: {source}")]
+    Api {
+        action: String,
+        source: bollard::errors::Error,
+    },
+    #[error("building {what} failed at `{step}`: {message}")]
+    BuildFailed {
+        what: String,
+        step: String,
+        message: String,
+    },
+    #[error("failed to read {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn api(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
+    let action = action.into();
+    move |source| EngineError::Api { action, source }
+}
+
+/// Which builder runs a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    Buildkit,
+    Legacy,
+}
+
+/// A connected engine, API version negotiated.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: Docker,
+    target: String,
+    pub version: EngineVersion,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EngineVersion {
+    pub engine: String,
+    pub api: String,
+}
+
+/// Facts about an image present in the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFacts {
+    pub id: String,
+    pub size_bytes: u64,
+    pub labels: BTreeMap<String, String>,
+    pub user: String,
+    pub layers: usize,
+}
+
+/// A build to run.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// Names the build in errors and progress (for example `sample (layered)`).
+    pub what: String,
+    pub context_tar: Vec<u8>,
+    pub dockerfile: String,
+    pub tag: String,
+    pub build_args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub builder: Builder,
+    /// `host` lets a build reach the module proxy on loopback.
+    pub network_mode: String,
+    /// Ignore the build cache for every step.
+    pub no_cache: bool,
+}
+
+/// One Dockerfile step as the builder reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    pub name: String,
+    pub cached: bool,
+    /// Milliseconds since the Unix epoch: daemon-side (BuildKit) or arrival at the client (legacy).
+    pub started_unix_ms: Option<u64>,
+    pub completed_unix_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// What a finished build produced.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    pub image: ImageFacts,
+    pub steps: Vec<StepReport>,
+    pub wall: Duration,
+}
+
+/// A container run to completion.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub exit_code: i64,
+    pub output: String,
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn parse_api(v: &str) -> Option<(u64, u64)> {
+    let (a, b) = v.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+impl Engine {
+    /// Connects through `DOCKER_HOST` or the default socket and negotiates the API version.
+    pub async fn connect() -> Result<Engine, EngineError> {
+        let target = match std::env::var("DOCKER_HOST") {
+            Ok(h) => format!("{h} (from DOCKER_HOST)"),
+            Err(_) => "unix:///var/run/docker.sock (the default socket; DOCKER_HOST is not set)".to_string(),
+        };
+        let unreachable = |source| EngineError::Unreachable {
+            target: target.clone(),
+            source,
+        };
+        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let docker = docker.with_timeout(Duration::from_secs(3600));
+        let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
+            .await
+            .map_err(|_| EngineError::Unreachable {
+                target: target.clone(),
+                source: bollard::errors::Error::RequestTimeoutError,
+            })?
+            .map_err(unreachable)?;
+        let v = docker.version().await.map_err(unreachable)?;
+        let api = v.api_version.unwrap_or_default();
+        if parse_api(&api).is_none_or(|found| found < MIN_API) {
+            return Err(EngineError::TooOld { target, found: api });
+        }
+        Ok(Engine {
+            docker,
+            target,
+            version: EngineVersion {
+                engine: v.version.unwrap_or_default(),
+                api,
+            },
+        })
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The image's facts, or `None` when no image has that name or id.
+    pub async fn image(&self, name: &str) -> Result<Option<ImageFacts>, EngineError> {
+        match self.docker.inspect_image(name).await {
+            Ok(i) => {
+                let config = i.config.unwrap_or_default();
+                Ok(Some(ImageFacts {
+                    id: i.id.unwrap_or_default(),
+                    size_bytes: i.size.unwrap_or(0).max(0) as u64,
+                    labels: config.labels.unwrap_or_default().into_iter().collect(),
+                    user: config.user.unwrap_or_default(),
+                    layers: i.root_fs.and_then(|r| r.layers).map_or(0, |l| l.len()),
+                }))
+            }
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(source) => Err(EngineError::Api {
+                action: format!("inspect image {name}"),
+                source,
+            }),
+        }
+    }
+
+    /// Pulls an image from its registry (only on an explicit request).
+    pub async fn pull(&self, name: &str) -> Result<(), EngineError> {
+        let options = CreateImageOptions {
+            from_image: Some(name.to_string()),
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            item.map_err(api(format!("pull {name}")))?;
+        }
+        Ok(())
+    }
+
+    /// Imports a root-filesystem tar as a new, untagged image with the given
+    /// Dockerfile-style `changes` (ENV, WORKDIR, LABEL, ...); returns its id.
+    pub async fn import_rootfs(&self, tar: &Path, changes: Vec<String>) -> Result<String, EngineError> {
+        let file = tokio::fs::File::open(tar).await.map_err(|source| EngineError::Io {
+            path: tar.to_path_buf(),
+            source,
+        })?;
+        let stream = tokio_util_stream(file);
+        let options = CreateImageOptions {
+            from_src: Some("-".to_string()),
+            changes,
+            ..Default::default()
+        };
+        let action = format!("import {}", tar.display());
+        let mut out = self
+            .docker
+            .create_image(Some(options), Some(bollard::body_stream(stream)), None);
+        let mut id = None;
+        while let Some(item) = out.next().await {
+            let info = item.map_err(api(action.clone()))?;
+            if let Some(status) = info.status.filter(|s| s.starts_with("sha256:")) {
+                id = Some(status);
+            }
+        }
+        id.ok_or_else(|| EngineError::Api {
+            action,
+            source: bollard::errors::Error::DockerStreamError {
+                error: "the engine did not report the new image's id".into(),
+            },
+        })
+    }
+
+    pub async fn tag(&self, id: &str, name: &str) -> Result<(), EngineError> {
+        let (repo, tag) = name.rsplit_once(':').unwrap_or((name, "latest"));
+        let options = TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        self.docker
+            .tag_image(id, Some(options))
+            .await
+            .map_err(api(format!("tag {id} as {name}")))
+    }
+
+    pub async fn remove_image(&self, name: &str) -> Result<(), EngineError> {
+        let options = RemoveImageOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_image(name, Some(options), None).await {
+            Ok(_) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(source) => Err(EngineError::Api {
+                action: format!("remove image {name}"),
+                source,
+            }),
+        }
+    }
+
+    /// Builds an image and reports each Dockerfile step. Progress lines go to
+    /// `progress` as steps finish.
+    pub async fn build(&self, request: BuildRequest, progress: &mut dyn FnMut(&StepReport)) -> Result<BuildOutcome, EngineError> {
+        let started = Instant::now();
+        let mut labels: HashMap<String, String> = request.labels.clone().into_iter().collect();
+        labels.entry(MANAGED_LABEL.to_string()).or_insert_with(|| "true".into());
+        labels.entry(KIND_LABEL.to_string()).or_insert_with(|| "build".into());
+        let session = match request.builder {
+            Builder::Buildkit => Some(format!("layerbench-{}-{}", std::process::id(), unix_ms_now())),
+            Builder::Legacy => None,
+        };
+        let options = BuildImageOptions {
+            dockerfile: request.dockerfile.clone(),
+            t: Some(request.tag.clone()),
+            rm: true,
+            forcerm: true,
+            nocache: request.no_cache,
+            buildargs: Some(request.build_args.clone().into_iter().collect()),
+            labels: Some(labels),
+            networkmode: Some(request.network_mode.clone()),
+            version: match request.builder {
+                Builder::Buildkit => BuilderVersion::BuilderBuildKit,
+                Builder::Legacy => BuilderVersion::BuilderV1,
+            },
+            session,
+            ..Default::default()
+        };
+        let mut stream = self.docker.build_image(
+            options,
+            None,
+            Some(bollard::body_full(request.context_tar.clone().into())),
+        );
+        let mut steps = StepLog::default();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(Some(BuildInfoAux::BuildKit(status))) = info.aux.as_ref().map(Some) {
+                        for v in &status.vertexes {
+                            steps.vertex(
+                                &v.digest,
+                                &v.name,
+                                v.cached,
+                                v.started.as_ref().map(|t| ts_ms(t.seconds, t.nanos)),
+                                v.completed.as_ref().map(|t| ts_ms(t.seconds, t.nanos)),
+                                &v.error,
+                                progress,
+                            );
+                        }
+                    }
+                    if let Some(text) = &info.stream {
+                        steps.legacy_text(text, progress);
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(EngineError::BuildFailed {
+                        what: request.what.clone(),
+                        step: steps.failing_step().unwrap_or_else(|| "(before the first step)".into()),
+                        message: error.trim().to_string(),
+                    });
+                }
+                Err(source) => {
+                    return Err(EngineError::Api {
+                        action: format!("build {}", request.what),
+                        source,
+                    })
+                }
+            }
+        }
+        let image = self.image(&request.tag).await?.ok_or_else(|| EngineError::BuildFailed {
+            what: request.what.clone(),
+            step: "(end of build)".into(),
+            message: format!("the engine reported success but no image {} exists", request.tag),
+        })?;
+        Ok(BuildOutcome {
+            image,
+            steps: steps.finish(),
+            wall: started.elapsed(),
+        })
+    }
+
+    /// Runs `image` with `cmd` to completion in a labelled container with the
+    /// given network mode, collects its output and removes it.
+    pub async fn run_to_completion(
+        &self,
+        image: &str,
+        cmd: &[&str],
+        network_mode: &str,
+        timeout: Duration,
+    ) -> Result<RunOutcome, EngineError> {
+        let mut labels = HashMap::new();
+        labels.insert(MANAGED_LABEL.to_string(), "true".to_string());
+        labels.insert(KIND_LABEL.to_string(), "run".to_string());
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: if cmd.is_empty() {
+                None
+            } else {
+                Some(cmd.iter().map(|s| s.to_string()).collect())
+            },
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                network_mode: Some(network_mode.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .map_err(api(format!("create a container from {image}")))?;
+        let id = created.id;
+        let result = self.start_and_wait(&id, image, timeout).await;
+        let removed = self
+            .docker
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(api(format!("remove container {id}")));
+        let outcome = result?;
+        removed?;
+        Ok(outcome)
+    }
+
+    async fn start_and_wait(&self, id: &str, image: &str, timeout: Duration) -> Result<RunOutcome, EngineError> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(api(format!("start a container from {image}")))?;
+        let mut wait = self.docker.wait_container(id, None);
+        let exit_code = match tokio::time::timeout(timeout, wait.next()).await {
+            Err(_) => {
+                return Err(EngineError::Api {
+                    action: format!("wait for the container from {image} (gave up after {timeout:?})"),
+                    source: bollard::errors::Error::RequestTimeoutError,
+                })
+            }
+            Ok(Some(Ok(r))) => r.status_code,
+            Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+            Ok(Some(Err(source))) => {
+                return Err(EngineError::Api {
+                    action: format!("wait for the container from {image}"),
+                    source,
+                })
+            }
+            Ok(None) => -1,
+        };
+        let mut logs = self.docker.logs(
+            id,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: "all".into(),
+                ..Default::default()
+            }),
+        );
+        let mut output = String::new();
+        while let Some(item) = logs.next().await {
+            let chunk = item.map_err(api(format!("read the logs of the container from {image}")))?;
+            output.push_str(&chunk.to_string());
+        }
+        Ok(RunOutcome { exit_code, output })
+    }
+
+    /// Removes every container and image that carries layerbench's label (and
+    /// `kind` among `kinds`, when given); nothing else is touched. Returns what was removed.
+    pub async fn remove_labelled(&self, kinds: Option<&[&str]>) -> Result<Vec<String>, EngineError> {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![format!("{MANAGED_LABEL}=true")]);
+        let wanted = |labels: Option<&HashMap<String, String>>| match (kinds, labels) {
+            (None, _) => true,
+            (Some(kinds), Some(l)) => l.get(KIND_LABEL).is_some_and(|k| kinds.contains(&k.as_str())),
+            (Some(_), None) => false,
+        };
+        let mut removed = Vec::new();
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(api("list layerbench's containers"))?;
+        for c in containers {
+            if !wanted(c.labels.as_ref()) {
+                continue;
+            }
+            let id = c.id.unwrap_or_default();
+            self.docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(api(format!("remove container {id}")))?;
+            removed.push(format!("container {id}"));
+        }
+        let images = self
+            .docker
+            .list_images(Some(ListImagesOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(api("list layerbench's images"))?;
+        for i in images {
+            if !wanted(Some(&i.labels)) {
+                continue;
+            }
+            let name = i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone());
+            self.remove_image(&i.id).await?;
+            removed.push(format!("image {name}"));
+        }
+        Ok(removed)
+    }
+}
+
+fn ts_ms(seconds: i64, nanos: i32) -> u64 {
+    (seconds.max(0) as u64) * 1000 + (nanos.max(0) as u64) / 1_000_000
+}
+
+fn tokio_util_stream(file: tokio::fs::File) -> impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static {
+    use tokio::io::AsyncReadExt;
+    futures_util::stream::unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 1 << 20];
+        match file.read(&mut buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((bytes::Bytes::from(buf), file))
+            }
+        }
+    })
+}
+
+/// Collects step reports from either builder's stream.
+#[derive(Debug, Default)]
+struct StepLog {
+    order: Vec<String>,
+    by_key: HashMap<String, StepReport>,
+    legacy_current: Option<String>,
+}
+
+impl StepLog {
+    #[allow(clippy::too_many_arguments)]
+    fn vertex(
+        &mut self,
+        digest: &str,
+        name: &str,
+        cached: bool,
+        started: Option<u64>,
+        completed: Option<u64>,
+        error: &str,
+        progress: &mut dyn FnMut(&StepReport),
+    ) {
+        if name.starts_with("[internal]")
+            || name.starts_with("exporting")
+            || name.starts_with("naming")
+            || name.starts_with("copy /context")
+        {
+            return;
+        }
+        if !self.by_key.contains_key(digest) {
+            self.order.push(digest.to_string());
+        }
+        let step = self.by_key.entry(digest.to_string()).or_insert_with(|| StepReport {
+            name: name.to_string(),
+            cached: false,
+            started_unix_ms: None,
+            completed_unix_ms: None,
+            error: None,
+        });
+        let was_done = step.completed_unix_ms.is_some();
+        step.cached |= cached;
+        step.started_unix_ms = step.started_unix_ms.or(started);
+        step.completed_unix_ms = completed.or(step.completed_unix_ms);
+        if !error.is_empty() {
+            step.error = Some(error.to_string());
+        }
+        if !was_done && step.completed_unix_ms.is_some() {
+            progress(step);
+        }
+    }
+
+    fn legacy_text(&mut self, text: &str, progress: &mut dyn FnMut(&StepReport)) {
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("Step ") {
+                let name = rest.split_once(" : ").map_or(rest, |(_, n)| n).to_string();
+                self.close_legacy(progress);
+                let key = format!("legacy-{}", self.order.len());
+                self.order.push(key.clone());
+                self.by_key.insert(
+                    key.clone(),
+                    StepReport {
+                        name,
+                        cached: false,
+                        started_unix_ms: Some(unix_ms_now()),
+                        completed_unix_ms: None,
+                        error: None,
+                    },
+                );
+                self.legacy_current = Some(key);
+            } else if line.trim() == "---> Using cache" {
+                if let Some(step) = self.legacy_current.as_ref().and_then(|k| self.by_key.get_mut(k)) {
+                    step.cached = true;
+                }
+            }
+        }
+    }
+
+    fn close_legacy(&mut self, progress: &mut dyn FnMut(&StepReport)) {
+        if let Some(step) = self.legacy_current.take().and_then(|k| self.by_key.get_mut(&k)) {
+            step.completed_unix_ms = Some(unix_ms_now());
+            progress(step);
+        }
+    }
+
+    fn failing_step(&self) -> Option<String> {
+        self.order
+            .iter()
+            .filter_map(|k| self.by_key.get(k))
+            .find(|s| s.error.is_some())
+            .or_else(|| self.legacy_current.as_ref().and_then(|k| self.by_key.get(k)))
+            .or_else(|| self.order.last().and_then(|k| self.by_key.get(k)))
+            .map(|s| s.name.clone())
+    }
+
+    fn finish(mut self) -> Vec<StepReport> {
+        self.close_legacy(&mut |_| {});
+        self.order.iter().filter_map(|k| self.by_key.remove(k)).collect()
+    }
+}

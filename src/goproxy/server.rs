@@ -1,0 +1,446 @@
+//! A GOPROXY server on loopback over a store directory: serves `list`, `.info`, `.mod`, `.zip` and `@latest`, logs every request, and can shape its answers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::goproxy::gomod::Version;
+use crate::goproxy::layout::{unescape_path, LayoutError, StoreLayout};
+
+/// The proxy's default port. It must stay fixed between builds: the GOPROXY
+/// build argument is part of the cache key of every `RUN` after its `ARG`.
+pub const DEFAULT_PORT: u16 = 48123;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("the module proxy must listen on loopback, not {0}: builds may reach no other address")]
+    NotLoopback(IpAddr),
+    #[error("port {0} on loopback is already in use (another layerbench proxy, or some other program); stop it or choose another port with --proxy-port")]
+    PortInUse(SocketAddr),
+    #[error("failed to listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] LayoutError),
+}
+
+/// Network shaping: off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Shaping {
+    /// Added before every answer.
+    pub latency_ms: u64,
+    /// A cap on the bytes per second of every answer's body; `None` is unlimited.
+    pub bandwidth_bytes_per_sec: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub store: PathBuf,
+    pub addr: SocketAddr,
+    pub shaping: Shaping,
+}
+
+impl ProxyConfig {
+    pub fn loopback(store: impl Into<PathBuf>, port: u16) -> Self {
+        ProxyConfig {
+            store: store.into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            shaping: Shaping::default(),
+        }
+    }
+}
+
+/// What a request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    List,
+    Info,
+    Mod,
+    Zip,
+    Latest,
+    /// Anything that is not a GOPROXY request (always answered 404).
+    Other,
+}
+
+/// One request the proxy answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyRequest {
+    pub path: String,
+    pub module: Option<String>,
+    pub version: Option<String>,
+    pub kind: RequestKind,
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// When the request arrived, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    pub duration_ms: f64,
+}
+
+impl ProxyRequest {
+    /// A request the store could not answer.
+    pub fn is_miss(&self) -> bool {
+        self.status != 200
+    }
+}
+
+/// The shared, append-only log of requests.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyLog {
+    inner: Arc<Mutex<Vec<ProxyRequest>>>,
+}
+
+impl ProxyLog {
+    pub fn snapshot(&self) -> Vec<ProxyRequest> {
+        self.inner.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|l| l.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The requests logged after the first `mark` ones (take `mark` from [`ProxyLog::len`] before a build).
+    pub fn since(&self, mark: usize) -> Vec<ProxyRequest> {
+        self.inner
+            .lock()
+            .map(|l| l.get(mark..).map(<[_]>::to_vec).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn push(&self, r: ProxyRequest) {
+        if let Ok(mut l) = self.inner.lock() {
+            l.push(r);
+        }
+    }
+}
+
+/// A running proxy. Dropping it without [`ProxyServer::stop`] also stops it.
+pub struct ProxyServer {
+    addr: SocketAddr,
+    log: ProxyLog,
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ProxyServer {
+    /// Checks the store's layout, binds the port and starts serving.
+    pub async fn start(config: ProxyConfig) -> Result<ProxyServer, ProxyError> {
+        if !config.addr.ip().is_loopback() {
+            return Err(ProxyError::NotLoopback(config.addr.ip()));
+        }
+        StoreLayout::new(&config.store).validate()?;
+        let listener = TcpListener::bind(config.addr).await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                ProxyError::PortInUse(config.addr)
+            } else {
+                ProxyError::Bind {
+                    addr: config.addr,
+                    source,
+                }
+            }
+        })?;
+        let addr = listener.local_addr().map_err(|source| ProxyError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+        let log = ProxyLog::default();
+        let (shutdown, mut stop) = watch::channel(false);
+        let store = Arc::new(StoreLayout::new(config.store));
+        let shaping = config.shaping;
+        let task_log = log.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    accepted = listener.accept() => {
+                        if let Ok((stream, _)) = accepted {
+                            let store = Arc::clone(&store);
+                            let log = task_log.clone();
+                            tokio::spawn(async move { serve_connection(stream, &store, shaping, &log).await });
+                        }
+                    }
+                }
+            }
+        });
+        Ok(ProxyServer {
+            addr,
+            log,
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The GOPROXY value builds use.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn log(&self) -> ProxyLog {
+        self.log.clone()
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ProxyServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Serves one connection: one request, then close (`Connection: close`).
+async fn serve_connection(mut stream: TcpStream, store: &StoreLayout, shaping: Shaping, log: &ProxyLog) {
+    let started = Instant::now();
+    let at_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let Some((method, path)) = read_request_head(&mut stream).await else {
+        return;
+    };
+    let target = parse_target(&path);
+    let (status, body) = if method != "GET" && method != "HEAD" {
+        (405, b"method not allowed\n".to_vec())
+    } else {
+        answer(store, &target)
+    };
+    if shaping.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(shaping.latency_ms)).await;
+    }
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Method Not Allowed",
+    };
+    let content_type = match target.kind {
+        RequestKind::Zip => "application/zip",
+        RequestKind::Info | RequestKind::Latest => "application/json",
+        _ => "text/plain; charset=utf-8",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut sent = 0u64;
+    if stream.write_all(head.as_bytes()).await.is_ok() && method != "HEAD" {
+        sent = write_shaped(&mut stream, &body, shaping).await;
+    }
+    let _ = stream.shutdown().await;
+    log.push(ProxyRequest {
+        path,
+        module: target.module,
+        version: target.version,
+        kind: target.kind,
+        status,
+        bytes: sent,
+        at_unix_ms,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    });
+}
+
+async fn read_request_head(stream: &mut TcpStream) -> Option<(String, String)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        if buf.len() > 16 * 1024 {
+            return None;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk)).await.ok()?.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let mut first = head.lines().next()?.split_whitespace();
+    let method = first.next()?.to_string();
+    let path = first.next()?.to_string();
+    Some((method, path))
+}
+
+async fn write_shaped(stream: &mut TcpStream, body: &[u8], shaping: Shaping) -> u64 {
+    let Some(bps) = shaping.bandwidth_bytes_per_sec.filter(|b| *b > 0) else {
+        return match stream.write_all(body).await {
+            Ok(()) => body.len() as u64,
+            Err(_) => 0,
+        };
+    };
+    let start = Instant::now();
+    let mut sent = 0u64;
+    for chunk in body.chunks(16 * 1024) {
+        if stream.write_all(chunk).await.is_err() {
+            break;
+        }
+        sent += chunk.len() as u64;
+        let due = Duration::from_secs_f64(sent as f64 / bps as f64);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    sent
+}
+
+/// What a request path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub module: Option<String>,
+    pub version: Option<String>,
+    pub kind: RequestKind,
+    escaped_module: String,
+    file: String,
+}
+
+/// Parses a GOPROXY request path (`/<escaped module>/@v/<file>` or `/<escaped module>/@latest`).
+pub fn parse_target(path: &str) -> Target {
+    let other = Target {
+        module: None,
+        version: None,
+        kind: RequestKind::Other,
+        escaped_module: String::new(),
+        file: String::new(),
+    };
+    let Some(decoded) = percent_decode(path.split('?').next().unwrap_or(path)) else {
+        return other;
+    };
+    let path = decoded.trim_start_matches('/');
+    if path.split('/').any(|seg| seg == ".." || seg == "." || seg.is_empty()) {
+        return other;
+    }
+    if let Some(escaped) = path.strip_suffix("/@latest") {
+        return Target {
+            module: unescape_path(escaped),
+            version: None,
+            kind: RequestKind::Latest,
+            escaped_module: escaped.to_string(),
+            file: String::new(),
+        };
+    }
+    let Some((escaped, file)) = path.split_once("/@v/") else {
+        return other;
+    };
+    if file.contains('/') {
+        return other;
+    }
+    let (kind, version) = if file == "list" {
+        (RequestKind::List, None)
+    } else if let Some(v) = file.strip_suffix(".info") {
+        (RequestKind::Info, Some(v))
+    } else if let Some(v) = file.strip_suffix(".mod") {
+        (RequestKind::Mod, Some(v))
+    } else if let Some(v) = file.strip_suffix(".zip") {
+        (RequestKind::Zip, Some(v))
+    } else {
+        return other;
+    };
+    Target {
+        module: unescape_path(escaped),
+        version: version.and_then(unescape_path),
+        kind,
+        escaped_module: escaped.to_string(),
+        file: file.to_string(),
+    }
+}
+
+/// Decodes `%XX` escapes (the go command sends `!` as `%21`).
+fn percent_decode(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn answer(store: &StoreLayout, target: &Target) -> (u16, Vec<u8>) {
+    let not_found = |what: &str| (404, format!("not found: {what}\n").into_bytes());
+    let Some(module) = &target.module else {
+        return not_found("not a module proxy request");
+    };
+    let vdir = store.root().join(&target.escaped_module).join("@v");
+    match target.kind {
+        RequestKind::Other => not_found("not a module proxy request"),
+        RequestKind::Latest => match latest(&vdir) {
+            Some(v) => match std::fs::read(vdir.join(format!("{v}.info"))) {
+                Ok(b) => (200, b),
+                Err(_) => not_found(&format!("{module}@latest")),
+            },
+            None => not_found(&format!("module {module}: no versions")),
+        },
+        RequestKind::List => match std::fs::read(vdir.join("list")) {
+            Ok(b) => (200, b),
+            // An empty list is how a proxy says "no tagged versions"; an
+            // unknown module is "not found".
+            Err(_) => not_found(&format!("module {module}")),
+        },
+        RequestKind::Info | RequestKind::Mod | RequestKind::Zip => {
+            let version = target.version.clone().unwrap_or_default();
+            match read_store_file(&vdir, &target.file) {
+                Some(b) => (200, b),
+                None => not_found(&format!("{module}@{version}")),
+            }
+        }
+    }
+}
+
+fn read_store_file(vdir: &Path, file: &str) -> Option<Vec<u8>> {
+    std::fs::read(vdir.join(file)).ok()
+}
+
+fn latest(vdir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(vdir.join("list")).ok()?;
+    let mut versions: Vec<Version> = text.lines().filter_map(|l| Version::parse(l.trim())).collect();
+    versions.sort();
+    versions.last().map(|v| crate::goproxy::escape_path(v.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_paths_are_parsed_with_escapes() {
+        let t = parse_target("/github.com/!burnt!sushi/toml/@v/v1.3.2.zip");
+        assert_eq!(t.module.as_deref(), Some("github.com/BurntSushi/toml"));
+        assert_eq!(t.version.as_deref(), Some("v1.3.2"));
+        assert_eq!(t.kind, RequestKind::Zip);
+        let t = parse_target("/github.com/%21burnt%21sushi/toml/@v/v1.2.0.info");
+        assert_eq!(t.module.as_deref(), Some("github.com/BurntSushi/toml"));
+        assert_eq!(t.kind, RequestKind::Info);
+        assert_eq!(parse_target("/a/%zz/@v/list").kind, RequestKind::Other);
+        assert_eq!(parse_target("/golang.org/x/sys/@v/list").kind, RequestKind::List);
+        assert_eq!(parse_target("/golang.org/x/sys/@latest").kind, RequestKind::Latest);
+        assert_eq!(parse_target("/../etc/passwd").kind, RequestKind::Other);
+        assert_eq!(parse_target("/a/@v/../../x.zip").kind, RequestKind::Other);
+        assert_eq!(parse_target("/favicon.ico").kind, RequestKind::Other);
+    }
+}

@@ -1,0 +1,176 @@
+//! The `layerbench` binary: parse the command line, run the command, print what happened, map failures to exit codes.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use layerbench::cli::{Cli, Command};
+use layerbench::engine::{Engine, StepReport};
+use layerbench::goproxy::server::{ProxyConfig, ProxyServer, Shaping};
+use layerbench::goproxy::store::Recipe;
+use layerbench::{paths, selftest, setup};
+
+/// Exit codes: 0 success, 1 a check failed, 2 usage (clap), 3 the environment could not be provisioned or reached.
+const EXIT_CHECK_FAILED: u8 = 1;
+const EXIT_ENVIRONMENT: u8 = 3;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),
+        Err(e) => {
+            eprintln!("layerbench: error: {e:#}");
+            ExitCode::from(EXIT_ENVIRONMENT)
+        }
+    }
+}
+
+/// Runs one command; `Ok(false)` means it ran but a check failed.
+async fn run(command: Command) -> Result<bool> {
+    let cache = paths::cache_dir();
+    let store = paths::store_dir();
+    let mirror = paths::debian_mirror();
+    match command {
+        Command::Setup { pull } => {
+            let (_, p) = setup::provision(pull, &cache, &store, &mirror).await?;
+            print_provisioned(&p);
+            Ok(true)
+        }
+        Command::Images { pull } => {
+            let engine = Engine::connect().await?;
+            for image in layerbench::images::ensure_base_images(&engine, pull, &cache, &mirror).await? {
+                println!("{}  {}  {}  [{}]", image.name, short(&image.id), image.provenance, image.action);
+            }
+            Ok(true)
+        }
+        Command::Store { out, recipe, force } => {
+            let recipe = match recipe {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+                    Recipe::parse(&text, &path.display().to_string())?
+                }
+                None => Recipe::default_recipe(),
+            };
+            let out = out.unwrap_or(store);
+            let status = setup::ensure_store(&recipe, &mirror, &cache, &out, force)?;
+            println!(
+                "module store {}: {} ({} modules, {} versions, {:.1} MB of zips, {:.1} s)",
+                status.path.display(),
+                status.action,
+                status.modules,
+                status.versions,
+                status.zip_bytes as f64 / 1e6,
+                status.seconds
+            );
+            Ok(true)
+        }
+        Command::Proxy { store: dir, port, latency_ms, bandwidth } => {
+            let mut config = ProxyConfig::loopback(dir.unwrap_or(store), port);
+            config.shaping = Shaping { latency_ms, bandwidth_bytes_per_sec: bandwidth };
+            let proxy = ProxyServer::start(config).await?;
+            println!("serving GOPROXY={} (Ctrl-C stops)", proxy.url());
+            let log = proxy.log();
+            let mut seen = 0;
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                        for r in log.since(seen) {
+                            println!("{} {} {} bytes {:.1} ms", r.status, r.path, r.bytes, r.duration_ms);
+                            seen += 1;
+                        }
+                    }
+                }
+            }
+            proxy.stop().await;
+            Ok(true)
+        }
+        Command::Selftest { app, proxy_port, pull, no_cache } => {
+            let (engine, p) = setup::provision(pull, &cache, &store, &mirror).await?;
+            print_provisioned(&p);
+            let app = app.unwrap_or_else(paths::sample_app_dir);
+            println!("selftest: building {} ({}) with BuildKit", app.display(), selftest::SELFTEST_DOCKERFILE);
+            let mut progress = |s: &StepReport| print_step(s);
+            let report = selftest::run_selftest(&engine, &app, &store, proxy_port, no_cache, &mut progress).await?;
+            let zips = report.proxy_requests.iter().filter(|r| r.path.ends_with(".zip")).count();
+            println!(
+                "selftest: built {} in {:.1} s; image {} is {:.1} MB, user `{}`",
+                selftest::SELFTEST_TAG,
+                report.build_seconds,
+                short(&report.image_id),
+                report.image_size_bytes as f64 / 1e6,
+                report.image_user
+            );
+            println!(
+                "selftest: the module proxy answered {} requests ({} module zips, {} bytes), {} unanswered",
+                report.proxy_requests.len(),
+                zips,
+                report.proxy_requests.iter().map(|r| r.bytes).sum::<u64>(),
+                report.proxy_misses().len()
+            );
+            println!("selftest: the service's self-test (no network) exited {}:", report.exit_code);
+            for line in report.output.lines() {
+                println!("  | {line}");
+            }
+            let failures = report.failures();
+            if failures.is_empty() {
+                println!("selftest: PASSED");
+                Ok(true)
+            } else {
+                for f in &failures {
+                    println!("selftest: FAILED: {f}");
+                }
+                Ok(false)
+            }
+        }
+        Command::Clean { base_images } => {
+            let engine = Engine::connect().await?;
+            let kinds: Option<&[&str]> = if base_images { None } else { Some(&["build", "selftest", "run"]) };
+            let removed = engine.remove_labelled(kinds).await?;
+            for r in &removed {
+                println!("removed {r}");
+            }
+            println!("clean: removed {} objects carrying layerbench's label", removed.len());
+            Ok(true)
+        }
+    }
+}
+
+fn print_provisioned(p: &setup::Provisioned) {
+    println!("engine: Docker {} (API {})", p.engine.engine, p.engine.api);
+    for image in &p.base_images {
+        println!("base image {}: {} [{}] {}", image.name, image.provenance, image.action, short(&image.id));
+    }
+    println!(
+        "module store {}: {} ({} modules, {} versions, {:.1} MB, {:.1} s)",
+        p.store.path.display(),
+        p.store.action,
+        p.store.modules,
+        p.store.versions,
+        p.store.zip_bytes as f64 / 1e6,
+        p.store.seconds
+    );
+}
+
+fn print_step(s: &StepReport) {
+    let secs = match (s.started_unix_ms, s.completed_unix_ms) {
+        (Some(a), Some(b)) => format!("{:6.2} s", b.saturating_sub(a) as f64 / 1000.0),
+        _ => "      ".to_string(),
+    };
+    let outcome = if s.error.is_some() {
+        "FAILED  "
+    } else if s.cached {
+        "cached  "
+    } else {
+        "executed"
+    };
+    println!("  {outcome} {secs}  {}", s.name);
+}
+
+fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
