@@ -13,8 +13,7 @@ DOCKER=/usr/bin/docker   # Debian's 20.10 client; /usr/local/bin/docker refuses 
 engine_answers() { [ -x "$DOCKER" ] && timeout 10 "$DOCKER" version >/dev/null 2>&1; }
 
 missing=()
-command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
-[ -x "$DOCKER" ] || missing+=(docker.io)
+if ! command -v dockerd >/dev/null 2>&1 || [ ! -x "$DOCKER" ]; then missing+=(docker.io); fi
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "need root to install ${missing[*]} (run as root, or install them yourself)"

@@ -384,20 +384,21 @@ impl Engine {
             .map_err(api(format!("create a container from {image}")))?;
         let id = created.id;
         let result = self.start_and_wait(&id, image, timeout).await;
-        let removed = self
-            .docker
-            .remove_container(
-                &id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .map_err(api(format!("remove container {id}")));
+        let removed = self.remove_container(&id).await;
         let outcome = result?;
         removed?;
         Ok(outcome)
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        self.docker
+            .remove_container(id, Some(options))
+            .await
+            .map_err(api(format!("remove container {id}")))
     }
 
     async fn start_and_wait(&self, id: &str, image: &str, timeout: Duration) -> Result<RunOutcome, EngineError> {
@@ -465,16 +466,7 @@ impl Engine {
                 continue;
             }
             let id = c.id.unwrap_or_default();
-            self.docker
-                .remove_container(
-                    &id,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        ..Default::default()
-                    }),
-                )
-                .await
-                .map_err(api(format!("remove container {id}")))?;
+            self.remove_container(&id).await?;
             removed.push(format!("container {id}"));
         }
         let images = self
