@@ -111,6 +111,9 @@ async fn run(command: Command) -> Result<bool> {
                 report.proxy_requests.iter().map(|r| r.bytes).sum::<u64>(),
                 report.proxy_misses().len()
             );
+            if report.proxy_requests.is_empty() {
+                println!("selftest: every module came from the build cache (`--no-cache` fetches them all again)");
+            }
             println!("selftest: the service's self-test (no network) exited {}:", report.exit_code);
             for line in report.output.lines() {
                 println!("  | {line}");
