@@ -64,10 +64,50 @@ pub enum Command {
         #[arg(long)]
         no_cache: bool,
     },
+    /// Build variants over scenarios and record every step's cache outcome and time.
+    Run {
+        /// The app (default: the bundled sample-go-app).
+        #[arg(long)]
+        app: Option<PathBuf>,
+        /// A variant (dockerfiles/<NAME>.Dockerfile); repeat for several; default: all.
+        #[arg(long = "variant")]
+        variants: Vec<String>,
+        /// A scenario by name; repeat for several; default: all in the scenarios folder.
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
+        /// The folder of scenario files (default: the shipped scenarios/).
+        #[arg(long)]
+        scenarios_dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        repetitions: u32,
+        #[arg(long, value_enum, default_value_t = BuilderChoice::Buildkit)]
+        builder: BuilderChoice,
+        /// How each cell starts: cold (baseline built ignoring the cache) or warm (baseline already cached).
+        #[arg(long, value_enum, default_value_t = CacheChoice::Cold)]
+        cache: CacheChoice,
+        /// Write DIR/results.json instead of results/<run-id>/results.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long = "proxy-port", default_value_t = DEFAULT_PORT)]
+        proxy_port: u16,
+    },
     /// Remove the containers and images layerbench created (only those: they carry its label).
     Clean {
         /// Also remove the base-image stand-ins layerbench built.
         #[arg(long)]
         base_images: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BuilderChoice {
+    Buildkit,
+    Legacy,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheChoice {
+    Cold,
+    Warm,
 }

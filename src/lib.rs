@@ -2,9 +2,16 @@
 
 pub mod cli;
 pub mod context;
+pub mod dockerfile;
 pub mod engine;
 pub mod goproxy;
 pub mod images;
 pub mod paths;
+pub mod progress;
+pub mod results;
+pub mod runner;
+pub mod scenario;
 pub mod selftest;
 pub mod setup;
+pub mod table;
+pub mod workspace;

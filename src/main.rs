@@ -5,15 +5,18 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use layerbench::cli::{Cli, Command};
+use layerbench::cli::{BuilderChoice, CacheChoice, Cli, Command};
 use layerbench::engine::{Engine, StepReport};
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer, Shaping};
 use layerbench::goproxy::store::Recipe;
-use layerbench::{paths, selftest, setup};
+use layerbench::engine::Builder;
+use layerbench::results::CacheState;
+use layerbench::{paths, progress, runner, scenario, selftest, setup, table};
 
 /// Exit codes: 0 success, 1 a check failed, 2 usage (clap), 3 the environment could not be provisioned or reached.
 const EXIT_CHECK_FAILED: u8 = 1;
 const EXIT_ENVIRONMENT: u8 = 3;
+const EXIT_INTERRUPTED: u8 = 130;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,6 +24,10 @@ async fn main() -> ExitCode {
     match run(cli.command).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),
+        Err(e) if matches!(e.downcast_ref::<runner::RunError>(), Some(runner::RunError::Interrupted(_))) => {
+            eprintln!("layerbench: {e:#}");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
         Err(e) => {
             eprintln!("layerbench: error: {e:#}");
             ExitCode::from(EXIT_ENVIRONMENT)
@@ -128,6 +135,56 @@ async fn run(command: Command) -> Result<bool> {
                 }
                 Ok(false)
             }
+        }
+        Command::Run { app, variants, scenarios, scenarios_dir, repetitions, builder, cache: cache_choice, out, proxy_port } => {
+            let app = app.unwrap_or_else(paths::sample_app_dir);
+            let scenarios = scenario::select(&scenarios_dir.unwrap_or_else(paths::scenarios_dir), &scenarios)?;
+            let variants = runner::variants(&app, &variants)?;
+            let builders = match builder {
+                BuilderChoice::Buildkit => vec![Builder::Buildkit],
+                BuilderChoice::Legacy => vec![Builder::Legacy],
+                BuilderChoice::Both => vec![Builder::Buildkit, Builder::Legacy],
+            };
+            let cache_state = match cache_choice {
+                CacheChoice::Cold => CacheState::Cold,
+                CacheChoice::Warm => CacheState::Warm,
+            };
+            let (engine, p) = setup::provision(false, &cache, &store, &mirror).await?;
+            print_provisioned(&p);
+            let run_id = paths::new_run_id();
+            let results_path = out.unwrap_or_else(|| paths::results_dir().join(&run_id)).join("results.json");
+            let proxy = ProxyServer::start(ProxyConfig::loopback(&store, proxy_port)).await?;
+            let plan = runner::Plan {
+                app: app.clone(),
+                cells: runner::cells(&variants, &scenarios, &builders, repetitions.max(1)),
+                cache_state,
+                work_dir: cache.join("workspaces").join(&run_id),
+                results_path: results_path.clone(),
+                proxy_url: proxy.url(),
+                store: layerbench::goproxy::layout::StoreLayout::new(&store),
+            };
+            let mut results = runner::new_results(&run_id, &p, &store, &plan, repetitions.max(1));
+            println!(
+                "run {run_id}: {} cells, {} builds; results go to {}",
+                plan.cells.len(),
+                plan.total_builds(),
+                results_path.display()
+            );
+            let (stop, mut interrupt) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    let _ = stop.send(true);
+                }
+            });
+            let mut progress = progress::Progress::start();
+            let outcome = runner::run(&engine, &plan, &proxy.log(), &mut results, &mut |e| progress.event(e), &mut interrupt).await;
+            progress.finish();
+            proxy.stop().await;
+            outcome?;
+            print!("{}", table::cell_tables(&results));
+            let failed = results.records.iter().filter(|r| r.outcome != "ok").count();
+            println!("run {run_id}: {} builds recorded, {failed} failed; results: {}", results.records.len(), results_path.display());
+            Ok(failed == 0)
         }
         Command::Clean { base_images } => {
             let engine = Engine::connect().await?;

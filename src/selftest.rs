@@ -86,8 +86,9 @@ pub async fn run_selftest(
     build_args.insert("GOSUMDB".to_string(), "off".to_string());
     let mut labels = BTreeMap::new();
     labels.insert(crate::engine::KIND_LABEL.to_string(), "selftest".to_string());
+    let what = format!("{} ({SELFTEST_DOCKERFILE})", app.display());
     let request = BuildRequest {
-        what: format!("{} ({SELFTEST_DOCKERFILE})", app.display()),
+        what: what.clone(),
         context_tar: context.tar,
         dockerfile: SELFTEST_DOCKERFILE.to_string(),
         tag: SELFTEST_TAG.to_string(),
@@ -100,18 +101,18 @@ pub async fn run_selftest(
     let built = engine.build(request, progress).await;
     let proxy_requests = proxy.log().snapshot();
     proxy.stop().await;
-    let built = built?;
+    let (image, steps, wall) = built?.into_image(&what)?;
     let run = engine
         .run_to_completion(SELFTEST_TAG, &["selftest"], "none", Duration::from_secs(60))
         .await?;
     Ok(SelftestReport {
         app: app.to_path_buf(),
         dockerfile: SELFTEST_DOCKERFILE.to_string(),
-        image_id: built.image.id,
-        image_size_bytes: built.image.size_bytes,
-        image_user: built.image.user,
-        build_seconds: built.wall.as_secs_f64(),
-        steps: built.steps,
+        image_id: image.id,
+        image_size_bytes: image.size_bytes,
+        image_user: image.user,
+        build_seconds: wall.as_secs_f64(),
+        steps,
         proxy_requests,
         exit_code: run.exit_code,
         output: run.output,

@@ -41,8 +41,8 @@ async fn cleanup_removes_labelled_images_and_leaves_an_unrelated_image_alone() {
         network_mode: "none".into(),
         no_cache: false,
     };
-    let built = engine.build(request, &mut |_| {}).await.unwrap();
-    assert_eq!(built.image.labels.get(layerbench::engine::MANAGED_LABEL).map(String::as_str), Some("true"));
+    let (image, _, _) = engine.build(request, &mut |_| {}).await.unwrap().into_image("fixture").unwrap();
+    assert_eq!(image.labels.get(layerbench::engine::MANAGED_LABEL).map(String::as_str), Some("true"));
 
     let removed = engine.remove_labelled(Some(&["build", "selftest", "run"])).await.unwrap();
     assert!(removed.iter().any(|r| r.contains("layerbench-test/labelled:remove")), "{removed:?}");

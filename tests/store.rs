@@ -53,3 +53,22 @@ fn building_the_store_twice_gives_byte_identical_files_with_two_toml_versions() 
         }
     }
 }
+
+#[test]
+fn the_store_hashes_agree_with_the_go_sum_that_go_wrote_for_the_sample() {
+    let store = StoreLayout::new(paths::store_dir());
+    store.validate().unwrap_or_else(|e| panic!("run `layerbench setup` first: {e}"));
+    let go_sum = std::fs::read_to_string(paths::sample_app_dir().join("go.sum")).unwrap();
+    let mut checked = 0;
+    for line in go_sum.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let (module, version, hash) = (parts[0], parts[1], parts[2]);
+        let ours = match version.strip_suffix("/go.mod") {
+            Some(v) => layerbench::goproxy::gosum::hash_mod(&std::fs::read(store.file(module, v, "mod")).unwrap()),
+            None => layerbench::goproxy::gosum::hash_zip(&store.file(module, version, "zip")).unwrap(),
+        };
+        assert_eq!(ours, hash, "{module} {version}");
+        checked += 1;
+    }
+    assert!(checked > 30);
+}

@@ -1,6 +1,4 @@
-# layered: the recommended template. Module files first so the download layer
-# survives source edits; a static binary (CGO_ENABLED=0) in an empty final
-# image, run as an unprivileged user.
+# layered: go.mod and go.sum first so the download layer survives source edits; a static binary (CGO_ENABLED=0) in an empty final image, run as an unprivileged user.
 FROM golang:1.23 AS build
 ARG GOPROXY
 ARG GOSUMDB

@@ -1,6 +1,7 @@
 //! The Go module side of layerbench: the module store (built from Debian's packages) and the GOPROXY server over it.
 
 pub mod gomod;
+pub mod gosum;
 pub mod layout;
 pub mod server;
 pub mod store;

@@ -1,5 +1,9 @@
 //! The Docker engine, through bollard (the only module that uses it): connect, build, import, inspect, run, and remove only what layerbench labelled.
 
+pub mod stream;
+
+use stream::{BuildStream, StreamItem};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -113,12 +117,39 @@ pub struct StepReport {
     pub error: Option<String>,
 }
 
-/// What a finished build produced.
+/// What a build produced: an image, or the step that failed and why.
 #[derive(Debug, Clone)]
 pub struct BuildOutcome {
-    pub image: ImageFacts,
+    pub image: Option<ImageFacts>,
     pub steps: Vec<StepReport>,
     pub wall: Duration,
+    pub failure: Option<BuildFailure>,
+}
+
+/// A build that the builder ended with an error (the engine itself worked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildFailure {
+    pub step: String,
+    pub message: String,
+}
+
+impl BuildOutcome {
+    /// The image, or the build failure as an error naming what was built.
+    pub fn into_image(self, what: &str) -> Result<(ImageFacts, Vec<StepReport>, Duration), EngineError> {
+        match (self.image, self.failure) {
+            (Some(image), None) => Ok((image, self.steps, self.wall)),
+            (_, Some(f)) => Err(EngineError::BuildFailed {
+                what: what.to_string(),
+                step: f.step,
+                message: f.message,
+            }),
+            (None, None) => Err(EngineError::BuildFailed {
+                what: what.to_string(),
+                step: "(end of build)".into(),
+                message: "no image was produced".into(),
+            }),
+        }
+    }
 }
 
 /// A container run to completion.
@@ -303,51 +334,67 @@ impl Engine {
             None,
             Some(bollard::body_full(request.context_tar.clone().into())),
         );
-        let mut steps = StepLog::default();
+        let mut steps = BuildStream::default();
+        let mut recorder = stream::Recorder::from_env();
         while let Some(item) = stream.next().await {
-            match item {
+            let items: Vec<StreamItem> = match item {
                 Ok(info) => {
-                    if let Some(Some(BuildInfoAux::BuildKit(status))) = info.aux.as_ref().map(Some) {
+                    let mut items = Vec::new();
+                    if let Some(BuildInfoAux::BuildKit(status)) = info.aux.as_ref() {
                         for v in &status.vertexes {
-                            steps.vertex(
-                                &v.digest,
-                                &v.name,
-                                v.cached,
-                                v.started.as_ref().map(|t| ts_ms(t.seconds, t.nanos)),
-                                v.completed.as_ref().map(|t| ts_ms(t.seconds, t.nanos)),
-                                &v.error,
-                                progress,
-                            );
+                            items.push(StreamItem::Vertex {
+                                digest: v.digest.clone(),
+                                name: v.name.clone(),
+                                cached: v.cached,
+                                started_unix_ms: v.started.as_ref().map(|t| ts_ms(t.seconds, t.nanos)),
+                                completed_unix_ms: v.completed.as_ref().map(|t| ts_ms(t.seconds, t.nanos)),
+                                error: v.error.clone(),
+                            });
                         }
                     }
                     if let Some(text) = &info.stream {
-                        steps.legacy_text(text, progress);
+                        items.push(StreamItem::Text { text: text.clone(), at_unix_ms: unix_ms_now() });
                     }
+                    items
                 }
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    return Err(EngineError::BuildFailed {
-                        what: request.what.clone(),
-                        step: steps.failing_step().unwrap_or_else(|| "(before the first step)".into()),
-                        message: error.trim().to_string(),
-                    });
-                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => vec![StreamItem::Error { message: error }],
                 Err(source) => {
                     return Err(EngineError::Api {
                         action: format!("build {}", request.what),
                         source,
                     })
                 }
+            };
+            for item in items {
+                recorder.record(&item);
+                steps.push(&item, progress);
+            }
+            if steps.failure().is_some() {
+                break;
             }
         }
-        let image = self.image(&request.tag).await?.ok_or_else(|| EngineError::BuildFailed {
-            what: request.what.clone(),
-            step: "(end of build)".into(),
-            message: format!("the engine reported success but no image {} exists", request.tag),
-        })?;
+        if let Some(failure) = steps.failure().cloned() {
+            return Ok(BuildOutcome {
+                image: None,
+                steps: steps.finish(),
+                wall: started.elapsed(),
+                failure: Some(failure),
+            });
+        }
+        let wall = started.elapsed();
+        let image = self.image(&request.tag).await?;
+        let failure = match image {
+            Some(_) => None,
+            None => Some(BuildFailure {
+                step: "(end of build)".into(),
+                message: format!("the engine reported success but no image {} exists", request.tag),
+            }),
+        };
         Ok(BuildOutcome {
             image,
             steps: steps.finish(),
-            wall: started.elapsed(),
+            wall,
+            failure,
         })
     }
 
@@ -441,6 +488,21 @@ impl Engine {
         Ok(RunOutcome { exit_code, output })
     }
 
+    /// Removes dangling images that carry layerbench's label (old builds of a
+    /// re-used tag, the legacy builder's stage images); returns how many.
+    pub async fn prune_dangling(&self) -> Result<usize, EngineError> {
+        let mut filters = HashMap::new();
+        filters.insert("dangling".to_string(), vec!["true".to_string()]);
+        filters.insert("label".to_string(), vec![format!("{MANAGED_LABEL}=true")]);
+        let options = bollard::query_parameters::PruneImagesOptions { filters: Some(filters) };
+        let pruned = self
+            .docker
+            .prune_images(Some(options))
+            .await
+            .map_err(api("prune layerbench's dangling images"))?;
+        Ok(pruned.images_deleted.map_or(0, |d| d.len()))
+    }
+
     /// Removes every container and image that carries layerbench's label (and
     /// `kind` among `kinds`, when given); nothing else is touched. Returns what was removed.
     pub async fn remove_labelled(&self, kinds: Option<&[&str]>) -> Result<Vec<String>, EngineError> {
@@ -508,100 +570,3 @@ fn tokio_util_stream(file: tokio::fs::File) -> impl futures_util::Stream<Item = 
     })
 }
 
-/// Collects step reports from either builder's stream.
-#[derive(Debug, Default)]
-struct StepLog {
-    order: Vec<String>,
-    by_key: HashMap<String, StepReport>,
-    legacy_current: Option<String>,
-}
-
-impl StepLog {
-    #[allow(clippy::too_many_arguments)]
-    fn vertex(
-        &mut self,
-        digest: &str,
-        name: &str,
-        cached: bool,
-        started: Option<u64>,
-        completed: Option<u64>,
-        error: &str,
-        progress: &mut dyn FnMut(&StepReport),
-    ) {
-        if name.starts_with("[internal]")
-            || name.starts_with("exporting")
-            || name.starts_with("naming")
-            || name.starts_with("copy /context")
-        {
-            return;
-        }
-        if !self.by_key.contains_key(digest) {
-            self.order.push(digest.to_string());
-        }
-        let step = self.by_key.entry(digest.to_string()).or_insert_with(|| StepReport {
-            name: name.to_string(),
-            cached: false,
-            started_unix_ms: None,
-            completed_unix_ms: None,
-            error: None,
-        });
-        let was_done = step.completed_unix_ms.is_some();
-        step.cached |= cached;
-        step.started_unix_ms = step.started_unix_ms.or(started);
-        step.completed_unix_ms = completed.or(step.completed_unix_ms);
-        if !error.is_empty() {
-            step.error = Some(error.to_string());
-        }
-        if !was_done && step.completed_unix_ms.is_some() {
-            progress(step);
-        }
-    }
-
-    fn legacy_text(&mut self, text: &str, progress: &mut dyn FnMut(&StepReport)) {
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("Step ") {
-                let name = rest.split_once(" : ").map_or(rest, |(_, n)| n).to_string();
-                self.close_legacy(progress);
-                let key = format!("legacy-{}", self.order.len());
-                self.order.push(key.clone());
-                self.by_key.insert(
-                    key.clone(),
-                    StepReport {
-                        name,
-                        cached: false,
-                        started_unix_ms: Some(unix_ms_now()),
-                        completed_unix_ms: None,
-                        error: None,
-                    },
-                );
-                self.legacy_current = Some(key);
-            } else if line.trim() == "---> Using cache" {
-                if let Some(step) = self.legacy_current.as_ref().and_then(|k| self.by_key.get_mut(k)) {
-                    step.cached = true;
-                }
-            }
-        }
-    }
-
-    fn close_legacy(&mut self, progress: &mut dyn FnMut(&StepReport)) {
-        if let Some(step) = self.legacy_current.take().and_then(|k| self.by_key.get_mut(&k)) {
-            step.completed_unix_ms = Some(unix_ms_now());
-            progress(step);
-        }
-    }
-
-    fn failing_step(&self) -> Option<String> {
-        self.order
-            .iter()
-            .filter_map(|k| self.by_key.get(k))
-            .find(|s| s.error.is_some())
-            .or_else(|| self.legacy_current.as_ref().and_then(|k| self.by_key.get(k)))
-            .or_else(|| self.order.last().and_then(|k| self.by_key.get(k)))
-            .map(|s| s.name.clone())
-    }
-
-    fn finish(mut self) -> Vec<StepReport> {
-        self.close_legacy(&mut |_| {});
-        self.order.iter().filter_map(|k| self.by_key.remove(k)).collect()
-    }
-}

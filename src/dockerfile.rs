@@ -1,0 +1,145 @@
+//! A Dockerfile read as stages and instructions, so both builders' step reports map onto the same names; and the line edits scenarios make to it.
+
+use serde::{Deserialize, Serialize};
+
+/// One instruction of a Dockerfile (continuation lines joined).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instruction {
+    /// The stage's `AS` name, or `stage-N` for an unnamed stage (BuildKit's naming); empty for `ARG`s before the first `FROM`.
+    pub stage: String,
+    /// The keyword in capitals (`FROM`, `RUN`, `COPY`, ...).
+    pub keyword: String,
+    /// The instruction as written, on one line.
+    pub text: String,
+}
+
+/// The instructions of a Dockerfile in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerfileModel {
+    pub instructions: Vec<Instruction>,
+}
+
+impl DockerfileModel {
+    pub fn parse(text: &str) -> DockerfileModel {
+        let mut instructions = Vec::new();
+        let mut stage = String::new();
+        let mut stage_index = 0usize;
+        let mut pending = String::new();
+        for raw in text.lines() {
+            let line = raw.trim();
+            if pending.is_empty() && (line.is_empty() || line.starts_with('#')) {
+                continue;
+            }
+            if pending.is_empty() && line.is_empty() {
+                continue;
+            }
+            if line.starts_with('#') {
+                continue; // comments inside a continued instruction
+            }
+            if let Some(body) = line.strip_suffix('\\') {
+                pending.push_str(body.trim_end());
+                pending.push(' ');
+                continue;
+            }
+            pending.push_str(line);
+            let text = std::mem::take(&mut pending).split_whitespace().collect::<Vec<_>>().join(" ");
+            let keyword = text.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            if keyword == "FROM" {
+                let words: Vec<&str> = text.split_whitespace().collect();
+                stage = match words.iter().position(|w| w.eq_ignore_ascii_case("AS")) {
+                    Some(i) if i + 1 < words.len() => words[i + 1].to_string(),
+                    _ => format!("stage-{stage_index}"),
+                };
+                stage_index += 1;
+            }
+            instructions.push(Instruction {
+                stage: stage.clone(),
+                keyword,
+                text,
+            });
+        }
+        DockerfileModel { instructions }
+    }
+
+    /// The instruction the legacy builder calls `Step n/M` (1-based over the whole file).
+    pub fn legacy_step(&self, n: usize) -> Option<&Instruction> {
+        n.checked_sub(1).and_then(|i| self.instructions.get(i))
+    }
+
+    /// The instruction BuildKit calls `[stage i/n]`: BuildKit numbers only
+    /// the instructions that make a vertex (FROM, RUN, COPY, ADD, WORKDIR).
+    pub fn buildkit_step(&self, stage: &str, i: usize) -> Option<&Instruction> {
+        self.instructions
+            .iter()
+            .filter(|ins| ins.stage == stage && makes_vertex(ins))
+            .nth(i.checked_sub(1)?)
+    }
+
+    /// Position of an instruction in the file, for ordering step reports.
+    pub fn position(&self, ins: &Instruction) -> Option<usize> {
+        self.instructions.iter().position(|x| x == ins)
+    }
+}
+
+/// `FROM scratch` makes no vertex; neither do metadata instructions (ARG, ENV, USER, ...).
+fn makes_vertex(ins: &Instruction) -> bool {
+    match ins.keyword.as_str() {
+        "FROM" => ins.text.split_whitespace().nth(1).is_some_and(|image| image != "scratch"),
+        k => matches!(k, "RUN" | "COPY" | "ADD" | "WORKDIR"),
+    }
+}
+
+/// Splits a BuildKit vertex name `[build 4/6] RUN go mod download` into (`build`, 4, `RUN go mod download`).
+pub fn split_buildkit_name(name: &str) -> Option<(String, usize, String)> {
+    let rest = name.strip_prefix('[')?;
+    let (label, text) = rest.split_once("] ")?;
+    // A Dockerfile with one unnamed stage gives `[2/5]`, with no stage name.
+    let (stage, frac) = label.rsplit_once(' ').unwrap_or(("stage-0", label));
+    let (i, _) = frac.split_once('/')?;
+    Some((stage.to_string(), i.parse().ok()?, text.trim().to_string()))
+}
+
+/// Splits a legacy step line `Step 4/11 : RUN go mod download` into (4, `RUN go mod download`).
+pub fn split_legacy_step(line: &str) -> Option<(usize, String)> {
+    let rest = line.strip_prefix("Step ")?;
+    let (frac, text) = rest.split_once(" : ")?;
+    let (n, _) = frac.split_once('/')?;
+    Some((n.trim().parse().ok()?, text.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAYERED: &str = "# comment\nFROM golang:1.23 AS build\nARG GOPROXY\nWORKDIR /src\nCOPY go.mod go.sum ./\nRUN go mod \\\n    download\nCOPY . .\nRUN go build -o /out/app .\n\nFROM scratch\nCOPY --from=build /out/app /app\nUSER 65532\nENTRYPOINT [\"/app\"]\n";
+
+    #[test]
+    fn stages_and_continuations_are_read() {
+        let m = DockerfileModel::parse(LAYERED);
+        assert_eq!(m.instructions.len(), 11);
+        assert_eq!(m.instructions[4].text, "RUN go mod download");
+        assert_eq!(m.instructions[4].stage, "build");
+        assert_eq!(m.instructions[7].stage, "stage-1");
+    }
+
+    #[test]
+    fn both_builders_step_numbers_map_to_the_same_instruction() {
+        let m = DockerfileModel::parse(LAYERED);
+        let bk = m.buildkit_step("build", 4).unwrap();
+        let legacy = m.legacy_step(5).unwrap();
+        assert_eq!(bk, legacy);
+        assert_eq!(bk.text, "RUN go mod download");
+        assert_eq!(m.buildkit_step("stage-1", 1).unwrap().keyword, "COPY", "FROM scratch makes no vertex");
+    }
+
+    #[test]
+    fn step_names_are_split() {
+        assert_eq!(
+            split_buildkit_name("[build 4/6] RUN go mod download"),
+            Some(("build".into(), 4, "RUN go mod download".into()))
+        );
+        assert_eq!(split_buildkit_name("[internal] load .dockerignore"), None);
+        assert_eq!(split_buildkit_name("[3/5] COPY . ."), Some(("stage-0".into(), 3, "COPY . .".into())));
+        assert_eq!(split_legacy_step("Step 4/11 : RUN go mod download"), Some((4, "RUN go mod download".into())));
+    }
+}

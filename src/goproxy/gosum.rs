@@ -1,0 +1,206 @@
+//! go.sum hashes (the `h1:` directory hash) of store contents, and the go.mod/go.sum rewrite of a dependency bump.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::goproxy::gomod::{self, Version};
+use crate::goproxy::layout::StoreLayout;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BumpError {
+    #[error("{go_mod} does not require {module}; a bump can only change a module it requires")]
+    NotRequired { go_mod: PathBuf, module: String },
+    #[error("the module store {store} has no {module}@{version} (it has: {available})")]
+    NotInStore {
+        store: PathBuf,
+        module: String,
+        version: String,
+        available: String,
+    },
+    #[error("{module}@{version} requires {needs}, newer than what {go_mod} selects ({has}); bumping it would change other requirements, which a bump change does not do")]
+    WouldChangeOthers {
+        go_mod: PathBuf,
+        module: String,
+        version: String,
+        needs: String,
+        has: String,
+    },
+    #[error("failed to read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to read the module zip {path}: {source}")]
+    Zip {
+        path: PathBuf,
+        source: zip::result::ZipError,
+    },
+}
+
+/// Go's `dirhash.Hash1` over (name, content) pairs.
+pub fn hash1(mut files: Vec<(String, Vec<u8>)>) -> String {
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut summary = String::new();
+    for (name, content) in &files {
+        summary.push_str(&format!("{}  {}\n", crate::goproxy::store::hex(&Sha256::digest(content)), name));
+    }
+    format!("h1:{}", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(summary.as_bytes())))
+}
+
+/// The go.sum hash of a module zip (the names are the zip's entry names).
+pub fn hash_zip(path: &Path) -> Result<String, BumpError> {
+    let zip_err = |source| BumpError::Zip {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(|source| BumpError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut archive = zip::ZipArchive::new(file).map_err(zip_err)?;
+    let mut files = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(zip_err)?;
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).map_err(|source| BumpError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        files.push((entry.name().to_string(), content));
+    }
+    Ok(hash1(files))
+}
+
+/// The go.sum hash of a `.mod` file.
+pub fn hash_mod(content: &[u8]) -> String {
+    hash1(vec![("go.mod".to_string(), content.to_vec())])
+}
+
+/// go.mod and go.sum after a bump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bumped {
+    pub go_mod: String,
+    pub go_sum: String,
+    pub from_version: String,
+}
+
+/// Points `module` at `version` in go.mod and puts the store's hashes for
+/// that version into go.sum (the old version's zip hash goes; its go.mod hash
+/// stays, as other modules may still name that version). Refuses a bump that
+/// would need other requirements to change.
+pub fn bump(
+    go_mod_path: &Path,
+    go_mod: &str,
+    go_sum: &str,
+    module: &str,
+    version: &str,
+    store: &StoreLayout,
+) -> Result<Bumped, BumpError> {
+    let required = gomod::requirements(go_mod);
+    let current = required.iter().find(|r| r.module == module).ok_or_else(|| BumpError::NotRequired {
+        go_mod: go_mod_path.to_path_buf(),
+        module: module.to_string(),
+    })?;
+    let zip = store.file(module, version, "zip");
+    let mod_file = store.file(module, version, "mod");
+    if !zip.is_file() || !mod_file.is_file() {
+        let available = std::fs::read_to_string(store.version_dir(module).join("list"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(", "))
+            .unwrap_or_else(|_| "no version".into());
+        return Err(BumpError::NotInStore {
+            store: store.root().to_path_buf(),
+            module: module.to_string(),
+            version: version.to_string(),
+            available,
+        });
+    }
+    let mod_content = std::fs::read(&mod_file).map_err(|source| BumpError::Io {
+        path: mod_file.clone(),
+        source,
+    })?;
+    for need in gomod::requirements(&String::from_utf8_lossy(&mod_content)) {
+        let has = required.iter().find(|r| r.module == need.module);
+        let older = match (has.and_then(|h| Version::parse(&h.version)), Version::parse(&need.version)) {
+            (Some(h), Some(n)) => h < n,
+            _ => has.is_none(),
+        };
+        if older {
+            return Err(BumpError::WouldChangeOthers {
+                go_mod: go_mod_path.to_path_buf(),
+                module: module.to_string(),
+                version: version.to_string(),
+                needs: format!("{}@{}", need.module, need.version),
+                has: has.map_or("nothing".into(), |h| format!("{}@{}", h.module, h.version)),
+            });
+        }
+    }
+    let from_version = current.version.clone();
+    let new_go_mod = rewrite_require(go_mod, module, &from_version, version);
+    let zip_hash = hash_zip(&zip)?;
+    let mod_hash = hash_mod(&mod_content);
+    let mut lines: Vec<String> = go_sum
+        .lines()
+        .filter(|l| {
+            let mut p = l.split_whitespace();
+            !(p.next() == Some(module) && p.next() == Some(from_version.as_str()))
+                && !(l.starts_with(&format!("{module} {version} ")) || l.starts_with(&format!("{module} {version}/go.mod ")))
+        })
+        .map(str::to_string)
+        .collect();
+    lines.push(format!("{module} {version} {zip_hash}"));
+    lines.push(format!("{module} {version}/go.mod {mod_hash}"));
+    lines.sort_by(|a, b| sum_key(a).cmp(&sum_key(b)));
+    lines.dedup();
+    Ok(Bumped {
+        go_mod: new_go_mod,
+        go_sum: lines.join("\n") + "\n",
+        from_version,
+    })
+}
+
+fn sum_key(line: &str) -> (String, Option<Version>, bool, String) {
+    let mut p = line.split_whitespace();
+    let module = p.next().unwrap_or("").to_string();
+    let v = p.next().unwrap_or("");
+    let (ver, is_mod) = match v.strip_suffix("/go.mod") {
+        Some(x) => (x, true),
+        None => (v, false),
+    };
+    (module, Version::parse(ver), is_mod, line.to_string())
+}
+
+fn rewrite_require(go_mod: &str, module: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(go_mod.len());
+    for line in go_mod.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let is_target = match words.as_slice() {
+            ["require", m, v, ..] => *m == module && *v == from,
+            [m, v, ..] => *m == module && *v == from,
+            _ => false,
+        };
+        if is_target {
+            out.push_str(&line.replacen(from, to, 1));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requires_are_rewritten_in_blocks_and_single_lines() {
+        let m = "module x\n\nrequire a.com/b v1.0.0\nrequire (\n\tc.com/d v1.2.0\n\tc.com/dd v1.2.0\n)\n";
+        let out = rewrite_require(m, "c.com/d", "v1.2.0", "v1.3.2");
+        assert!(out.contains("\tc.com/d v1.3.2\n") && out.contains("\tc.com/dd v1.2.0\n"), "{out}");
+        let out = rewrite_require(m, "a.com/b", "v1.0.0", "v1.1.0");
+        assert!(out.contains("require a.com/b v1.1.0\n"), "{out}");
+    }
+}

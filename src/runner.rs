@@ -1,0 +1,541 @@
+//! Runs the cells of a plan (variant × scenario × builder × repetition): a scratch workspace per cell, a baseline build, then one build per scenario step; emits events and writes results after every build.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::context::{build_context, ContextError};
+use crate::dockerfile::{split_buildkit_name, split_legacy_step, DockerfileModel};
+use crate::engine::{BuildRequest, Builder, Engine, EngineError, StepReport, KIND_LABEL};
+use crate::goproxy::layout::StoreLayout;
+use crate::goproxy::server::{ProxyLog, ProxyRequest, RequestKind};
+use crate::goproxy::store::StoreReport;
+use crate::results::{
+    BuildRecord, CacheState, ImageRecord, LayerRecord, ProxyRecord, Results, ResultsError, RunOptions, StoreProvenance,
+    SCHEMA_VERSION,
+};
+use crate::setup::Provisioned;
+use crate::scenario::{Scenario, Step};
+use crate::workspace::{Applied, Workspace, WorkspaceError};
+
+/// Label carrying the run id on every image a run builds.
+pub const RUN_LABEL: &str = "io.layerbench.run";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no variant named `{name}`: {dir} has {available}")]
+    UnknownVariant { name: String, dir: PathBuf, available: String },
+    #[error("failed to list the variants in {dir}: {source}")]
+    Variants { dir: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error("failed to prepare the scratch workspace for {cell}: {source}")]
+    Workspace { cell: String, source: WorkspaceError },
+    #[error("interrupted; the partial results (every build finished so far) are in {0}")]
+    Interrupted(PathBuf),
+}
+
+/// A Dockerfile of the app: `dockerfiles/<name>.Dockerfile`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub name: String,
+    pub dockerfile: String,
+}
+
+/// The variants of an app: every `dockerfiles/*.Dockerfile`, or those named.
+pub fn variants(app: &Path, names: &[String]) -> Result<Vec<Variant>, RunError> {
+    let dir = app.join("dockerfiles");
+    let entries = std::fs::read_dir(&dir).map_err(|source| RunError::Variants { dir: dir.clone(), source })?;
+    let mut all: Vec<Variant> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().to_string();
+            file.strip_suffix(".Dockerfile").map(|n| Variant {
+                name: n.to_string(),
+                dockerfile: format!("dockerfiles/{file}"),
+            })
+        })
+        .collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    if names.is_empty() {
+        return Ok(all);
+    }
+    names
+        .iter()
+        .map(|n| {
+            all.iter().find(|v| &v.name == n).cloned().ok_or_else(|| RunError::UnknownVariant {
+                name: n.clone(),
+                dir: dir.clone(),
+                available: all.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+/// One cell of a plan.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub index: usize,
+    pub variant: Variant,
+    pub scenario: Scenario,
+    pub builder: Builder,
+    pub repetition: u32,
+}
+
+impl Cell {
+    pub fn label(&self) -> String {
+        format!(
+            "{} × {} · {} · rep {}",
+            self.variant.name,
+            self.scenario.name,
+            builder_name(self.builder),
+            self.repetition
+        )
+    }
+
+    /// Builds in this cell: the baseline plus one per step.
+    pub fn builds(&self) -> usize {
+        1 + self.scenario.steps.len()
+    }
+}
+
+pub fn builder_name(b: Builder) -> &'static str {
+    match b {
+        Builder::Buildkit => "buildkit",
+        Builder::Legacy => "legacy",
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub app: PathBuf,
+    pub cells: Vec<Cell>,
+    pub cache_state: CacheState,
+    /// Scratch workspaces go below this folder (one per cell, removed after it).
+    pub work_dir: PathBuf,
+    pub results_path: PathBuf,
+    pub proxy_url: String,
+    pub store: StoreLayout,
+}
+
+/// Every cell: each variant × scenario × builder × repetition, in that nesting order.
+pub fn cells(variants: &[Variant], scenarios: &[Scenario], builders: &[Builder], repetitions: u32) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for variant in variants {
+        for scenario in scenarios {
+            for &builder in builders {
+                for repetition in 1..=repetitions {
+                    cells.push(Cell {
+                        index: cells.len(),
+                        variant: variant.clone(),
+                        scenario: scenario.clone(),
+                        builder,
+                        repetition,
+                    });
+                }
+            }
+        }
+    }
+    cells
+}
+
+impl Plan {
+    pub fn total_builds(&self) -> usize {
+        self.cells.iter().map(Cell::builds).sum()
+    }
+}
+
+/// A results file for `plan`, with the provenance of this machine and run, and no records yet.
+pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: &Plan, repetitions: u32) -> Results {
+    let report = StoreReport::read(store);
+    let unique = |names: Vec<String>| {
+        let mut seen = Vec::new();
+        for n in names {
+            if !seen.contains(&n) {
+                seen.push(n);
+            }
+        }
+        seen
+    };
+    Results {
+        schema_version: SCHEMA_VERSION,
+        run_id: run_id.to_string(),
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: crate::workspace::source_commit(Path::new(env!("CARGO_MANIFEST_DIR"))),
+        started_unix_ms: now_ms(),
+        engine: provisioned.engine.clone(),
+        base_images: provisioned.base_images.clone(),
+        store: StoreProvenance {
+            path: store.display().to_string(),
+            recipe_fingerprint: report.as_ref().map(|r| r.recipe_fingerprint.clone()).unwrap_or_default(),
+            mirror: report.as_ref().map(|r| r.mirror.clone()).unwrap_or_default(),
+            modules: provisioned.store.modules,
+            versions: provisioned.store.versions,
+        },
+        app: plan.app.display().to_string(),
+        options: RunOptions {
+            variants: unique(plan.cells.iter().map(|c| c.variant.name.clone()).collect()),
+            scenarios: unique(plan.cells.iter().map(|c| c.scenario.name.clone()).collect()),
+            repetitions,
+            builders: {
+                let mut b: Vec<Builder> = Vec::new();
+                for c in &plan.cells {
+                    if !b.contains(&c.builder) {
+                        b.push(c.builder);
+                    }
+                }
+                b
+            },
+            cache_state: plan.cache_state,
+            proxy_url: plan.proxy_url.clone(),
+        },
+        complete: false,
+        records: Vec::new(),
+    }
+}
+
+/// What the runner tells its reporter.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    CellStarted { cell: &'a Cell, of: usize },
+    BuildStarted { cell: &'a Cell, step: &'a str, build: usize, of: usize },
+    StepFinished { step: &'a StepReport },
+    BuildFinished { record: &'a BuildRecord },
+    CellFailed { cell: &'a Cell, message: String },
+}
+
+/// Runs every cell. `results` holds the provenance and receives the records;
+/// it is written to `plan.results_path` after every build. `interrupt`
+/// becoming `true` stops the run between or during builds.
+pub async fn run(
+    engine: &Engine,
+    plan: &Plan,
+    proxy: &ProxyLog,
+    results: &mut Results,
+    on_event: &mut dyn FnMut(Event<'_>),
+    interrupt: &mut watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    results.write(&plan.results_path)?;
+    let total = plan.total_builds();
+    let mut build_no = 0usize;
+    for cell in &plan.cells {
+        on_event(Event::CellStarted { cell, of: plan.cells.len() });
+        let outcome = run_cell(engine, plan, cell, proxy, results, on_event, interrupt, &mut build_no, total).await;
+        let cleanup = cleanup_cell(engine, plan, &cell_id(results, cell)).await;
+        match outcome {
+            Ok(()) => {}
+            Err(RunError::Interrupted(_)) => {
+                results.write(&plan.results_path)?;
+                return Err(RunError::Interrupted(plan.results_path.clone()));
+            }
+            Err(RunError::Workspace { cell: label, source }) => {
+                on_event(Event::CellFailed { cell, message: format!("{label}: {source}") });
+            }
+            Err(e) => return Err(e),
+        }
+        cleanup?;
+    }
+    results.complete = true;
+    results.write(&plan.results_path)?;
+    let _ = std::fs::remove_dir(&plan.work_dir); // only when empty: every cell removed its own
+    Ok(())
+}
+
+fn cell_id(results: &Results, cell: &Cell) -> String {
+    format!("{}-{}", results.run_id, cell.index + 1)
+}
+
+fn cell_tag(results: &Results, cell: &Cell) -> String {
+    let clean: String = cell
+        .variant
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    format!("layerbench/{clean}:{}", cell_id(results, cell))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_cell(
+    engine: &Engine,
+    plan: &Plan,
+    cell: &Cell,
+    proxy: &ProxyLog,
+    results: &mut Results,
+    on_event: &mut dyn FnMut(Event<'_>),
+    interrupt: &mut watch::Receiver<bool>,
+    build_no: &mut usize,
+    total: usize,
+) -> Result<(), RunError> {
+    let id = cell_id(results, cell);
+    let root = plan.work_dir.join(&id);
+    if root.exists() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    let ws = Workspace::create(&plan.app, &root, &cell.variant.dockerfile, Some(&id)).map_err(|source| RunError::Workspace {
+        cell: cell.label(),
+        source,
+    })?;
+    let mut build_args = BTreeMap::new();
+    build_args.insert("GOPROXY".to_string(), plan.proxy_url.clone());
+    build_args.insert("GOSUMDB".to_string(), "off".to_string());
+
+    if plan.cache_state == CacheState::Warm {
+        // The warm-up build is not recorded: it only puts the baseline into the cache.
+        let _ = build_once(engine, plan, cell, &ws, &build_args, results, proxy, false, "warm-up", &mut |_| {}, interrupt).await?;
+    }
+    *build_no += 1;
+    on_event(Event::BuildStarted { cell, step: "baseline", build: *build_no, of: total });
+    let cold = plan.cache_state == CacheState::Cold;
+    let record = build_once(engine, plan, cell, &ws, &build_args, results, proxy, cold, "baseline", &mut |s| on_event(Event::StepFinished { step: s }), interrupt).await?;
+    let failed = record.outcome != "ok";
+    push(results, plan, record, on_event)?;
+    if failed {
+        *build_no += cell.scenario.steps.len();
+        return Ok(());
+    }
+
+    for (i, step) in cell.scenario.steps.iter().enumerate() {
+        *build_no += 1;
+        let nonce = format!("{id}-{}", i + 1);
+        let mut applied = Applied::default();
+        if let Err(e) = apply_step(&ws, step, &nonce, &plan.store, &mut applied) {
+            let record = failed_record(cell, &step.name, results, &build_args, e.to_string());
+            push(results, plan, record, on_event)?;
+            *build_no += cell.scenario.steps.len() - i - 1;
+            return Ok(());
+        }
+        for (k, v) in &applied.build_args {
+            build_args.insert(k.clone(), v.clone());
+        }
+        on_event(Event::BuildStarted { cell, step: &step.name, build: *build_no, of: total });
+        let mut record = build_once(engine, plan, cell, &ws, &build_args, results, proxy, false, &step.name, &mut |s| on_event(Event::StepFinished { step: s }), interrupt).await?;
+        record.notes = applied.notes;
+        let failed = record.outcome != "ok";
+        push(results, plan, record, on_event)?;
+        if failed {
+            *build_no += cell.scenario.steps.len() - i - 1;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn apply_step(ws: &Workspace, step: &Step, nonce: &str, store: &StoreLayout, applied: &mut Applied) -> Result<(), WorkspaceError> {
+    for change in &step.changes {
+        ws.apply(change, nonce, &step.name, store, applied)?;
+    }
+    Ok(())
+}
+
+fn push(results: &mut Results, plan: &Plan, record: BuildRecord, on_event: &mut dyn FnMut(Event<'_>)) -> Result<(), RunError> {
+    results.records.push(record);
+    results.write(&plan.results_path)?;
+    if let Some(last) = results.records.last() {
+        on_event(Event::BuildFinished { record: last });
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn failed_record(cell: &Cell, step: &str, results: &Results, build_args: &BTreeMap<String, String>, error: String) -> BuildRecord {
+    BuildRecord {
+        variant: cell.variant.name.clone(),
+        scenario: cell.scenario.name.clone(),
+        step: step.to_string(),
+        repetition: cell.repetition,
+        builder: cell.builder,
+        cache_state: results.options.cache_state,
+        started_unix_ms: now_ms(),
+        wall_ms: 0.0,
+        outcome: "failed".into(),
+        error: Some(error),
+        layers: Vec::new(),
+        image: None,
+        proxy: ProxyRecord::default(),
+        build_args: build_args.clone(),
+        notes: Vec::new(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn build_once(
+    engine: &Engine,
+    plan: &Plan,
+    cell: &Cell,
+    ws: &Workspace,
+    build_args: &BTreeMap<String, String>,
+    results: &Results,
+    proxy: &ProxyLog,
+    no_cache: bool,
+    step: &str,
+    progress: &mut dyn FnMut(&StepReport),
+    interrupt: &mut watch::Receiver<bool>,
+) -> Result<BuildRecord, RunError> {
+    let model = ws.dockerfile_model().map_err(|source| RunError::Workspace { cell: cell.label(), source })?;
+    let context = match build_context(ws.root(), ws.dockerfile()) {
+        Ok(c) => c,
+        Err(e) => return Ok(failed_record(cell, step, results, build_args, context_error(e))),
+    };
+    let mut labels = BTreeMap::new();
+    labels.insert(KIND_LABEL.to_string(), "build".to_string());
+    labels.insert(RUN_LABEL.to_string(), results.run_id.clone());
+    let request = BuildRequest {
+        what: format!("{} ({})", cell.label(), step),
+        context_tar: context.tar,
+        dockerfile: ws.dockerfile().to_string(),
+        tag: cell_tag(results, cell),
+        build_args: build_args.clone(),
+        labels,
+        builder: cell.builder,
+        network_mode: "host".to_string(),
+        no_cache,
+    };
+    let mark = proxy.len();
+    let started_unix_ms = now_ms();
+    let started = Instant::now();
+    if *interrupt.borrow() {
+        return Err(RunError::Interrupted(plan.results_path.clone()));
+    }
+    let outcome = tokio::select! {
+        r = engine.build(request, progress) => r?,
+        _ = interrupt.changed() => return Err(RunError::Interrupted(plan.results_path.clone())),
+    };
+    let wall_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
+    let requests = proxy.since(mark);
+    let layers = layer_records(&model, cell.builder, &outcome.steps, started_unix_ms);
+    Ok(BuildRecord {
+        variant: cell.variant.name.clone(),
+        scenario: cell.scenario.name.clone(),
+        step: step.to_string(),
+        repetition: cell.repetition,
+        builder: cell.builder,
+        cache_state: results.options.cache_state,
+        started_unix_ms,
+        wall_ms,
+        outcome: if outcome.failure.is_none() { "ok".into() } else { "failed".into() },
+        error: outcome.failure.map(|f| format!("at `{}`: {}", f.step, f.message)),
+        layers,
+        image: outcome.image.map(|i| ImageRecord {
+            id: i.id,
+            size_bytes: i.size_bytes,
+            layer_count: i.layers,
+            user: i.user,
+        }),
+        proxy: proxy_record(&requests),
+        build_args: build_args.clone(),
+        notes: Vec::new(),
+    })
+}
+
+fn context_error(e: ContextError) -> String {
+    format!("the build context could not be made: {e}")
+}
+
+/// Maps the builder's step reports onto the Dockerfile's instructions, in file order.
+pub fn layer_records(model: &DockerfileModel, builder: Builder, steps: &[StepReport], build_start_unix_ms: u64) -> Vec<LayerRecord> {
+    let mut rows: Vec<(usize, LayerRecord)> = Vec::new();
+    for (n, s) in steps.iter().enumerate() {
+        let mapped = match builder {
+            Builder::Buildkit => split_buildkit_name(&s.name).and_then(|(stage, i, _)| model.buildkit_step(&stage, i)),
+            Builder::Legacy => split_legacy_step(&s.name).and_then(|(i, _)| model.legacy_step(i)),
+        };
+        let (stage, instruction, position) = match mapped {
+            Some(ins) => (ins.stage.clone(), ins.text.clone(), model.position(ins).unwrap_or(usize::MAX)),
+            // The legacy builder turns the build's labels into extra steps at the end: not Dockerfile steps.
+            None if s.name.contains(" : LABEL io.layerbench.") => continue,
+            None => (String::new(), s.name.clone(), usize::MAX - steps.len() + n),
+        };
+        let rel = |t: Option<u64>| t.map(|t| t as f64 - build_start_unix_ms as f64);
+        let duration_ms = match (s.started_unix_ms, s.completed_unix_ms) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64,
+            _ => 0.0,
+        };
+        rows.push((
+            position,
+            LayerRecord {
+                stage,
+                instruction,
+                cached: s.cached,
+                duration_ms,
+                start_ms: rel(s.started_unix_ms),
+                end_ms: rel(s.completed_unix_ms),
+                error: s.error.clone(),
+            },
+        ));
+    }
+    rows.sort_by_key(|(p, _)| *p);
+    rows.into_iter().map(|(_, r)| r).collect()
+}
+
+fn proxy_record(requests: &[ProxyRequest]) -> ProxyRecord {
+    let mut modules: Vec<String> = requests
+        .iter()
+        .filter(|r| r.kind == RequestKind::Zip && r.status == 200)
+        .filter_map(|r| Some(format!("{}@{}", r.module.as_ref()?, r.version.as_ref()?)))
+        .collect();
+    modules.sort();
+    ProxyRecord {
+        requests: requests.len(),
+        bytes: requests.iter().map(|r| r.bytes).sum(),
+        misses: requests.iter().filter(|r| r.is_miss()).count(),
+        modules,
+    }
+}
+
+/// After a cell: its workspace goes, and so do dangling images from its builds.
+/// Its last image stays tagged (`layerbench clean` removes it).
+async fn cleanup_cell(engine: &Engine, plan: &Plan, id: &str) -> Result<(), RunError> {
+    let root = plan.work_dir.join(id);
+    if root.exists() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    engine.prune_dangling().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(name: &str, cached: bool, a: u64, b: u64) -> StepReport {
+        StepReport { name: name.into(), cached, started_unix_ms: Some(a), completed_unix_ms: Some(b), error: None }
+    }
+
+    const DOCKERFILE: &str = "FROM golang:1.23 AS build\nARG GOPROXY\nWORKDIR /src\nCOPY go.mod go.sum ./\nRUN go mod download\nCOPY . .\nRUN go build -o /out/app .\nFROM scratch\nCOPY --from=build /out/app /app\nUSER 1\n";
+
+    #[test]
+    fn buildkit_reports_are_put_in_dockerfile_order_with_stages() {
+        let model = DockerfileModel::parse(DOCKERFILE);
+        let steps = vec![
+            report("[build 4/5] RUN go mod download", true, 1010, 1010),
+            report("[stage-1 1/1] COPY --from=build /out/app /app", false, 1500, 1510),
+            report("[build 1/5] FROM docker.io/library/golang:1.23", false, 1000, 1000),
+            report("[build 5/5] COPY . .", false, 1020, 1030),
+        ];
+        let rows = layer_records(&model, Builder::Buildkit, &steps, 1000);
+        let names: Vec<&str> = rows.iter().map(|r| r.instruction.as_str()).collect();
+        assert_eq!(names, ["FROM golang:1.23 AS build", "RUN go mod download", "COPY . .", "COPY --from=build /out/app /app"]);
+        assert_eq!(rows[3].stage, "stage-1");
+        assert_eq!(rows[2].duration_ms, 10.0);
+        assert_eq!(rows[2].start_ms, Some(20.0));
+    }
+
+    #[test]
+    fn legacy_reports_map_by_global_step_number() {
+        let model = DockerfileModel::parse(DOCKERFILE);
+        let steps = vec![report("Step 5/10 : RUN go mod download", true, 5, 6), report("Step 2/10 : ARG GOPROXY", false, 1, 2)];
+        let rows = layer_records(&model, Builder::Legacy, &steps, 0);
+        assert_eq!(rows[0].instruction, "ARG GOPROXY");
+        assert_eq!(rows[0].stage, "build");
+        assert!(rows[1].cached);
+    }
+}

@@ -1,0 +1,211 @@
+//! Scenario files: named, ordered steps of changes to a scratch copy of an app, each followed by one build.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("failed to read scenario file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("scenario file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("no scenario named `{name}` in {dir} (available: {available})")]
+    Unknown {
+        name: String,
+        dir: PathBuf,
+        available: String,
+    },
+}
+
+/// A scenario: what changes, step by step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+/// One step: its changes, applied in order, then one build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    #[serde(default, rename = "change")]
+    pub changes: Vec<Change>,
+}
+
+/// One change to the scratch copy. Texts may contain `{nonce}`, replaced by
+/// a value unique to the cell, so that an edit is new to the build cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Change {
+    /// Append text to a file.
+    Append { file: String, text: String },
+    /// Replace the first occurrence of `pattern` (which must occur) with `with`.
+    Replace { file: String, pattern: String, with: String },
+    /// Write a file (created or overwritten).
+    Write { file: String, text: String },
+    /// Delete a file.
+    Delete { file: String },
+    /// Set a file's modification time to now; its content is unchanged.
+    Touch { file: String },
+    /// Set a file's permission bits, written in octal (`"0755"`).
+    Chmod { file: String, mode: String },
+    /// Commit everything in the scratch repository.
+    GitCommit { message: String },
+    /// Replace the first occurrence of `pattern` (which must occur) in the variant's Dockerfile.
+    DockerfileReplace { pattern: String, with: String },
+    /// Move the Dockerfile line that contains `line` to just before the line that contains `before`.
+    DockerfileMove { line: String, before: String },
+    /// Point a required module at another version held by the module store,
+    /// rewriting go.mod and go.sum consistently.
+    BumpModule { module: String, version: String },
+    /// Set a build argument for this build and the ones after it.
+    BuildArg { name: String, value: String },
+}
+
+impl Scenario {
+    /// Parses scenario text; errors name the file, the line and the key.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let bad = |message: String| ScenarioError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        if scenario.name.trim().is_empty() {
+            return Err(bad("`name` is empty".into()));
+        }
+        if scenario.steps.is_empty() {
+            return Err(bad("a scenario needs at least one [[step]]".into()));
+        }
+        for (i, step) in scenario.steps.iter().enumerate() {
+            if step.name.trim().is_empty() || step.name == "baseline" {
+                return Err(bad(format!("step {} needs a name other than `baseline`", i + 1)));
+            }
+            if scenario.steps[..i].iter().any(|s| s.name == step.name) {
+                return Err(bad(format!("two steps are named `{}`", step.name)));
+            }
+            for change in &step.changes {
+                if let Change::Chmod { mode, .. } = change {
+                    if u32::from_str_radix(mode, 8).is_err() {
+                        return Err(bad(format!("step `{}`: chmod mode `{mode}` is not octal", step.name)));
+                    }
+                }
+            }
+        }
+        Ok(scenario)
+    }
+
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Scenario::parse(&text, path)
+    }
+}
+
+/// Every `*.toml` scenario in `dir`, sorted by name.
+pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ScenarioError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut scenarios = Vec::new();
+    for p in paths {
+        scenarios.push(Scenario::load(&p)?);
+    }
+    scenarios.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(scenarios)
+}
+
+/// The scenarios named in `names` (all of them when `names` is empty), in the order given.
+pub fn select(dir: &Path, names: &[String]) -> Result<Vec<Scenario>, ScenarioError> {
+    let all = load_dir(dir)?;
+    if names.is_empty() {
+        return Ok(all);
+    }
+    names
+        .iter()
+        .map(|n| {
+            all.iter().find(|s| &s.name == n).cloned().ok_or_else(|| ScenarioError::Unknown {
+                name: n.clone(),
+                dir: dir.to_path_buf(),
+                available: all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scenario_with_every_change_kind_parses() {
+        let text = r#"
+name = "all"
+description = "every change"
+[[step]]
+name = "one"
+change = [
+  { kind = "append", file = "a.go", text = "// {nonce}" },
+  { kind = "replace", file = "a.go", pattern = "x", with = "y" },
+  { kind = "write", file = "b.txt", text = "hi" },
+  { kind = "delete", file = "b.txt" },
+  { kind = "touch", file = "a.go" },
+  { kind = "chmod", file = "a.go", mode = "0755" },
+  { kind = "git-commit", message = "m" },
+  { kind = "dockerfile-replace", pattern = "a", with = "b" },
+  { kind = "dockerfile-move", line = "COPY . .", before = "RUN go mod download" },
+  { kind = "bump-module", module = "github.com/BurntSushi/toml", version = "v1.3.2" },
+  { kind = "build-arg", name = "X", value = "1" },
+]
+"#;
+        let s = Scenario::parse(text, Path::new("all.toml")).unwrap();
+        assert_eq!(s.steps[0].changes.len(), 11);
+    }
+
+    #[test]
+    fn a_typo_is_refused_with_file_line_and_key() {
+        let text = "name = \"t\"\ndescription = \"d\"\n[[step]]\nname = \"s\"\n[[step.change]]\nkind = \"append\"\nfile = \"a.go\"\ntxet = \"x\"\n";
+        let err = Scenario::parse(text, Path::new("scenarios/typo.toml")).unwrap_err().to_string();
+        assert!(err.contains("scenarios/typo.toml"), "{err}");
+        assert!(err.contains("line 8"), "{err}");
+        assert!(err.contains("txet"), "{err}");
+        let err = Scenario::parse("name = \"t\"\ndescripton = \"d\"\n", Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("descripton") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn bad_modes_and_reserved_step_names_are_refused() {
+        let text = "name = \"t\"\ndescription = \"d\"\n[[step]]\nname = \"baseline\"\n";
+        assert!(Scenario::parse(text, Path::new("x.toml")).is_err());
+        let text = "name = \"t\"\ndescription = \"d\"\n[[step]]\nname = \"s\"\nchange = [{ kind = \"chmod\", file = \"a\", mode = \"rwx\" }]\n";
+        assert!(Scenario::parse(text, Path::new("x.toml")).unwrap_err().to_string().contains("not octal"));
+    }
+
+    #[test]
+    fn the_shipped_scenarios_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let all = load_dir(&dir).unwrap();
+        for name in ["edit-go-source", "bump-dependency", "touch-only", "no-change"] {
+            assert!(all.iter().any(|s| s.name == name), "{name} is missing");
+        }
+    }
+}

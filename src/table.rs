@@ -1,0 +1,126 @@
+//! The end-of-run table: per cell, each build's cache outcomes, time and proxy requests (plain text, from results only).
+
+use crate::results::{BuildRecord, Results};
+use crate::runner::builder_name;
+
+/// One block per cell (variant, scenario, builder, repetition), in run order.
+pub fn cell_tables(results: &Results) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < results.records.len() {
+        let first = &results.records[i];
+        let same_cell = |r: &BuildRecord| {
+            r.variant == first.variant && r.scenario == first.scenario && r.builder == first.builder && r.repetition == first.repetition
+        };
+        let end = results.records[i..].iter().position(|r| !same_cell(r)).map_or(results.records.len(), |n| i + n);
+        out.push_str(&format!(
+            "{} × {} · {} · rep {} ({})\n",
+            first.variant,
+            first.scenario,
+            builder_name(first.builder),
+            first.repetition,
+            match first.cache_state {
+                crate::results::CacheState::Cold => "cold",
+                crate::results::CacheState::Warm => "warm",
+            }
+        ));
+        out.push_str(&format!("  {:<16} {:>6} {:>8} {:>9} {:>7}  {}\n", "step", "cached", "executed", "seconds", "proxy", "executed steps"));
+        for r in &results.records[i..end] {
+            // FROM is resolving the base image, not a cacheable step: it is not counted.
+            let steps: Vec<_> = r.layers.iter().filter(|l| !l.instruction.starts_with("FROM ")).collect();
+            let cached = steps.iter().filter(|l| l.cached).count();
+            let executed: Vec<&str> = r
+                .layers
+                .iter()
+                .filter(|l| !l.cached && !l.instruction.starts_with("FROM "))
+                .map(|l| l.instruction.as_str())
+                .collect();
+            let detail = match &r.error {
+                Some(e) => format!("FAILED: {e}"),
+                None => executed.join(" | "),
+            };
+            out.push_str(&format!(
+                "  {:<16} {:>6} {:>8} {:>9.2} {:>7}  {}\n",
+                r.step,
+                cached,
+                steps.len() - cached,
+                r.wall_ms / 1000.0,
+                r.proxy.requests,
+                detail
+            ));
+        }
+        out.push('\n');
+        i = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Builder, EngineVersion};
+    use crate::results::*;
+
+    fn record(step: &str, cached: &[bool], requests: usize) -> BuildRecord {
+        BuildRecord {
+            variant: "layered".into(),
+            scenario: "edit-go-source".into(),
+            step: step.into(),
+            repetition: 1,
+            builder: Builder::Buildkit,
+            cache_state: CacheState::Cold,
+            started_unix_ms: 0,
+            wall_ms: 1500.0,
+            outcome: "ok".into(),
+            error: None,
+            layers: cached
+                .iter()
+                .enumerate()
+                .map(|(i, c)| LayerRecord {
+                    stage: "build".into(),
+                    instruction: format!("RUN step{i}"),
+                    cached: *c,
+                    duration_ms: 1.0,
+                    start_ms: None,
+                    end_ms: None,
+                    error: None,
+                })
+                .collect(),
+            image: None,
+            proxy: ProxyRecord { requests, ..Default::default() },
+            build_args: Default::default(),
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_cell_table_lists_each_build_with_its_outcomes() {
+        let results = Results {
+            schema_version: SCHEMA_VERSION,
+            run_id: "r".into(),
+            harness_version: "0".into(),
+            git_commit: None,
+            started_unix_ms: 0,
+            engine: EngineVersion { engine: "20.10".into(), api: "1.41".into() },
+            base_images: vec![],
+            store: StoreProvenance { path: "s".into(), recipe_fingerprint: "f".into(), mirror: "m".into(), modules: 1, versions: 1 },
+            app: "a".into(),
+            options: RunOptions {
+                variants: vec![],
+                scenarios: vec![],
+                repetitions: 1,
+                builders: vec![Builder::Buildkit],
+                cache_state: CacheState::Cold,
+                proxy_url: "p".into(),
+            },
+            complete: true,
+            records: vec![record("baseline", &[false, false], 56), record("edit-handler", &[true, false], 0)],
+        };
+        let table = cell_tables(&results);
+        assert!(table.starts_with("layered × edit-go-source · buildkit · rep 1 (cold)\n"), "{table}");
+        let line = table.lines().find(|l| l.trim_start().starts_with("edit-handler")).unwrap();
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&cols[..5], ["edit-handler", "1", "1", "1.50", "0"]);
+        assert!(line.ends_with("RUN step1"));
+    }
+}

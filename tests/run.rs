@@ -1,0 +1,189 @@
+//! The measuring core against the real engine: scenarios applied to scratch copies, builds through both builders, cache outcomes and proxy requests recorded.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use layerbench::engine::Builder;
+use layerbench::goproxy::layout::StoreLayout;
+use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
+use layerbench::results::{BuildRecord, CacheState, Results};
+use layerbench::runner::{self, Plan};
+use layerbench::scenario::{self, Scenario};
+use layerbench::{paths, setup};
+
+const PROXY_PORT: u16 = 48125;
+
+fn tiny_app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-app")
+}
+
+fn shipped(name: &str) -> Scenario {
+    scenario::select(&paths::scenarios_dir(), &[name.to_string()]).unwrap().remove(0)
+}
+
+fn inline(text: &str) -> Scenario {
+    Scenario::parse(text, Path::new("(test)")).unwrap()
+}
+
+/// Runs the given cells and returns the results file as written to disk.
+async fn run(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, builders: &[Builder]) -> Results {
+    let store = paths::store_dir();
+    let cache = paths::cache_dir();
+    let (engine, provisioned) = setup::provision(false, &cache, &store, &paths::debian_mirror()).await.unwrap();
+    let names: Vec<String> = variants.iter().map(|v| v.to_string()).collect();
+    let variants = runner::variants(app, &names).unwrap();
+    let proxy = ProxyServer::start(ProxyConfig::loopback(&store, PROXY_PORT)).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let run_id = format!("test-{}", paths::new_run_id());
+    let plan = Plan {
+        app: app.to_path_buf(),
+        cells: runner::cells(&variants, &scenarios, builders, 1),
+        cache_state: CacheState::Cold,
+        work_dir: cache.join("workspaces").join(&run_id),
+        results_path: out.path().join("results.json"),
+        proxy_url: proxy.url(),
+        store: StoreLayout::new(&store),
+    };
+    let mut results = runner::new_results(&run_id, &provisioned, &store, &plan, 1);
+    let (_stop, mut interrupt) = tokio::sync::watch::channel(false);
+    runner::run(&engine, &plan, &proxy.log(), &mut results, &mut |_| {}, &mut interrupt).await.unwrap();
+    proxy.stop().await;
+    let on_disk = Results::read(&plan.results_path).unwrap();
+    assert_eq!(on_disk, results, "the results file holds what the run measured");
+    assert!(on_disk.complete);
+    on_disk
+}
+
+fn record<'a>(results: &'a Results, variant: &str, builder: Builder, step: &str) -> &'a BuildRecord {
+    results
+        .records
+        .iter()
+        .find(|r| r.variant == variant && r.builder == builder && r.step == step)
+        .unwrap_or_else(|| panic!("no record for {variant} {builder:?} {step}"))
+}
+
+/// The cache outcome of the step whose instruction starts with `prefix`.
+fn cached(r: &BuildRecord, prefix: &str) -> bool {
+    r.layers
+        .iter()
+        .find(|l| l.instruction.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{} {}: no step `{prefix}` in {:#?}", r.variant, r.step, r.layers))
+        .cached
+}
+
+fn tree_digest(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32, std::time::SystemTime)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, (std::fs::read(&p).unwrap(), meta.permissions().mode(), meta.modified().unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn editing_a_go_file_of_the_sample_keeps_the_download_layer_cached_and_fetches_nothing() {
+    let _guard = common::engine_lock();
+    let app = paths::sample_app_dir();
+    let before = tree_digest(&app);
+    let results = run(&app, &["layered"], vec![shipped("edit-go-source")], &[Builder::Buildkit]).await;
+    assert_eq!(tree_digest(&app), before, "the user's app directory was modified");
+
+    let baseline = record(&results, "layered", Builder::Buildkit, "baseline");
+    assert!(!cached(baseline, "RUN go mod download"), "a cold baseline runs the download");
+    assert!(baseline.proxy.requests > 0 && baseline.proxy.modules.len() >= 15);
+    let edit = record(&results, "layered", Builder::Buildkit, "edit-handler");
+    assert_eq!(edit.outcome, "ok", "{:?}", edit.error);
+    assert!(cached(edit, "COPY go.mod go.sum"));
+    assert!(cached(edit, "RUN go mod download"));
+    assert!(!cached(edit, "COPY . ."));
+    assert!(!cached(edit, "RUN CGO_ENABLED=0 go build"));
+    assert_eq!(edit.proxy.requests, 0, "the rebuild fetched modules: {:?}", edit.proxy.modules);
+    let steps: f64 = edit.layers.iter().map(|l| l.duration_ms).sum();
+    assert!(steps <= edit.wall_ms, "step times ({steps} ms) exceed the wall time ({} ms)", edit.wall_ms);
+    assert!(edit.image.as_ref().is_some_and(|i| i.size_bytes > 0));
+}
+
+#[tokio::test]
+async fn editing_a_go_file_with_either_builder_reruns_the_download_only_in_the_naive_variant() {
+    let _guard = common::engine_lock();
+    let edit = inline(
+        "name = \"edit\"\ndescription = \"edit main.go\"\n[[step]]\nname = \"edit\"\nchange = [{ kind = \"append\", file = \"main.go\", text = \"\\n// {nonce}\\n\" }]\n",
+    );
+    let results = run(&tiny_app(), &["naive", "layered"], vec![edit], &[Builder::Buildkit, Builder::Legacy]).await;
+    for builder in [Builder::Buildkit, Builder::Legacy] {
+        let naive = record(&results, "naive", builder, "edit");
+        assert!(!cached(naive, "RUN go mod download"), "{builder:?}");
+        assert!(naive.proxy.requests > 0, "{builder:?}: the naive rebuild fetched nothing");
+        let layered = record(&results, "layered", builder, "edit");
+        assert!(cached(layered, "COPY go.mod go.sum"), "{builder:?}");
+        assert!(cached(layered, "RUN go mod download"), "{builder:?}");
+        assert!(!cached(layered, "COPY . ."), "{builder:?}");
+        assert!(!cached(layered, "RUN CGO_ENABLED=0 go build"), "{builder:?}");
+        assert_eq!(layered.proxy.requests, 0, "{builder:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_dependency_bump_rebuilds_from_the_go_mod_copy_on_and_fetches_the_new_version() {
+    let _guard = common::engine_lock();
+    let results = run(&tiny_app(), &["layered"], vec![shipped("bump-dependency")], &[Builder::Buildkit, Builder::Legacy]).await;
+    for builder in [Builder::Buildkit, Builder::Legacy] {
+        let bump = record(&results, "layered", builder, "bump-toml");
+        assert_eq!(bump.outcome, "ok", "{builder:?}: {:?}", bump.error);
+        let build_stage: Vec<_> = bump.layers.iter().filter(|l| l.stage == "build").collect();
+        let from = build_stage.iter().position(|l| l.instruction.starts_with("COPY go.mod")).unwrap();
+        for l in &build_stage[from..] {
+            assert!(!l.cached, "{builder:?}: `{}` came from the cache after the bump", l.instruction);
+        }
+        assert!(bump.proxy.modules.contains(&"github.com/BurntSushi/toml@v1.3.2".to_string()), "{builder:?}: {:?}", bump.proxy.modules);
+        assert!(!bump.proxy.modules.iter().any(|m| m == "github.com/BurntSushi/toml@v1.2.0"));
+        assert!(bump.notes.iter().any(|n| n.contains("v1.2.0 -> v1.3.2")), "{:?}", bump.notes);
+    }
+}
+
+#[tokio::test]
+async fn touching_files_leaves_every_step_cached_with_either_builder() {
+    let _guard = common::engine_lock();
+    let touch = inline(
+        "name = \"touch\"\ndescription = \"touch\"\n[[step]]\nname = \"touch\"\nchange = [{ kind = \"touch\", file = \"go.mod\" }, { kind = \"touch\", file = \"go.sum\" }, { kind = \"touch\", file = \"main.go\" }]\n",
+    );
+    let results = run(&tiny_app(), &["naive", "layered"], vec![touch], &[Builder::Buildkit, Builder::Legacy]).await;
+    let touched: Vec<_> = results.records.iter().filter(|r| r.step == "touch").collect();
+    assert_eq!(touched.len(), 4);
+    for r in touched {
+        let misses: Vec<_> = r.layers.iter().filter(|l| !l.cached && !l.instruction.starts_with("FROM")).collect();
+        assert!(misses.is_empty(), "{} {:?}: {misses:#?}", r.variant, r.builder);
+        assert_eq!(r.proxy.requests, 0);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_build_is_recorded_with_its_step_and_error_and_the_next_cell_still_runs() {
+    let _guard = common::engine_lock();
+    let broken = inline(
+        "name = \"break\"\ndescription = \"d\"\n[[step]]\nname = \"break\"\nchange = [{ kind = \"write\", file = \"broken.go\", text = \"package main\\nfunc broken( {\\n\" }]\n[[step]]\nname = \"never\"\n",
+    );
+    let fine = inline("name = \"fine\"\ndescription = \"d\"\n[[step]]\nname = \"again\"\n");
+    let results = run(&tiny_app(), &["layered"], vec![broken, fine], &[Builder::Buildkit]).await;
+    let failed = record(&results, "layered", Builder::Buildkit, "break");
+    assert_eq!(failed.outcome, "failed");
+    let error = failed.error.as_deref().unwrap();
+    assert!(error.contains("RUN CGO_ENABLED=0 go build"), "{error}");
+    let failing = failed.layers.iter().find(|l| l.error.is_some()).expect("the failing step carries its error");
+    assert!(failing.instruction.starts_with("RUN CGO_ENABLED=0 go build"));
+    assert!(!results.records.iter().any(|r| r.step == "never"), "steps after a failure are not built");
+    let next = results.records.iter().find(|r| r.scenario == "fine" && r.step == "again").expect("the next cell ran");
+    assert_eq!(next.outcome, "ok");
+}
