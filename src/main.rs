@@ -100,7 +100,7 @@ async fn run(command: Command) -> Result<bool> {
             print_provisioned(&p);
             let app = app.unwrap_or_else(paths::sample_app_dir);
             println!("selftest: building {} ({}) with BuildKit", app.display(), selftest::SELFTEST_DOCKERFILE);
-            let mut progress = |s: &StepReport| print_step(s);
+            let mut progress = |s: &StepReport| println!("{}", progress::step_line(s));
             let report = selftest::run_selftest(&engine, &app, &store, proxy_port, no_cache, &mut progress).await?;
             let zips = report.proxy_requests.iter().filter(|r| r.path.ends_with(".zip")).count();
             println!(
@@ -213,21 +213,6 @@ fn print_provisioned(p: &setup::Provisioned) {
         p.store.zip_bytes as f64 / 1e6,
         p.store.seconds
     );
-}
-
-fn print_step(s: &StepReport) {
-    let secs = match (s.started_unix_ms, s.completed_unix_ms) {
-        (Some(a), Some(b)) => format!("{:6.2} s", b.saturating_sub(a) as f64 / 1000.0),
-        _ => "      ".to_string(),
-    };
-    let outcome = if s.error.is_some() {
-        "FAILED  "
-    } else if s.cached {
-        "cached  "
-    } else {
-        "executed"
-    };
-    println!("  {outcome} {secs}  {}", s.name);
 }
 
 fn short(id: &str) -> &str {

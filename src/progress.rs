@@ -87,7 +87,8 @@ impl Progress {
     }
 }
 
-fn step_line(s: &StepReport) -> String {
+/// One finished step: outcome, seconds, name.
+pub fn step_line(s: &StepReport) -> String {
     let secs = match (s.started_unix_ms, s.completed_unix_ms) {
         (Some(a), Some(b)) => format!("{:7.2} s", b.saturating_sub(a) as f64 / 1000.0),
         _ => "         ".to_string(),
@@ -104,7 +105,7 @@ fn step_line(s: &StepReport) -> String {
 
 fn bar(done: usize, of: usize) -> String {
     let width = 20;
-    let filled = if of == 0 { 0 } else { done * width / of };
+    let filled = (done * width).checked_div(of).unwrap_or(0).min(width);
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
 

@@ -34,7 +34,7 @@ pub enum RunError {
     #[error(transparent)]
     Results(#[from] ResultsError),
     #[error("failed to prepare the scratch workspace for {cell}: {source}")]
-    Workspace { cell: String, source: WorkspaceError },
+    Workspace { cell: String, source: Box<WorkspaceError> },
     #[error("interrupted; the partial results (every build finished so far) are in {0}")]
     Interrupted(PathBuf),
 }
@@ -231,6 +231,7 @@ pub async fn run(
             Ok(()) => {}
             Err(RunError::Interrupted(_)) => {
                 results.write(&plan.results_path)?;
+                let _ = std::fs::remove_dir(&plan.work_dir);
                 return Err(RunError::Interrupted(plan.results_path.clone()));
             }
             Err(RunError::Workspace { cell: label, source }) => {
@@ -279,7 +280,7 @@ async fn run_cell(
     }
     let ws = Workspace::create(&plan.app, &root, &cell.variant.dockerfile, Some(&id)).map_err(|source| RunError::Workspace {
         cell: cell.label(),
-        source,
+        source: Box::new(source),
     })?;
     let mut build_args = BTreeMap::new();
     build_args.insert("GOPROXY".to_string(), plan.proxy_url.clone());
@@ -380,7 +381,7 @@ async fn build_once(
     progress: &mut dyn FnMut(&StepReport),
     interrupt: &mut watch::Receiver<bool>,
 ) -> Result<BuildRecord, RunError> {
-    let model = ws.dockerfile_model().map_err(|source| RunError::Workspace { cell: cell.label(), source })?;
+    let model = ws.dockerfile_model().map_err(|source| RunError::Workspace { cell: cell.label(), source: Box::new(source) })?;
     let context = match build_context(ws.root(), ws.dockerfile()) {
         Ok(c) => c,
         Err(e) => return Ok(failed_record(cell, step, results, build_args, context_error(e))),

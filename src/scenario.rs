@@ -75,7 +75,7 @@ impl Scenario {
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: locate_unknown_key(text, &e),
         })?;
         let bad = |message: String| ScenarioError::Parse {
             path: path.to_path_buf(),
@@ -111,6 +111,29 @@ impl Scenario {
             source,
         })?;
         Scenario::parse(&text, path)
+    }
+}
+
+/// The parser reports an unknown key at the start of its table; this points
+/// at the line where the key itself is written.
+fn locate_unknown_key(text: &str, e: &toml::de::Error) -> String {
+    let message = e.to_string().trim_end().to_string();
+    let key = message
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_string);
+    let from = e.span().map_or(0, |span| text[..span.start.min(text.len())].lines().count().saturating_sub(1));
+    let found = key.as_ref().and_then(|key| {
+        text.lines().enumerate().skip(from).find_map(|(i, line)| {
+            let t = line.trim_start().trim_start_matches(['{', ',', ' ']);
+            let name = t.split(['=', ' ']).next().unwrap_or("");
+            (name == key || line.contains(&format!(" {key} =")) || line.contains(&format!("{{{key} ="))).then_some(i + 1)
+        })
+    });
+    match (key, found) {
+        (Some(key), Some(line)) => format!("line {line}: unknown key `{key}`\n{message}"),
+        _ => message,
     }
 }
 
@@ -188,6 +211,9 @@ change = [
         assert!(err.contains("scenarios/typo.toml"), "{err}");
         assert!(err.contains("line 8"), "{err}");
         assert!(err.contains("txet"), "{err}");
+        let inline = "name = \"t\"\ndescription = \"d\"\n[[step]]\nname = \"s\"\nchange = [\n  { kind = \"touch\", file = \"a\" },\n  { kind = \"append\", file = \"a.go\", txet = \"x\" },\n]\n";
+        let err = Scenario::parse(inline, Path::new("inline.toml")).unwrap_err().to_string();
+        assert!(err.contains("inline.toml") && err.contains("line 7") && err.contains("txet"), "{err}");
         let err = Scenario::parse("name = \"t\"\ndescripton = \"d\"\n", Path::new("x.toml")).unwrap_err().to_string();
         assert!(err.contains("descripton") && err.contains("line 2"), "{err}");
     }

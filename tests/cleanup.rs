@@ -1,5 +1,7 @@
 //! Cleanup removes what layerbench labelled and nothing else; engine errors are clear.
 
+#![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
+
 mod common;
 
 use std::process::Command;

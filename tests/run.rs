@@ -1,5 +1,7 @@
 //! The measuring core against the real engine: scenarios applied to scratch copies, builds through both builders, cache outcomes and proxy requests recorded.
 
+#![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
+
 mod common;
 
 use std::collections::BTreeMap;

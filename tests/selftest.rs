@@ -1,5 +1,7 @@
 //! The proof of life against the real engine: the sample service built through BuildKit with the module proxy, then its self-test run from the image.
 
+#![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
+
 mod common;
 
 use layerbench::goproxy::gomod;

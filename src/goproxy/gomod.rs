@@ -29,7 +29,7 @@ impl Version {
             return None;
         }
         let pre = match pre {
-            Some(p) if p.is_empty() => return None,
+            Some("") => return None,
             Some(p) => p.split('.').map(str::to_string).collect(),
             None => Vec::new(),
         };

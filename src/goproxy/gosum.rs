@@ -145,14 +145,16 @@ pub fn bump(
         .lines()
         .filter(|l| {
             let mut p = l.split_whitespace();
-            !(p.next() == Some(module) && p.next() == Some(from_version.as_str()))
-                && !(l.starts_with(&format!("{module} {version} ")) || l.starts_with(&format!("{module} {version}/go.mod ")))
+            let (m, v) = (p.next(), p.next());
+            let old_zip = m == Some(module) && v == Some(from_version.as_str());
+            let new_any = m == Some(module) && (v == Some(version) || v == Some(&format!("{version}/go.mod")));
+            !old_zip && !new_any
         })
         .map(str::to_string)
         .collect();
     lines.push(format!("{module} {version} {zip_hash}"));
     lines.push(format!("{module} {version}/go.mod {mod_hash}"));
-    lines.sort_by(|a, b| sum_key(a).cmp(&sum_key(b)));
+    lines.sort_by_cached_key(|l| sum_key(l));
     lines.dedup();
     Ok(Bumped {
         go_mod: new_go_mod,
