@@ -13,6 +13,9 @@ import (
 	"example.com/layerbench/sample/internal/server"
 )
 
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
 func main() {
 	mode := "serve"
 	if len(os.Args) > 1 {
@@ -30,6 +33,7 @@ func main() {
 			os.Exit(1)
 		}
 	case "selftest":
+		fmt.Fprintln(os.Stdout, "selftest: version", version)
 		if err := server.SelfTest(cfg, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stdout, "selftest: FAILED:", err)
 			os.Exit(1)

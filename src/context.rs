@@ -152,38 +152,49 @@ pub struct BuildContext {
 /// engine always needs (as the Docker CLI does). Entries are sorted and carry
 /// fixed owners, so the same folder gives the same tar.
 pub fn build_context(dir: &Path, dockerfile: &str) -> Result<BuildContext, ContextError> {
-    let ignore_path = dir.join(".dockerignore");
-    let rules = if ignore_path.is_file() {
-        let text = std::fs::read_to_string(&ignore_path).map_err(|source| ContextError::Io {
+    // As the Docker CLI does: `<Dockerfile>.dockerignore` beside the Dockerfile wins over `.dockerignore`.
+    let specific = dir.join(format!("{dockerfile}.dockerignore"));
+    let root_ignore = dir.join(".dockerignore");
+    let ignore_path = if specific.is_file() { specific } else { root_ignore };
+    let ignore_text = if ignore_path.is_file() {
+        Some(std::fs::read_to_string(&ignore_path).map_err(|source| ContextError::Io {
             path: ignore_path.clone(),
             source,
-        })?;
-        IgnoreRules::parse(&text, &ignore_path)?
+        })?)
     } else {
-        IgnoreRules::default()
+        None
+    };
+    let rules = match &ignore_text {
+        Some(text) => IgnoreRules::parse(text, &ignore_path)?,
+        None => IgnoreRules::default(),
     };
     if !dir.join(dockerfile).is_file() {
         return Err(ContextError::MissingDockerfile(dir.join(dockerfile)));
     }
     let mut entries = Vec::new();
     walk(dir, dir, &rules, &mut entries)?;
-    for always in [dockerfile, ".dockerignore"] {
-        if dir.join(always).is_file() && !entries.iter().any(|(rel, _)| rel == always) {
-            entries.push((always.to_string(), dir.join(always)));
-        }
+    entries.retain(|(rel, _)| rel != ".dockerignore");
+    if !entries.iter().any(|(rel, _)| rel == dockerfile) {
+        entries.push((dockerfile.to_string(), dir.join(dockerfile)));
     }
     entries.sort();
     let mut builder = tar::Builder::new(Vec::new());
-    builder.mode(tar::HeaderMode::Deterministic);
     builder.follow_symlinks(false);
     let mut files = Vec::new();
-    for (rel, path) in &entries {
+    // The engine reads `.dockerignore` from the context too: send the rules that were applied.
+    if let Some(text) = &ignore_text {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
         builder
-            .append_path_with_name(path, rel)
-            .map_err(|source| ContextError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            .append_data(&mut header, ".dockerignore", text.as_bytes())
+            .map_err(|source| ContextError::Io { path: ignore_path.clone(), source })?;
+        files.push(".dockerignore".to_string());
+    }
+    for (rel, path) in &entries {
+        append_entry(&mut builder, path, rel)?;
         files.push(rel.clone());
     }
     let tar = builder.into_inner().map_err(|source| ContextError::Io {
@@ -191,6 +202,32 @@ pub fn build_context(dir: &Path, dockerfile: &str) -> Result<BuildContext, Conte
         source,
     })?;
     Ok(BuildContext { tar, files })
+}
+
+/// Appends a file, folder or symlink with its real mode and modification time
+/// (as the CLI sends them) and owner root, like the CLI's context.
+fn append_entry(builder: &mut tar::Builder<Vec<u8>>, path: &Path, rel: &str) -> Result<(), ContextError> {
+    let io = |source| ContextError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(io)?;
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+    header.set_uid(0);
+    header.set_gid(0);
+    let _ = header.set_username("");
+    let _ = header.set_groupname("");
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(path).map_err(io)?;
+        builder.append_link(&mut header, rel, &target).map_err(io)
+    } else if meta.is_dir() {
+        header.set_size(0);
+        builder.append_data(&mut header, rel, std::io::empty()).map_err(io)
+    } else {
+        let file = std::fs::File::open(path).map_err(io)?;
+        builder.append_data(&mut header, rel, file).map_err(io)
+    }
 }
 
 fn walk(root: &Path, dir: &Path, rules: &IgnoreRules, out: &mut Vec<(String, PathBuf)>) -> Result<(), ContextError> {
@@ -298,5 +335,51 @@ mod tests {
         assert_eq!(ctx.files, vec![".dockerignore", "dockerfiles/app.Dockerfile", "main.go"]);
         let again = build_context(d, "dockerfiles/app.Dockerfile").unwrap();
         assert_eq!(ctx.tar, again.tar, "the same folder gives the same tar");
+    }
+
+    #[test]
+    fn a_dockerfile_specific_ignore_file_wins_and_is_sent_as_the_context_ignore() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join(".git")).unwrap();
+        std::fs::create_dir_all(d.join("dockerfiles")).unwrap();
+        std::fs::write(d.join(".git/HEAD"), "ref").unwrap();
+        std::fs::write(d.join("main.go"), "package main").unwrap();
+        std::fs::write(d.join(".dockerignore"), ".git\n").unwrap();
+        std::fs::write(d.join("dockerfiles/all.Dockerfile"), "FROM scratch").unwrap();
+        std::fs::write(d.join("dockerfiles/all.Dockerfile.dockerignore"), "").unwrap();
+        let ctx = build_context(d, "dockerfiles/all.Dockerfile").unwrap();
+        assert!(ctx.files.contains(&".git/HEAD".to_string()), "{:?}", ctx.files);
+        let mut archive = tar::Archive::new(ctx.tar.as_slice());
+        let mut ignore = String::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().to_str() == Some(".dockerignore") {
+                std::io::Read::read_to_string(&mut entry, &mut ignore).unwrap();
+            }
+        }
+        assert_eq!(ignore, "", "the engine sees the rules that were applied");
+    }
+
+    #[test]
+    fn modes_are_sent_as_they_are() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("Dockerfile"), "FROM scratch").unwrap();
+        std::fs::write(d.join("a.sh"), "x").unwrap();
+        std::fs::set_permissions(d.join("a.sh"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let ctx = build_context(d, "Dockerfile").unwrap();
+        let mut archive = tar::Archive::new(ctx.tar.as_slice());
+        let mode = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_str() == Some("a.sh"))
+            .unwrap()
+            .header()
+            .mode()
+            .unwrap();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

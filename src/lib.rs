@@ -1,11 +1,13 @@
 //! layerbench: real Docker builds of Go apps over scripted change scenarios, with per-step cache outcomes and times.
 
+pub mod analysis;
 pub mod cli;
 pub mod context;
 pub mod dockerfile;
 pub mod engine;
 pub mod goproxy;
 pub mod images;
+pub mod inspect;
 pub mod paths;
 pub mod progress;
 pub mod results;

@@ -162,6 +162,8 @@ async fn run(command: Command) -> Result<bool> {
                 results_path: results_path.clone(),
                 proxy_url: proxy.url(),
                 store: layerbench::goproxy::layout::StoreLayout::new(&store),
+                inspect: true,
+                network: "loopback".to_string(),
             };
             let mut results = runner::new_results(&run_id, &p, &store, &plan, repetitions.max(1));
             println!(
@@ -177,7 +179,7 @@ async fn run(command: Command) -> Result<bool> {
                 }
             });
             let mut progress = progress::Progress::start();
-            let outcome = runner::run(&engine, &plan, &proxy.log(), &mut results, &mut |e| progress.event(e), &mut interrupt).await;
+            let outcome = runner::run(&engine, &plan, &proxy.log(), &proxy.unpublished(), &mut results, &mut |e| progress.event(e), &mut interrupt).await;
             progress.finish();
             proxy.stop().await;
             outcome?;

@@ -93,6 +93,16 @@ pub struct BuildRecord {
     pub build_args: BTreeMap<String, String>,
     /// What the step's changes did (for example a bump's old and new version).
     pub notes: Vec<String>,
+    /// The module proxy's network profile during this build (`loopback` when unshaped).
+    #[serde(default = "loopback")]
+    pub network: String,
+    /// What the built image is and does (absent when inspection was off or the build failed).
+    #[serde(default)]
+    pub inspection: Option<crate::inspect::Inspection>,
+}
+
+fn loopback() -> String {
+    "loopback".to_string()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -10,8 +10,9 @@ use crate::context::{build_context, ContextError};
 use crate::dockerfile::{split_buildkit_name, split_legacy_step, DockerfileModel};
 use crate::engine::{BuildRequest, Builder, Engine, EngineError, StepReport, KIND_LABEL};
 use crate::goproxy::layout::StoreLayout;
-use crate::goproxy::server::{ProxyLog, ProxyRequest, RequestKind};
+use crate::goproxy::server::{ProxyLog, ProxyRequest, RequestKind, Unpublished};
 use crate::goproxy::store::StoreReport;
+use crate::inspect::{inspect_image, Inspection};
 use crate::results::{
     BuildRecord, CacheState, ImageRecord, LayerRecord, ProxyRecord, Results, ResultsError, RunOptions, StoreProvenance,
     SCHEMA_VERSION,
@@ -121,6 +122,10 @@ pub struct Plan {
     pub results_path: PathBuf,
     pub proxy_url: String,
     pub store: StoreLayout,
+    /// Inspect every image built (binary linkage, runtime checks).
+    pub inspect: bool,
+    /// The name of the proxy's network profile, recorded with every build.
+    pub network: String,
 }
 
 /// Every cell: each variant × scenario × builder × repetition, in that nesting order.
@@ -216,6 +221,7 @@ pub async fn run(
     engine: &Engine,
     plan: &Plan,
     proxy: &ProxyLog,
+    unpublished: &Unpublished,
     results: &mut Results,
     on_event: &mut dyn FnMut(Event<'_>),
     interrupt: &mut watch::Receiver<bool>,
@@ -225,7 +231,12 @@ pub async fn run(
     let mut build_no = 0usize;
     for cell in &plan.cells {
         on_event(Event::CellStarted { cell, of: plan.cells.len() });
-        let outcome = run_cell(engine, plan, cell, proxy, results, on_event, interrupt, &mut build_no, total).await;
+        unpublished.set(cell.scenario.unpublished.iter().filter_map(|u| {
+            let (m, v) = u.split_once('@')?;
+            Some((m.to_string(), v.to_string()))
+        }));
+        let outcome = run_cell(engine, plan, cell, proxy, unpublished, results, on_event, interrupt, &mut build_no, total).await;
+        unpublished.set([]);
         let cleanup = cleanup_cell(engine, plan, &cell_id(results, cell)).await;
         match outcome {
             Ok(()) => {}
@@ -267,6 +278,7 @@ async fn run_cell(
     plan: &Plan,
     cell: &Cell,
     proxy: &ProxyLog,
+    unpublished: &Unpublished,
     results: &mut Results,
     on_event: &mut dyn FnMut(Event<'_>),
     interrupt: &mut watch::Receiver<bool>,
@@ -313,6 +325,9 @@ async fn run_cell(
         }
         for (k, v) in &applied.build_args {
             build_args.insert(k.clone(), v.clone());
+        }
+        for (m, v) in &applied.published {
+            unpublished.publish(m, v);
         }
         on_event(Event::BuildStarted { cell, step: &step.name, build: *build_no, of: total });
         let mut record = build_once(engine, plan, cell, &ws, &build_args, results, proxy, false, &step.name, &mut |s| on_event(Event::StepFinished { step: s }), interrupt).await?;
@@ -364,6 +379,8 @@ fn failed_record(cell: &Cell, step: &str, results: &Results, build_args: &BTreeM
         proxy: ProxyRecord::default(),
         build_args: build_args.clone(),
         notes: Vec::new(),
+        network: String::new(),
+        inspection: None,
     }
 }
 
@@ -412,6 +429,10 @@ async fn build_once(
     };
     let wall_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
     let requests = proxy.since(mark);
+    let inspection = match (&outcome.image, plan.inspect) {
+        (Some(image), true) => Some(inspect_cached(engine, image, results).await?),
+        _ => None,
+    };
     let layers = layer_records(&model, cell.builder, &outcome.steps, started_unix_ms);
     Ok(BuildRecord {
         variant: cell.variant.name.clone(),
@@ -434,7 +455,22 @@ async fn build_once(
         proxy: proxy_record(&requests),
         build_args: build_args.clone(),
         notes: Vec::new(),
+        network: plan.network.clone(),
+        inspection,
     })
+}
+
+/// Inspects an image, reusing an earlier inspection of the same image id in this run.
+async fn inspect_cached(engine: &Engine, image: &crate::engine::ImageFacts, results: &Results) -> Result<Inspection, RunError> {
+    let earlier = results
+        .records
+        .iter()
+        .filter(|r| r.image.as_ref().is_some_and(|i| i.id == image.id))
+        .find_map(|r| r.inspection.clone());
+    match earlier {
+        Some(i) => Ok(i),
+        None => Ok(inspect_image(engine, image).await?),
+    }
 }
 
 fn context_error(e: ContextError) -> String {

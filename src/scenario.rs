@@ -27,6 +27,9 @@ pub enum ScenarioError {
 pub struct Scenario {
     pub name: String,
     pub description: String,
+    /// `module@version`s the module proxy hides until a `publish-module` change publishes them.
+    #[serde(default)]
+    pub unpublished: Vec<String>,
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
 }
@@ -68,6 +71,8 @@ pub enum Change {
     BumpModule { module: String, version: String },
     /// Set a build argument for this build and the ones after it.
     BuildArg { name: String, value: String },
+    /// The module proxy starts serving a version listed in the scenario's `unpublished`; no file changes.
+    PublishModule { module: String, version: String },
 }
 
 impl Scenario {
@@ -87,6 +92,11 @@ impl Scenario {
         if scenario.steps.is_empty() {
             return Err(bad("a scenario needs at least one [[step]]".into()));
         }
+        for u in &scenario.unpublished {
+            if u.split_once('@').is_none_or(|(m, v)| m.is_empty() || v.is_empty()) {
+                return Err(bad(format!("`unpublished` entry `{u}` is not module@version")));
+            }
+        }
         for (i, step) in scenario.steps.iter().enumerate() {
             if step.name.trim().is_empty() || step.name == "baseline" {
                 return Err(bad(format!("step {} needs a name other than `baseline`", i + 1)));
@@ -98,6 +108,14 @@ impl Scenario {
                 if let Change::Chmod { mode, .. } = change {
                     if u32::from_str_radix(mode, 8).is_err() {
                         return Err(bad(format!("step `{}`: chmod mode `{mode}` is not octal", step.name)));
+                    }
+                }
+                if let Change::PublishModule { module, version } = change {
+                    if !scenario.unpublished.contains(&format!("{module}@{version}")) {
+                        return Err(bad(format!(
+                            "step `{}` publishes {module}@{version}, which `unpublished` does not list",
+                            step.name
+                        )));
                     }
                 }
             }
@@ -184,6 +202,7 @@ mod tests {
         let text = r#"
 name = "all"
 description = "every change"
+unpublished = ["m@v2"]
 [[step]]
 name = "one"
 change = [
@@ -198,10 +217,11 @@ change = [
   { kind = "dockerfile-move", line = "COPY . .", before = "RUN go mod download" },
   { kind = "bump-module", module = "github.com/BurntSushi/toml", version = "v1.3.2" },
   { kind = "build-arg", name = "X", value = "1" },
+  { kind = "publish-module", module = "m", version = "v2" },
 ]
 "#;
         let s = Scenario::parse(text, Path::new("all.toml")).unwrap();
-        assert_eq!(s.steps[0].changes.len(), 11);
+        assert_eq!(s.steps[0].changes.len(), 12);
     }
 
     #[test]

@@ -90,6 +90,8 @@ mod tests {
             proxy: ProxyRecord { requests, ..Default::default() },
             build_args: Default::default(),
             notes: vec![],
+            network: "loopback".into(),
+            inspection: None,
         }
     }
 

@@ -43,6 +43,8 @@ pub struct Workspace {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     pub build_args: Vec<(String, String)>,
+    /// `(module, version)` pairs the module proxy should start serving.
+    pub published: Vec<(String, String)>,
     pub notes: Vec<String>,
 }
 
@@ -165,6 +167,11 @@ impl Workspace {
             }
             Change::BuildArg { name, value } => {
                 applied.build_args.push((name.clone(), fill(value)));
+                Ok(())
+            }
+            Change::PublishModule { module, version } => {
+                applied.published.push((module.clone(), version.clone()));
+                applied.notes.push(format!("published {module}@{version}"));
                 Ok(())
             }
         }

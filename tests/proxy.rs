@@ -93,3 +93,24 @@ async fn a_port_in_use_and_a_directory_that_is_not_a_store_are_clear_errors() {
     outside.addr = "0.0.0.0:0".parse().unwrap();
     assert!(ProxyServer::start(outside).await.err().unwrap().to_string().contains("loopback"));
 }
+
+#[tokio::test]
+async fn an_unpublished_version_is_hidden_until_it_is_published() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_store(dir.path());
+    let proxy = ProxyServer::start(ProxyConfig::loopback(dir.path(), 0)).await.unwrap();
+    let hidden = proxy.unpublished();
+    hidden.set([("example.com/BigMod".to_string(), "v1.1.0".to_string())]);
+    let (_, body) = get(proxy.addr(), "/example.com/!big!mod/@v/list").await;
+    assert_eq!(body, b"v1.0.0\n");
+    let (_, body) = get(proxy.addr(), "/example.com/!big!mod/@latest").await;
+    assert!(String::from_utf8_lossy(&body).contains("v1.0.0"));
+    let (status, _) = get(proxy.addr(), "/example.com/!big!mod/@v/v1.1.0.zip").await;
+    assert_eq!(status, 404);
+    hidden.publish("example.com/BigMod", "v1.1.0");
+    let (_, body) = get(proxy.addr(), "/example.com/!big!mod/@v/list").await;
+    assert_eq!(body, b"v1.0.0\nv1.1.0\n");
+    let (status, _) = get(proxy.addr(), "/example.com/!big!mod/@v/v1.1.0.zip").await;
+    assert_eq!(status, 200);
+    proxy.stop().await;
+}

@@ -87,6 +87,7 @@ pub struct ImageFacts {
     pub labels: BTreeMap<String, String>,
     pub user: String,
     pub layers: usize,
+    pub entrypoint: Vec<String>,
 }
 
 /// A build to run.
@@ -220,6 +221,7 @@ impl Engine {
                     size_bytes: i.size.unwrap_or(0).max(0) as u64,
                     labels: config.labels.unwrap_or_default().into_iter().collect(),
                     user: config.user.unwrap_or_default(),
+                    entrypoint: config.entrypoint.unwrap_or_default(),
                     layers: i.root_fs.and_then(|r| r.layers).map_or(0, |l| l.len()),
                 }))
             }
@@ -435,6 +437,65 @@ impl Engine {
         let outcome = result?;
         removed?;
         Ok(outcome)
+    }
+
+    /// Reads one file out of an image, without running anything: a container
+    /// is created (labelled, never started), the file is copied out, and the
+    /// container is removed. `None` when the image has no such file.
+    pub async fn read_file_from_image(&self, image: &str, path: &str) -> Result<Option<Vec<u8>>, EngineError> {
+        let mut labels = HashMap::new();
+        labels.insert(MANAGED_LABEL.to_string(), "true".to_string());
+        labels.insert(KIND_LABEL.to_string(), "run".to_string());
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            // Scratch images have no default command; this one is never run.
+            cmd: Some(vec!["/layerbench-never-run".to_string()]),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .map_err(api(format!("create a container from {image}")))?;
+        let options = bollard::query_parameters::DownloadFromContainerOptions { path: path.to_string() };
+        let mut stream = self.docker.download_from_container(&created.id, Some(options));
+        let mut tar_bytes = Vec::new();
+        let mut missing = false;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(b) => tar_bytes.extend_from_slice(&b),
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                    missing = true;
+                    break;
+                }
+                Err(source) => {
+                    let _ = self.remove_container(&created.id).await;
+                    return Err(EngineError::Api {
+                        action: format!("copy {path} out of {image}"),
+                        source,
+                    });
+                }
+            }
+        }
+        self.remove_container(&created.id).await?;
+        if missing {
+            return Ok(None);
+        }
+        let mut archive = tar::Archive::new(tar_bytes.as_slice());
+        let entries = archive.entries().map_err(|source| EngineError::Io {
+            path: path.into(),
+            source,
+        })?;
+        for entry in entries {
+            let mut entry = entry.map_err(|source| EngineError::Io { path: path.into(), source })?;
+            if entry.header().entry_type().is_file() {
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut data).map_err(|source| EngineError::Io { path: path.into(), source })?;
+                return Ok(Some(data));
+            }
+        }
+        Ok(None)
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {

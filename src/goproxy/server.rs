@@ -127,10 +127,42 @@ impl ProxyLog {
     }
 }
 
+/// Module versions the proxy pretends not to have yet (for "upstream
+/// publishes a new version" scenarios): hidden from `list` and `@latest`, and
+/// answered "not found" until published.
+#[derive(Debug, Clone, Default)]
+pub struct Unpublished {
+    inner: Arc<Mutex<std::collections::BTreeSet<(String, String)>>>,
+}
+
+impl Unpublished {
+    /// Hides exactly these `(module, version)` pairs (replacing any earlier set).
+    pub fn set(&self, versions: impl IntoIterator<Item = (String, String)>) {
+        if let Ok(mut h) = self.inner.lock() {
+            *h = versions.into_iter().collect();
+        }
+    }
+
+    /// Makes a hidden version available.
+    pub fn publish(&self, module: &str, version: &str) {
+        if let Ok(mut h) = self.inner.lock() {
+            h.remove(&(module.to_string(), version.to_string()));
+        }
+    }
+
+    pub fn is_hidden(&self, module: &str, version: &str) -> bool {
+        self.inner
+            .lock()
+            .map(|h| h.contains(&(module.to_string(), version.to_string())))
+            .unwrap_or(false)
+    }
+}
+
 /// A running proxy. Dropping it without [`ProxyServer::stop`] also stops it.
 pub struct ProxyServer {
     addr: SocketAddr,
     log: ProxyLog,
+    unpublished: Unpublished,
     shutdown: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -161,6 +193,8 @@ impl ProxyServer {
         let store = Arc::new(StoreLayout::new(config.store));
         let shaping = config.shaping;
         let task_log = log.clone();
+        let unpublished = Unpublished::default();
+        let task_unpublished = unpublished.clone();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -169,7 +203,8 @@ impl ProxyServer {
                         if let Ok((stream, _)) = accepted {
                             let store = Arc::clone(&store);
                             let log = task_log.clone();
-                            tokio::spawn(async move { serve_connection(stream, &store, shaping, &log).await });
+                            let hidden = task_unpublished.clone();
+                            tokio::spawn(async move { serve_connection(stream, &store, &hidden, shaping, &log).await });
                         }
                     }
                 }
@@ -178,6 +213,7 @@ impl ProxyServer {
         Ok(ProxyServer {
             addr,
             log,
+            unpublished,
             shutdown,
             task: Some(task),
         })
@@ -196,6 +232,11 @@ impl ProxyServer {
         self.log.clone()
     }
 
+    /// The handle that hides and publishes versions.
+    pub fn unpublished(&self) -> Unpublished {
+        self.unpublished.clone()
+    }
+
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         if let Some(task) = self.task.take() {
@@ -211,7 +252,7 @@ impl Drop for ProxyServer {
 }
 
 /// Serves one connection: one request, then close (`Connection: close`).
-async fn serve_connection(mut stream: TcpStream, store: &StoreLayout, shaping: Shaping, log: &ProxyLog) {
+async fn serve_connection(mut stream: TcpStream, store: &StoreLayout, hidden: &Unpublished, shaping: Shaping, log: &ProxyLog) {
     let started = Instant::now();
     let at_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -224,7 +265,7 @@ async fn serve_connection(mut stream: TcpStream, store: &StoreLayout, shaping: S
     let (status, body) = if method != "GET" && method != "HEAD" {
         (405, b"method not allowed\n".to_vec())
     } else {
-        answer(store, &target)
+        answer(store, hidden, &target)
     };
     if shaping.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(shaping.latency_ms)).await;
@@ -381,7 +422,7 @@ fn percent_decode(path: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn answer(store: &StoreLayout, target: &Target) -> (u16, Vec<u8>) {
+fn answer(store: &StoreLayout, hidden: &Unpublished, target: &Target) -> (u16, Vec<u8>) {
     let not_found = |what: &str| (404, format!("not found: {what}\n").into_bytes());
     let Some(module) = &target.module else {
         return not_found("not a module proxy request");
@@ -389,21 +430,31 @@ fn answer(store: &StoreLayout, target: &Target) -> (u16, Vec<u8>) {
     let vdir = store.root().join(&target.escaped_module).join("@v");
     match target.kind {
         RequestKind::Other => not_found("not a module proxy request"),
-        RequestKind::Latest => match latest(&vdir) {
+        RequestKind::Latest => match latest(&vdir, module, hidden) {
             Some(v) => match std::fs::read(vdir.join(format!("{v}.info"))) {
                 Ok(b) => (200, b),
                 Err(_) => not_found(&format!("{module}@latest")),
             },
             None => not_found(&format!("module {module}: no versions")),
         },
-        RequestKind::List => match std::fs::read(vdir.join("list")) {
-            Ok(b) => (200, b),
+        RequestKind::List => match std::fs::read_to_string(vdir.join("list")) {
+            Ok(text) => (
+                200,
+                text.lines()
+                    .filter(|v| !hidden.is_hidden(module, v.trim()))
+                    .map(|v| format!("{v}\n"))
+                    .collect::<String>()
+                    .into_bytes(),
+            ),
             // An empty list is how a proxy says "no tagged versions"; an
             // unknown module is "not found".
             Err(_) => not_found(&format!("module {module}")),
         },
         RequestKind::Info | RequestKind::Mod | RequestKind::Zip => {
             let version = target.version.clone().unwrap_or_default();
+            if hidden.is_hidden(module, &version) {
+                return not_found(&format!("{module}@{version} (not published yet)"));
+            }
             match read_store_file(&vdir, &target.file) {
                 Some(b) => (200, b),
                 None => not_found(&format!("{module}@{version}")),
@@ -416,9 +467,13 @@ fn read_store_file(vdir: &Path, file: &str) -> Option<Vec<u8>> {
     std::fs::read(vdir.join(file)).ok()
 }
 
-fn latest(vdir: &Path) -> Option<String> {
+fn latest(vdir: &Path, module: &str, hidden: &Unpublished) -> Option<String> {
     let text = std::fs::read_to_string(vdir.join("list")).ok()?;
-    let mut versions: Vec<Version> = text.lines().filter_map(|l| Version::parse(l.trim())).collect();
+    let mut versions: Vec<Version> = text
+        .lines()
+        .filter(|l| !hidden.is_hidden(module, l.trim()))
+        .filter_map(|l| Version::parse(l.trim()))
+        .collect();
     versions.sort();
     versions.last().map(|v| crate::goproxy::escape_path(v.as_str()))
 }

@@ -156,5 +156,33 @@ func SelfTest(cfg config.Config, out io.Writer) error {
 		return fmt.Errorf("/metrics does not count the item request:\n%s", body)
 	}
 	fmt.Fprintf(out, "selftest: running as uid %d\n", os.Getuid())
+	probeWrites(out)
 	return nil
+}
+
+// probeWrites reports whether the process can modify its own binary and
+// create a file under /etc. It only reports: either answer passes.
+func probeWrites(out io.Writer) {
+	report := func(what string, err error) {
+		if err != nil {
+			fmt.Fprintf(out, "selftest: write-%s denied (%v)\n", what, err)
+		} else {
+			fmt.Fprintf(out, "selftest: write-%s allowed\n", what)
+		}
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		var f *os.File
+		f, err = os.OpenFile(exe, os.O_WRONLY, 0)
+		if err == nil {
+			_ = f.Close()
+		}
+	}
+	report("binary", err)
+	const probe = "/etc/layerbench-write-probe"
+	err = os.WriteFile(probe, []byte("probe\n"), 0o644)
+	if err == nil {
+		_ = os.Remove(probe)
+	}
+	report("etc", err)
 }

@@ -1,0 +1,4 @@
+//! Analysis: pure functions over finished results (statistics and claim verdicts); nothing here talks to Docker.
+
+pub mod stats;
+pub mod verdicts;

@@ -1,0 +1,593 @@
+//! Claim verdicts: a pure function from a results file to a verdict with one line of evidence for every claim in CLAIMS.md.
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::stats::{Ratio, Summary};
+use crate::engine::Builder;
+use crate::results::{BuildRecord, LayerRecord, Results};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Confirmed,
+    Refuted,
+    ConfirmedWithCaveat,
+    NotMeasured,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Confirmed => "confirmed",
+            Verdict::Refuted => "refuted",
+            Verdict::ConfirmedWithCaveat => "confirmed with caveat",
+            Verdict::NotMeasured => "not measured",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimVerdict {
+    pub id: String,
+    pub verdict: Verdict,
+    pub evidence: String,
+}
+
+/// Every claim, in CLAIMS.md order.
+pub fn verdicts(results: &Results) -> Vec<ClaimVerdict> {
+    let r = Records(results);
+    let judges: [(&str, fn(&Records) -> (Verdict, String)); 16] = [
+        ("C1", c1),
+        ("C2", c2),
+        ("C3", c3),
+        ("C4", c4),
+        ("C5", c5),
+        ("C6", c6),
+        ("C7", c7),
+        ("C8", c8),
+        ("C9", c9),
+        ("C10", c10),
+        ("C11", c11),
+        ("X1", x1),
+        ("X2", x2),
+        ("X3", x3),
+        ("X4", x4),
+        ("X5", x5),
+    ];
+    judges
+        .iter()
+        .map(|(id, judge)| {
+            let (verdict, evidence) = judge(&r);
+            ClaimVerdict {
+                id: id.to_string(),
+                verdict,
+                evidence,
+            }
+        })
+        .collect()
+}
+
+/// The variants that play the "good template" role, in order of preference.
+const GOOD: [&str; 2] = ["static-scratch", "layered"];
+const LOOPBACK: &str = "loopback";
+
+struct Records<'a>(&'a Results);
+
+impl<'a> Records<'a> {
+    /// Successful BuildKit builds on the unshaped proxy.
+    fn find(&self, variant: &str, scenario: &str, step: &str) -> Vec<&'a BuildRecord> {
+        self.find_in(variant, scenario, step, Builder::Buildkit, LOOPBACK)
+    }
+
+    fn find_in(&self, variant: &str, scenario: &str, step: &str, builder: Builder, network: &str) -> Vec<&'a BuildRecord> {
+        self.0
+            .records
+            .iter()
+            .filter(|r| {
+                r.variant == variant
+                    && r.scenario == scenario
+                    && r.step == step
+                    && r.builder == builder
+                    && r.network == network
+                    && r.outcome == "ok"
+            })
+            .collect()
+    }
+
+    /// The first good variant that has records for this scenario step.
+    fn good(&self, scenario: &str, step: &str) -> Option<(&'static str, Vec<&'a BuildRecord>)> {
+        GOOD.iter().map(|v| (*v, self.find(v, scenario, step))).find(|(_, r)| !r.is_empty())
+    }
+
+    /// Baselines of a variant (any scenario), BuildKit, unshaped.
+    fn baselines(&self, variant: &str) -> Vec<&'a BuildRecord> {
+        self.0
+            .records
+            .iter()
+            .filter(|r| r.variant == variant && r.step == "baseline" && r.builder == Builder::Buildkit && r.network == LOOPBACK && r.outcome == "ok")
+            .collect()
+    }
+
+    fn networks(&self) -> Vec<String> {
+        let mut n: Vec<String> = self.0.records.iter().map(|r| r.network.clone()).filter(|n| n != LOOPBACK).collect();
+        n.sort();
+        n.dedup();
+        n
+    }
+}
+
+fn layer<'r>(r: &'r BuildRecord, prefix: &str) -> Option<&'r LayerRecord> {
+    r.layers.iter().find(|l| l.instruction.starts_with(prefix))
+}
+
+/// How many of the records have the step (by instruction prefix) cached.
+fn cached_count(records: &[&BuildRecord], prefix: &str) -> (usize, usize) {
+    let with: Vec<bool> = records.iter().filter_map(|r| layer(r, prefix).map(|l| l.cached)).collect();
+    (with.iter().filter(|c| **c).count(), with.len())
+}
+
+fn walls(records: &[&BuildRecord]) -> Option<Summary> {
+    Summary::of(&records.iter().map(|r| r.wall_ms / 1000.0).collect::<Vec<_>>())
+}
+
+fn step_seconds(records: &[&BuildRecord], prefix: &str) -> Option<Summary> {
+    Summary::of(&records.iter().filter_map(|r| layer(r, prefix)).map(|l| l.duration_ms / 1000.0).collect::<Vec<_>>())
+}
+
+fn requests(records: &[&BuildRecord]) -> usize {
+    records.iter().map(|r| r.proxy.requests).sum()
+}
+
+fn not_measured(what: &str) -> (Verdict, String) {
+    (Verdict::NotMeasured, format!("the results have no {what}"))
+}
+
+fn secs(s: &Summary) -> String {
+    if s.n > 1 {
+        format!("{:.1} s (n={}, {:.1}–{:.1})", s.median, s.n, s.min, s.max)
+    } else {
+        format!("{:.1} s", s.median)
+    }
+}
+
+fn c1(r: &Records) -> (Verdict, String) {
+    let Some((good, g)) = r.good("edit-go-source", "edit-handler") else {
+        return not_measured("edit-go-source rebuild of static-scratch or layered");
+    };
+    let n = r.find("naive", "edit-go-source", "edit-handler");
+    if n.is_empty() {
+        return not_measured("edit-go-source rebuild of naive");
+    }
+    let (gc, gt) = cached_count(&g, "RUN go mod download");
+    let (nc, nt) = cached_count(&n, "RUN go mod download");
+    let naive_modules: usize = n.iter().map(|r| r.proxy.modules.len()).max().unwrap_or(0);
+    let mut evidence = format!(
+        "after edit-go-source, {good} kept `RUN go mod download` cached ({gc}/{gt}) and the proxy saw {} requests; naive re-ran it ({}/{nt}, {naive_modules} modules fetched)",
+        requests(&g),
+        nt - nc
+    );
+    let mut significant = true;
+    let mut faster = true;
+    for network in std::iter::once(LOOPBACK.to_string()).chain(r.networks()) {
+        let gs = r.find_in(good, "edit-go-source", "edit-handler", Builder::Buildkit, &network);
+        let ns = r.find_in("naive", "edit-go-source", "edit-handler", Builder::Buildkit, &network);
+        if let (Some(a), Some(b)) = (walls(&gs), walls(&ns)) {
+            if let Some(ratio) = Ratio::of(&a, &b) {
+                evidence.push_str(&format!("; rebuild median on {network} {} vs {} ({})", secs(&a), secs(&b), ratio.describe()));
+                significant &= ratio.significant();
+                faster &= ratio.value < 1.0;
+                if a.too_wide() || b.too_wide() {
+                    evidence.push_str(" [spread too wide to compare]");
+                }
+            }
+        }
+    }
+    let verdict = if gc == gt && requests(&g) == 0 && nc == 0 {
+        if significant && faster {
+            Verdict::Confirmed
+        } else {
+            evidence.push_str("; the cache outcomes hold but the time saving is not significant on every network profile");
+            Verdict::ConfirmedWithCaveat
+        }
+    } else {
+        Verdict::Refuted
+    };
+    (verdict, evidence)
+}
+
+fn c2(r: &Records) -> (Verdict, String) {
+    let Some((good, b)) = r.good("bump-dependency", "bump-toml") else {
+        return not_measured("bump-dependency build of static-scratch or layered");
+    };
+    let mut all_rebuilt = true;
+    let mut copy_missed = true;
+    for rec in &b {
+        let stage: Vec<&LayerRecord> = rec.layers.iter().filter(|l| l.stage == "build").collect();
+        match stage.iter().position(|l| l.instruction.starts_with("COPY go.mod")) {
+            Some(i) => {
+                copy_missed &= !stage[i].cached;
+                all_rebuilt &= stage[i..].iter().all(|l| !l.cached);
+            }
+            None => return not_measured("`COPY go.mod` step in the bump build"),
+        }
+    }
+    let new_modules: Vec<&String> = b
+        .iter()
+        .flat_map(|rec| rec.proxy.modules.iter())
+        .filter(|m| m.starts_with("github.com/BurntSushi/toml@"))
+        .collect();
+    let notes: Vec<&String> = b.iter().flat_map(|rec| rec.notes.iter()).collect();
+    let evidence = format!(
+        "after bump-dependency ({}), {good} re-ran `COPY go.mod go.sum` and every later step of its build stage in {}/{} builds; the proxy served {}",
+        notes.first().map_or("a bump", |n| n.as_str()),
+        if all_rebuilt { b.len() } else { 0 },
+        b.len(),
+        if new_modules.is_empty() { "no toml version".to_string() } else { new_modules.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") }
+    );
+    let verdict = if copy_missed && all_rebuilt && !new_modules.is_empty() { Verdict::Confirmed } else { Verdict::Refuted };
+    (verdict, evidence)
+}
+
+fn c3(r: &Records) -> (Verdict, String) {
+    let mut checked = 0;
+    let mut violations = Vec::new();
+    for rec in r.0.records.iter().filter(|x| x.outcome == "ok" && x.step != "baseline") {
+        let mut stages: Vec<&str> = rec.layers.iter().map(|l| l.stage.as_str()).collect();
+        stages.dedup();
+        for stage in stages {
+            let steps: Vec<&LayerRecord> = rec.layers.iter().filter(|l| l.stage == stage && !l.instruction.starts_with("FROM")).collect();
+            checked += 1;
+            if let Some(miss) = steps.iter().position(|l| !l.cached) {
+                if let Some(hit) = steps[miss..].iter().find(|l| l.cached) {
+                    violations.push(format!("{} {} {} `{}`", rec.variant, rec.scenario, rec.step, hit.instruction));
+                }
+            }
+        }
+    }
+    if checked == 0 {
+        return not_measured("rebuilds");
+    }
+    if violations.is_empty() {
+        (Verdict::Confirmed, format!("in {checked} stage builds across all rebuilds, no step came from the cache after a miss in the same stage"))
+    } else {
+        (
+            Verdict::Refuted,
+            format!("{} of {checked} stage builds had a cache hit after a miss, e.g. {}", violations.len(), violations[0]),
+        )
+    }
+}
+
+fn c4(r: &Records) -> (Verdict, String) {
+    let p = r.find("tool-install", "upstream-publishes-new-version", "publish-toml-v1.3.2");
+    let base = r.find("tool-install", "upstream-publishes-new-version", "baseline");
+    if p.is_empty() || base.is_empty() {
+        return not_measured("tool-install × upstream-publishes-new-version builds");
+    }
+    let (c, t) = cached_count(&p, "RUN go install");
+    let tool_version = |recs: &[&BuildRecord]| {
+        recs.iter()
+            .filter_map(|rec| rec.inspection.as_ref())
+            .flat_map(|i| i.tools.iter())
+            .flat_map(|t| t.go_modules.iter())
+            .find(|m| m.starts_with("github.com/BurntSushi/toml "))
+            .map(|m| m.trim_start_matches("github.com/BurntSushi/toml ").to_string())
+    };
+    let before = tool_version(&base).unwrap_or_else(|| "unknown".into());
+    let after = tool_version(&p).unwrap_or_else(|| "unknown".into());
+    let evidence = format!(
+        "after the proxy started serving BurntSushi/toml v1.3.2 with no file changed, `RUN go install ...tomlv@latest` stayed cached ({c}/{t}), the proxy saw {} requests, and the installed tomlv still embeds toml {after} (baseline: {before})",
+        requests(&p)
+    );
+    let verdict = if c == t && requests(&p) == 0 && after == before && after != "v1.3.2" && after != "unknown" {
+        Verdict::Confirmed
+    } else {
+        Verdict::Refuted
+    };
+    (verdict, format!("{evidence}: a cached `@latest` layer is stale"))
+}
+
+fn c5(r: &Records) -> (Verdict, String) {
+    let (Some((good, touch)), Some((_, edit))) = (r.good("touch-only", "touch-sources"), r.good("edit-go-source", "edit-handler")) else {
+        return not_measured("touch-only and edit-go-source rebuilds of static-scratch or layered");
+    };
+    let touch_all = touch.iter().all(|rec| rec.layers.iter().filter(|l| !l.instruction.starts_with("FROM")).all(|l| l.cached));
+    let (ec, et) = cached_count(&edit, "COPY . .");
+    let chmod = r.good("chmod-source", "chmod-main").map(|(_, recs)| cached_count(&recs, "COPY . ."));
+    let mut evidence = format!(
+        "{good}: touch-only left every step cached ({}); a content edit missed `COPY . .` ({}/{et})",
+        if touch_all { "yes" } else { "no" },
+        et - ec
+    );
+    let verdict = match (touch_all && ec == 0, chmod) {
+        (false, _) => Verdict::Refuted,
+        (true, Some((cc, ct))) if cc < ct => {
+            evidence.push_str(&format!("; chmod 0755 of main.go (same content) also missed `COPY . .` ({}/{ct}): file mode is part of the key", ct - cc));
+            Verdict::ConfirmedWithCaveat
+        }
+        (true, Some((_, ct))) => {
+            evidence.push_str(&format!("; chmod kept `COPY . .` cached ({ct}/{ct})"));
+            Verdict::Confirmed
+        }
+        (true, None) => {
+            evidence.push_str("; chmod not measured");
+            Verdict::Confirmed
+        }
+    };
+    (verdict, evidence)
+}
+
+fn c6(r: &Records) -> (Verdict, String) {
+    let Some(good) = GOOD.iter().find(|v| !r.baselines(v).is_empty()) else {
+        return not_measured("cold baseline of static-scratch or layered");
+    };
+    let mut evidence = Vec::new();
+    let mut holds = true;
+    for network in std::iter::once(LOOPBACK.to_string()).chain(r.networks()) {
+        let recs: Vec<&BuildRecord> = r
+            .0
+            .records
+            .iter()
+            .filter(|x| x.variant == *good && x.step == "baseline" && x.builder == Builder::Buildkit && x.network == network && x.outcome == "ok")
+            .collect();
+        if let (Some(copy), Some(dl)) = (step_seconds(&recs, "COPY go.mod"), step_seconds(&recs, "RUN go mod download")) {
+            holds &= copy.median < dl.median;
+            evidence.push(format!("on {network}, `COPY go.mod go.sum` took {} and `RUN go mod download` {}", secs(&copy), secs(&dl)));
+        }
+    }
+    if evidence.is_empty() {
+        return not_measured("step times of a cold baseline");
+    }
+    let verdict = if holds { Verdict::Confirmed } else { Verdict::Refuted };
+    (verdict, format!("{good} cold builds: {}", evidence.join("; ")))
+}
+
+fn c7(r: &Records) -> (Verdict, String) {
+    let Some(good) = GOOD.iter().find(|v| !r.baselines(v).is_empty()) else {
+        return not_measured("cold baseline of static-scratch or layered");
+    };
+    let base = r.baselines(good);
+    let modules: Vec<&String> = base.iter().flat_map(|b| b.proxy.modules.iter()).collect();
+    let std_like: Vec<&&String> = modules.iter().filter(|m| !m.split('/').next().unwrap_or("").contains('.')).collect();
+    let (Some(dl), Some(build)) = (step_seconds(&base, "RUN go mod download"), step_seconds(&base, "RUN CGO_ENABLED=0 go build")) else {
+        return not_measured("download and build step times");
+    };
+    let mut evidence = format!(
+        "during {good}'s cold builds the proxy served {} module zips, {} of them standard-library paths (the go command never fetches the standard library); `go mod download` took {} and `go build`, which compiles the standard library, {}",
+        modules.len() / base.len().max(1),
+        std_like.len(),
+        secs(&dl),
+        secs(&build)
+    );
+    let mount = r.find("cache-mount", "edit-go-source", "edit-handler");
+    if let Some(m) = step_seconds(&mount, "RUN --mount") {
+        evidence.push_str(&format!("; with a build-cache mount the build step after an edit took {}", secs(&m)));
+    }
+    let verdict = if std_like.is_empty() && build.median > dl.median { Verdict::Refuted } else { Verdict::Confirmed };
+    (verdict, evidence)
+}
+
+fn binary_of<'r>(recs: &[&'r BuildRecord]) -> Option<&'r crate::inspect::BinaryFacts> {
+    recs.iter().filter_map(|r| r.inspection.as_ref()).find_map(|i| i.binary.as_ref())
+}
+
+fn runtime_of<'r>(recs: &[&'r BuildRecord]) -> Option<&'r crate::inspect::RuntimeCheck> {
+    recs.iter().filter_map(|r| r.inspection.as_ref()).find_map(|i| i.runtime.as_ref())
+}
+
+fn c8(r: &Records) -> (Verdict, String) {
+    let (Some(s), Some(d)) = (binary_of(&r.baselines("static-scratch")), binary_of(&r.baselines("dynamic-debian"))) else {
+        return not_measured("inspected binaries of static-scratch and dynamic-debian");
+    };
+    let evidence = format!(
+        "static-scratch {}: {} (interpreter {}, needs {}); dynamic-debian {}: {} (interpreter {}, needs {})",
+        s.path,
+        s.linkage,
+        s.interpreter.as_deref().unwrap_or("none"),
+        if s.needed.is_empty() { "nothing".into() } else { s.needed.join(", ") },
+        d.path,
+        d.linkage,
+        d.interpreter.as_deref().unwrap_or("none"),
+        if d.needed.is_empty() { "nothing".into() } else { d.needed.join(", ") },
+    );
+    let verdict = if s.linkage == "static" && d.linkage == "dynamic" && d.needed.iter().any(|n| n.starts_with("libc.")) {
+        Verdict::Confirmed
+    } else {
+        Verdict::Refuted
+    };
+    (verdict, evidence)
+}
+
+fn c9(r: &Records) -> (Verdict, String) {
+    let (Some(s), Some(d)) = (runtime_of(&r.baselines("static-scratch")), runtime_of(&r.baselines("dynamic-scratch"))) else {
+        return not_measured("runtime checks of static-scratch and dynamic-scratch");
+    };
+    let first_line = |o: &str| o.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    let evidence = format!(
+        "static-scratch: exit {}, self-test {}; dynamic-scratch: exit {}, `{}`",
+        s.exit_code,
+        if s.selftest_passed { "passed" } else { "failed" },
+        d.exit_code,
+        first_line(&d.output)
+    );
+    let verdict = if s.selftest_passed && d.exit_code != 0 && !d.selftest_passed { Verdict::Confirmed } else { Verdict::Refuted };
+    (verdict, evidence)
+}
+
+fn c10(r: &Records) -> (Verdict, String) {
+    let size = |v: &str| r.baselines(v).iter().find_map(|b| b.image.as_ref().map(|i| i.size_bytes));
+    let names = ["naive", "layered-single", "dynamic-debian", "static-scratch"];
+    let sizes: Vec<(&str, u64)> = names.iter().filter_map(|v| size(v).map(|s| (*v, s))).collect();
+    let (Some(stat), Some(naive)) = (size("static-scratch"), size("naive")) else {
+        return not_measured("image sizes of naive and static-scratch");
+    };
+    let evidence = sizes.iter().map(|(v, s)| format!("{v} {:.1} MB", *s as f64 / 1e6)).collect::<Vec<_>>().join(", ");
+    let smallest = sizes.iter().all(|(_, s)| stat <= *s);
+    let verdict = if smallest && (stat as f64) < naive as f64 * 0.1 { Verdict::Confirmed } else { Verdict::Refuted };
+    (verdict, format!("image sizes: {evidence} (static-scratch is {:.1}% of naive)", stat as f64 * 100.0 / naive as f64))
+}
+
+fn c11(r: &Records) -> (Verdict, String) {
+    let (Some(root), Some(user)) = (runtime_of(&r.baselines("naive")), runtime_of(&r.baselines("static-scratch"))) else {
+        return not_measured("runtime checks of naive and static-scratch");
+    };
+    let config = |v: &str| r.baselines(v).iter().find_map(|b| b.image.as_ref().map(|i| i.user.clone())).unwrap_or_default();
+    let yn = |b: Option<bool>| match b {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "unknown",
+    };
+    let evidence = format!(
+        "naive: Config.User `{}`, uid {}, can write its binary {}, can write /etc {}; static-scratch: Config.User `{}`, uid {}, can write its binary {}, can write /etc {} (checked by the process itself in a container with no network)",
+        config("naive"),
+        root.uid.map_or("?".into(), |u| u.to_string()),
+        yn(root.can_write_binary),
+        yn(root.can_write_etc),
+        config("static-scratch"),
+        user.uid.map_or("?".into(), |u| u.to_string()),
+        yn(user.can_write_binary),
+        yn(user.can_write_etc),
+    );
+    let verdict = if root.uid == Some(0)
+        && root.can_write_binary == Some(true)
+        && user.uid.is_some_and(|u| u != 0)
+        && user.can_write_binary == Some(false)
+        && user.can_write_etc == Some(false)
+    {
+        Verdict::Confirmed
+    } else {
+        Verdict::Refuted
+    };
+    (verdict, evidence)
+}
+
+fn x1(r: &Records) -> (Verdict, String) {
+    let with = r.find("naive", "git-commit-only", "empty-commit");
+    let without = r.find("naive-no-dockerignore", "git-commit-only", "empty-commit");
+    if with.is_empty() || without.is_empty() {
+        return not_measured("git-commit-only rebuilds of naive and naive-no-dockerignore");
+    }
+    let (wc, wt) = cached_count(&with, "COPY . .");
+    let (oc, ot) = cached_count(&without, "COPY . .");
+    let evidence = format!(
+        "after a commit that changed no file, `COPY . .` stayed cached with .dockerignore ({wc}/{wt}) and missed without it ({}/{ot})",
+        ot - oc
+    );
+    let verdict = if wc == wt && oc == 0 { Verdict::Confirmed } else { Verdict::Refuted };
+    (verdict, evidence)
+}
+
+fn x2(r: &Records) -> (Verdict, String) {
+    let Some((good, g)) = r.good("edit-go-source", "edit-handler") else {
+        return not_measured("edit-go-source rebuilds of static-scratch or layered");
+    };
+    let m = r.find("cache-mount", "edit-go-source", "edit-handler");
+    let (Some(a), Some(b)) = (step_seconds(&m, "RUN --mount"), step_seconds(&g, "RUN CGO_ENABLED=0 go build")) else {
+        return not_measured("build-step times of cache-mount and the good variant after an edit");
+    };
+    let Some(ratio) = Ratio::of(&a, &b) else {
+        return not_measured("non-zero build-step times");
+    };
+    let evidence = format!(
+        "build step after edit-go-source: cache-mount {} vs {good} {} ({})",
+        secs(&a),
+        secs(&b),
+        ratio.describe()
+    );
+    let verdict = if ratio.significant() && ratio.value < 1.0 { Verdict::Confirmed } else { Verdict::Refuted };
+    (verdict, evidence)
+}
+
+fn x3(r: &Records) -> (Verdict, String) {
+    let Some((good, after)) = r.good("reorder-copy", "edit-after-reorder") else {
+        return not_measured("reorder-copy builds of static-scratch or layered");
+    };
+    let (c, t) = cached_count(&after, "RUN go mod download");
+    let evidence = format!(
+        "with `COPY . .` moved above the download, a .go edit re-ran `RUN go mod download` in {good} ({}/{t}) and the proxy saw {} requests",
+        t - c,
+        requests(&after)
+    );
+    let verdict = if c == 0 && t > 0 && requests(&after) > 0 { Verdict::Confirmed } else { Verdict::Refuted };
+    (verdict, evidence)
+}
+
+fn x4(r: &Records) -> (Verdict, String) {
+    let mut parts = Vec::new();
+    let mut holds = true;
+    let mut caveat = None;
+    for builder in [Builder::Buildkit, Builder::Legacy] {
+        let recs = r.find_in("static-scratch", "change-build-arg", "set-version", builder, LOOPBACK);
+        let Some(rec) = recs.first() else { continue };
+        let use_step = layer(rec, "RUN CGO_ENABLED=0 go build");
+        let before = layer(rec, "COPY . .");
+        let decl = layer(rec, "ARG APP_VERSION");
+        let name = crate::runner::builder_name(builder);
+        match (use_step, before) {
+            (Some(u), Some(b)) => {
+                holds &= !u.cached && b.cached;
+                parts.push(format!(
+                    "{name}: steps before the declaration cached ({}), first use `RUN ... go build` {}{}",
+                    if b.cached { "yes" } else { "no" },
+                    if u.cached { "cached" } else { "missed" },
+                    match decl {
+                        Some(d) => format!(", the `ARG APP_VERSION` step itself {}", if d.cached { "cached" } else { "missed" }),
+                        None => ", the declaration makes no step".to_string(),
+                    }
+                ));
+                if decl.is_some_and(|d| !d.cached) {
+                    caveat = Some(format!("the legacy builder reports the ARG line itself as a missed step ({name})"));
+                }
+            }
+            _ => return not_measured("the build-argument steps"),
+        }
+    }
+    if parts.is_empty() {
+        return not_measured("change-build-arg builds of static-scratch");
+    }
+    let mut evidence = format!("after changing APP_VERSION: {}", parts.join("; "));
+    let verdict = match (holds, caveat) {
+        (false, _) => Verdict::Refuted,
+        (true, Some(c)) => {
+            evidence.push_str(&format!("; {c}"));
+            Verdict::ConfirmedWithCaveat
+        }
+        (true, None) => Verdict::Confirmed,
+    };
+    (verdict, evidence)
+}
+
+fn x5(r: &Records) -> (Verdict, String) {
+    let bk = r.find_in("extra-stage", "no-change", "baseline", Builder::Buildkit, LOOPBACK);
+    let legacy = r.find_in("extra-stage", "no-change", "baseline", Builder::Legacy, LOOPBACK);
+    let (Some(b), Some(l)) = (bk.first(), legacy.first()) else {
+        return not_measured("extra-stage baselines with both builders");
+    };
+    let bk_vet = b.layers.iter().any(|x| x.stage == "vet");
+    let legacy_vet = l.layers.iter().any(|x| x.stage == "vet" && x.instruction.starts_with("RUN go vet"));
+    // Parallel stages: two steps of different stages overlapping in time in any cold BuildKit build.
+    let overlap = r.0.records.iter().filter(|x| x.builder == Builder::Buildkit && x.step == "baseline").find_map(|rec| {
+        let timed: Vec<&LayerRecord> = rec.layers.iter().filter(|l| l.duration_ms > 50.0).collect();
+        timed.iter().enumerate().find_map(|(i, a)| {
+            timed[i + 1..].iter().find(|b| {
+                a.stage != b.stage && a.start_ms < b.end_ms && b.start_ms < a.end_ms
+            }).map(|b| format!("{}: `{}` ({}) overlapped `{}` ({})", rec.variant, a.instruction, a.stage, b.instruction, b.stage))
+        })
+    });
+    let mut evidence = format!(
+        "the unneeded vet stage was {} by BuildKit and {} by the legacy builder",
+        if bk_vet { "built" } else { "skipped" },
+        if legacy_vet { "built" } else { "skipped" }
+    );
+    let verdict = match (!bk_vet && legacy_vet, overlap) {
+        (false, _) => Verdict::Refuted,
+        (true, Some(o)) => {
+            evidence.push_str(&format!("; parallel stages seen: {o}"));
+            Verdict::Confirmed
+        }
+        (true, None) => {
+            evidence.push_str("; no two stages with real work overlapped in these builds, so parallelism was not observed");
+            Verdict::ConfirmedWithCaveat
+        }
+    };
+    (verdict, evidence)
+}
