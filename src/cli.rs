@@ -88,8 +88,18 @@ pub enum Command {
         /// Write DIR/results.json instead of results/<run-id>/results.json.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Run a suite (`claims`, or a suite file) instead of --variant/--scenario/--builder/--repetitions, and print claim verdicts at the end.
+        #[arg(long, conflicts_with_all = ["variants", "scenarios", "repetitions", "builder"])]
+        suite: Option<String>,
         #[arg(long = "proxy-port", default_value_t = DEFAULT_PORT)]
         proxy_port: u16,
+    },
+    /// Recompute the claim verdicts from a results file alone.
+    Verdicts {
+        results: PathBuf,
+        /// Print a JSON list of {"id", "verdict", "evidence"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove the containers and images layerbench created (only those: they carry its label).
     Clean {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineError, ImageFacts};
 
-/// Image label naming more binaries to read Go build info from (space-separated paths), such as an installed tool.
+/// Image label naming more files to read (space-separated paths): ELF binaries are inspected like the entrypoint, other files are kept as text.
 pub const INSPECT_LABEL: &str = "io.layerbench.inspect";
 
 /// Everything inspection learned about one image.
@@ -16,6 +16,9 @@ pub struct Inspection {
     pub binary: Option<BinaryFacts>,
     /// Binaries named by the image's `io.layerbench.inspect` label.
     pub tools: Vec<BinaryFacts>,
+    /// Other files named by that label: path and text (at most 2,000 characters).
+    #[serde(default)]
+    pub files: Vec<(String, String)>,
     pub runtime: Option<RuntimeCheck>,
     /// Problems met while inspecting (a missing file, an unreadable ELF).
     pub notes: Vec<String>,
@@ -134,7 +137,7 @@ pub async fn inspect_image(engine: &Engine, image: &ImageFacts) -> Result<Inspec
             match read(p.to_string()).await? {
                 (path, Some(bytes)) => match elf_facts(&path, &bytes) {
                     Some(f) => inspection.tools.push(f),
-                    None => inspection.notes.push(format!("{path} is not an ELF binary")),
+                    None => inspection.files.push((path, String::from_utf8_lossy(&bytes).chars().take(2000).collect())),
                 },
                 (path, None) => inspection.notes.push(format!("{path} (named by {INSPECT_LABEL}) is not in the image")),
             }

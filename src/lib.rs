@@ -15,5 +15,6 @@ pub mod runner;
 pub mod scenario;
 pub mod selftest;
 pub mod setup;
+pub mod suite;
 pub mod table;
 pub mod workspace;

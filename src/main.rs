@@ -136,10 +136,9 @@ async fn run(command: Command) -> Result<bool> {
                 Ok(false)
             }
         }
-        Command::Run { app, variants, scenarios, scenarios_dir, repetitions, builder, cache: cache_choice, out, proxy_port } => {
+        Command::Run { app, variants, scenarios, scenarios_dir, repetitions, builder, cache: cache_choice, out, suite, proxy_port } => {
             let app = app.unwrap_or_else(paths::sample_app_dir);
-            let scenarios = scenario::select(&scenarios_dir.unwrap_or_else(paths::scenarios_dir), &scenarios)?;
-            let variants = runner::variants(&app, &variants)?;
+            let scenarios_dir = scenarios_dir.unwrap_or_else(paths::scenarios_dir);
             let builders = match builder {
                 BuilderChoice::Buildkit => vec![Builder::Buildkit],
                 BuilderChoice::Legacy => vec![Builder::Legacy],
@@ -149,6 +148,17 @@ async fn run(command: Command) -> Result<bool> {
                 CacheChoice::Cold => CacheState::Cold,
                 CacheChoice::Warm => CacheState::Warm,
             };
+            let cells = match &suite {
+                Some(name) => {
+                    let suite = layerbench::suite::load(name, &scenarios_dir.join("suites"))?;
+                    layerbench::suite::cells(&suite, &app, &scenarios_dir)?
+                }
+                None => {
+                    let scenarios = scenario::select(&scenarios_dir, &scenarios)?;
+                    let variants = runner::variants(&app, &variants)?;
+                    runner::cells(&variants, &scenarios, &builders, repetitions.max(1))
+                }
+            };
             let (engine, p) = setup::provision(false, &cache, &store, &mirror).await?;
             print_provisioned(&p);
             let run_id = paths::new_run_id();
@@ -156,16 +166,16 @@ async fn run(command: Command) -> Result<bool> {
             let proxy = ProxyServer::start(ProxyConfig::loopback(&store, proxy_port)).await?;
             let plan = runner::Plan {
                 app: app.clone(),
-                cells: runner::cells(&variants, &scenarios, &builders, repetitions.max(1)),
+                cells,
                 cache_state,
                 work_dir: cache.join("workspaces").join(&run_id),
                 results_path: results_path.clone(),
                 proxy_url: proxy.url(),
                 store: layerbench::goproxy::layout::StoreLayout::new(&store),
                 inspect: true,
-                network: "loopback".to_string(),
             };
             let mut results = runner::new_results(&run_id, &p, &store, &plan, repetitions.max(1));
+            results.options.suite = suite.clone();
             println!(
                 "run {run_id}: {} cells, {} builds; results go to {}",
                 plan.cells.len(),
@@ -179,14 +189,27 @@ async fn run(command: Command) -> Result<bool> {
                 }
             });
             let mut progress = progress::Progress::start();
-            let outcome = runner::run(&engine, &plan, &proxy.log(), &proxy.unpublished(), &mut results, &mut |e| progress.event(e), &mut interrupt).await;
+            let outcome = runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |e| progress.event(e), &mut interrupt).await;
             progress.finish();
             proxy.stop().await;
             outcome?;
             print!("{}", table::cell_tables(&results));
+            if suite.is_some() {
+                print!("{}", table::verdict_table(&layerbench::analysis::verdicts::verdicts(&results)));
+            }
             let failed = results.records.iter().filter(|r| r.outcome != "ok").count();
             println!("run {run_id}: {} builds recorded, {failed} failed; results: {}", results.records.len(), results_path.display());
             Ok(failed == 0)
+        }
+        Command::Verdicts { results, json } => {
+            let results = layerbench::results::Results::read(&results)?;
+            let verdicts = layerbench::analysis::verdicts::verdicts(&results);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&verdicts)?);
+            } else {
+                print!("{}", table::verdict_table(&verdicts));
+            }
+            Ok(true)
         }
         Command::Clean { base_images } => {
             let engine = Engine::connect().await?;

@@ -58,6 +58,9 @@ pub struct RunOptions {
     pub builders: Vec<Builder>,
     pub cache_state: CacheState,
     pub proxy_url: String,
+    /// The suite the cells came from, if any.
+    #[serde(default)]
+    pub suite: Option<String>,
 }
 
 /// How a cell starts.

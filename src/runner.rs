@@ -10,7 +10,7 @@ use crate::context::{build_context, ContextError};
 use crate::dockerfile::{split_buildkit_name, split_legacy_step, DockerfileModel};
 use crate::engine::{BuildRequest, Builder, Engine, EngineError, StepReport, KIND_LABEL};
 use crate::goproxy::layout::StoreLayout;
-use crate::goproxy::server::{ProxyLog, ProxyRequest, RequestKind, Unpublished};
+use crate::goproxy::server::{ProxyLog, ProxyRequest, ProxyServer, RequestKind, Shaping, ShapingControl, Unpublished};
 use crate::goproxy::store::StoreReport;
 use crate::inspect::{inspect_image, Inspection};
 use crate::results::{
@@ -85,12 +85,48 @@ pub struct Cell {
     pub scenario: Scenario,
     pub builder: Builder,
     pub repetition: u32,
+    pub network: NetworkProfile,
+}
+
+/// How the module proxy answers during a cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkProfile {
+    pub name: String,
+    pub shaping: Shaping,
+}
+
+impl NetworkProfile {
+    pub fn loopback() -> NetworkProfile {
+        NetworkProfile {
+            name: "loopback".into(),
+            shaping: Shaping::default(),
+        }
+    }
+}
+
+/// The running proxy's handles the runner uses.
+#[derive(Debug, Clone)]
+pub struct ProxyHandles {
+    pub log: ProxyLog,
+    pub unpublished: Unpublished,
+    pub shaping: ShapingControl,
+}
+
+impl ProxyHandles {
+    pub fn of(proxy: &ProxyServer) -> ProxyHandles {
+        ProxyHandles {
+            log: proxy.log(),
+            unpublished: proxy.unpublished(),
+            shaping: proxy.shaping(),
+        }
+    }
 }
 
 impl Cell {
     pub fn label(&self) -> String {
+        let network = if self.network.name == "loopback" { String::new() } else { format!(" · {}", self.network.name) };
         format!(
-            "{} × {} · {} · rep {}",
+            "{} × {} · {} · rep {}{network}",
             self.variant.name,
             self.scenario.name,
             builder_name(self.builder),
@@ -124,8 +160,6 @@ pub struct Plan {
     pub store: StoreLayout,
     /// Inspect every image built (binary linkage, runtime checks).
     pub inspect: bool,
-    /// The name of the proxy's network profile, recorded with every build.
-    pub network: String,
 }
 
 /// Every cell: each variant × scenario × builder × repetition, in that nesting order.
@@ -141,6 +175,7 @@ pub fn cells(variants: &[Variant], scenarios: &[Scenario], builders: &[Builder],
                         scenario: scenario.clone(),
                         builder,
                         repetition,
+                        network: NetworkProfile::loopback(),
                     });
                 }
             }
@@ -198,6 +233,7 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
             },
             cache_state: plan.cache_state,
             proxy_url: plan.proxy_url.clone(),
+            suite: None,
         },
         complete: false,
         records: Vec::new(),
@@ -220,8 +256,7 @@ pub enum Event<'a> {
 pub async fn run(
     engine: &Engine,
     plan: &Plan,
-    proxy: &ProxyLog,
-    unpublished: &Unpublished,
+    handles: &ProxyHandles,
     results: &mut Results,
     on_event: &mut dyn FnMut(Event<'_>),
     interrupt: &mut watch::Receiver<bool>,
@@ -231,12 +266,14 @@ pub async fn run(
     let mut build_no = 0usize;
     for cell in &plan.cells {
         on_event(Event::CellStarted { cell, of: plan.cells.len() });
-        unpublished.set(cell.scenario.unpublished.iter().filter_map(|u| {
+        handles.unpublished.set(cell.scenario.unpublished.iter().filter_map(|u| {
             let (m, v) = u.split_once('@')?;
             Some((m.to_string(), v.to_string()))
         }));
-        let outcome = run_cell(engine, plan, cell, proxy, unpublished, results, on_event, interrupt, &mut build_no, total).await;
-        unpublished.set([]);
+        handles.shaping.set(cell.network.shaping);
+        let outcome = run_cell(engine, plan, cell, &handles.log, &handles.unpublished, results, on_event, interrupt, &mut build_no, total).await;
+        handles.unpublished.set([]);
+        handles.shaping.set(Shaping::default());
         let cleanup = cleanup_cell(engine, plan, &cell_id(results, cell)).await;
         match outcome {
             Ok(()) => {}
@@ -379,7 +416,7 @@ fn failed_record(cell: &Cell, step: &str, results: &Results, build_args: &BTreeM
         proxy: ProxyRecord::default(),
         build_args: build_args.clone(),
         notes: Vec::new(),
-        network: String::new(),
+        network: cell.network.name.clone(),
         inspection: None,
     }
 }
@@ -455,7 +492,7 @@ async fn build_once(
         proxy: proxy_record(&requests),
         build_args: build_args.clone(),
         notes: Vec::new(),
-        network: plan.network.clone(),
+        network: cell.network.name.clone(),
         inspection,
     })
 }

@@ -55,6 +55,15 @@ pub fn cell_tables(results: &Results) -> String {
     out
 }
 
+/// The claim verdicts as an aligned table: id, verdict, evidence.
+pub fn verdict_table(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> String {
+    let mut out = String::from("claim  verdict                 evidence\n");
+    for v in verdicts {
+        out.push_str(&format!("{:<6} {:<23} {}\n", v.id, v.verdict.label(), v.evidence));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +123,7 @@ mod tests {
                 builders: vec![Builder::Buildkit],
                 cache_state: CacheState::Cold,
                 proxy_url: "p".into(),
+                suite: None,
             },
             complete: true,
             records: vec![record("baseline", &[false, false], 56), record("edit-handler", &[true, false], 0)],

@@ -48,11 +48,10 @@ async fn run(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, builders: 
         proxy_url: proxy.url(),
         store: StoreLayout::new(&store),
         inspect: true,
-        network: "loopback".to_string(),
     };
     let mut results = runner::new_results(&run_id, &provisioned, &store, &plan, 1);
     let (_stop, mut interrupt) = tokio::sync::watch::channel(false);
-    runner::run(&engine, &plan, &proxy.log(), &proxy.unpublished(), &mut results, &mut |_| {}, &mut interrupt).await.unwrap();
+    runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |_| {}, &mut interrupt).await.unwrap();
     proxy.stop().await;
     let on_disk = Results::read(&plan.results_path).unwrap();
     assert_eq!(on_disk, results, "the results file holds what the run measured");

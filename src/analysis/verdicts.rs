@@ -258,24 +258,25 @@ fn c3(r: &Records) -> (Verdict, String) {
 }
 
 fn c4(r: &Records) -> (Verdict, String) {
-    let p = r.find("tool-install", "upstream-publishes-new-version", "publish-toml-v1.3.2");
-    let base = r.find("tool-install", "upstream-publishes-new-version", "baseline");
+    let p = r.find("fetch-latest", "upstream-publishes-new-version", "publish-toml-v1.3.2");
+    let base = r.find("fetch-latest", "upstream-publishes-new-version", "baseline");
     if p.is_empty() || base.is_empty() {
-        return not_measured("tool-install × upstream-publishes-new-version builds");
+        return not_measured("fetch-latest × upstream-publishes-new-version builds");
     }
-    let (c, t) = cached_count(&p, "RUN go install");
-    let tool_version = |recs: &[&BuildRecord]| {
+    let (c, t) = cached_count(&p, "RUN go mod download -json");
+    // The version `@latest` resolved to, as written into the image at build time.
+    let fetched = |recs: &[&BuildRecord]| {
         recs.iter()
             .filter_map(|rec| rec.inspection.as_ref())
-            .flat_map(|i| i.tools.iter())
-            .flat_map(|t| t.go_modules.iter())
-            .find(|m| m.starts_with("github.com/BurntSushi/toml "))
-            .map(|m| m.trim_start_matches("github.com/BurntSushi/toml ").to_string())
+            .flat_map(|i| i.files.iter())
+            .find(|(path, _)| path == "/toml-latest.json")
+            .and_then(|(_, text)| serde_json::from_str::<serde_json::Value>(text).ok())
+            .and_then(|v| v.get("Version").and_then(|v| v.as_str()).map(str::to_string))
     };
-    let before = tool_version(&base).unwrap_or_else(|| "unknown".into());
-    let after = tool_version(&p).unwrap_or_else(|| "unknown".into());
+    let before = fetched(&base).unwrap_or_else(|| "unknown".into());
+    let after = fetched(&p).unwrap_or_else(|| "unknown".into());
     let evidence = format!(
-        "after the proxy started serving BurntSushi/toml v1.3.2 with no file changed, `RUN go install ...tomlv@latest` stayed cached ({c}/{t}), the proxy saw {} requests, and the installed tomlv still embeds toml {after} (baseline: {before})",
+        "after the proxy started serving BurntSushi/toml v1.3.2 with no file changed, `RUN go mod download -json ...toml@latest` stayed cached ({c}/{t}), the proxy saw {} requests, and the image still records @latest as {after} (baseline: {before})",
         requests(&p)
     );
     let verdict = if c == t && requests(&p) == 0 && after == before && after != "v1.3.2" && after != "unknown" {

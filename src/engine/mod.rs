@@ -58,7 +58,7 @@ fn api(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Engi
 }
 
 /// Which builder runs a build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Builder {
     Buildkit,

@@ -7,5 +7,5 @@ pub mod server;
 pub mod store;
 
 pub use layout::{escape_path, unescape_path, StoreLayout};
-pub use server::{ProxyConfig, ProxyLog, ProxyRequest, ProxyServer, RequestKind, Shaping, Unpublished};
+pub use server::{ProxyConfig, ProxyLog, ProxyRequest, ProxyServer, RequestKind, Shaping, ShapingControl, Unpublished};
 pub use store::{build_store, Recipe, StoreReport};

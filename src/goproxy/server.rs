@@ -158,11 +158,30 @@ impl Unpublished {
     }
 }
 
+/// The shaping in force, changeable while the proxy runs (read when a request arrives).
+#[derive(Debug, Clone, Default)]
+pub struct ShapingControl {
+    inner: Arc<Mutex<Shaping>>,
+}
+
+impl ShapingControl {
+    pub fn set(&self, shaping: Shaping) {
+        if let Ok(mut s) = self.inner.lock() {
+            *s = shaping;
+        }
+    }
+
+    pub fn get(&self) -> Shaping {
+        self.inner.lock().map(|s| *s).unwrap_or_default()
+    }
+}
+
 /// A running proxy. Dropping it without [`ProxyServer::stop`] also stops it.
 pub struct ProxyServer {
     addr: SocketAddr,
     log: ProxyLog,
     unpublished: Unpublished,
+    shaping: ShapingControl,
     shutdown: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -191,7 +210,9 @@ impl ProxyServer {
         let log = ProxyLog::default();
         let (shutdown, mut stop) = watch::channel(false);
         let store = Arc::new(StoreLayout::new(config.store));
-        let shaping = config.shaping;
+        let shaping = ShapingControl::default();
+        shaping.set(config.shaping);
+        let task_shaping = shaping.clone();
         let task_log = log.clone();
         let unpublished = Unpublished::default();
         let task_unpublished = unpublished.clone();
@@ -204,6 +225,7 @@ impl ProxyServer {
                             let store = Arc::clone(&store);
                             let log = task_log.clone();
                             let hidden = task_unpublished.clone();
+                            let shaping = task_shaping.get();
                             tokio::spawn(async move { serve_connection(stream, &store, &hidden, shaping, &log).await });
                         }
                     }
@@ -214,6 +236,7 @@ impl ProxyServer {
             addr,
             log,
             unpublished,
+            shaping,
             shutdown,
             task: Some(task),
         })
@@ -230,6 +253,11 @@ impl ProxyServer {
 
     pub fn log(&self) -> ProxyLog {
         self.log.clone()
+    }
+
+    /// The handle that changes the network shaping.
+    pub fn shaping(&self) -> ShapingControl {
+        self.shaping.clone()
     }
 
     /// The handle that hides and publishes versions.

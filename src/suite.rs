@@ -1,0 +1,133 @@
+//! Suite files: named groups of cells (variants × scenarios × builders × repetitions × network profiles) run together.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::Builder;
+use crate::goproxy::server::Shaping;
+use crate::runner::{self, Cell, NetworkProfile, RunError};
+use crate::scenario::{self, ScenarioError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("failed to read suite file {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("suite file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error(transparent)]
+    Variant(#[from] RunError),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    pub name: String,
+    pub description: String,
+    #[serde(default)]
+    pub network: BTreeMap<String, NetworkSpec>,
+    pub cells: Vec<CellGroup>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    #[serde(default)]
+    pub latency_ms: u64,
+    pub bandwidth_bytes_per_sec: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellGroup {
+    pub variants: Vec<String>,
+    pub scenarios: Vec<String>,
+    #[serde(default = "buildkit_only")]
+    pub builders: Vec<Builder>,
+    #[serde(default = "one")]
+    pub repetitions: u32,
+    #[serde(default = "loopback_only")]
+    pub networks: Vec<String>,
+}
+
+fn buildkit_only() -> Vec<Builder> {
+    vec![Builder::Buildkit]
+}
+fn one() -> u32 {
+    1
+}
+fn loopback_only() -> Vec<String> {
+    vec!["loopback".to_string()]
+}
+
+/// A suite by name (`scenarios/suites/<name>.toml`) or by path.
+pub fn load(name_or_path: &str, suites_dir: &Path) -> Result<Suite, SuiteError> {
+    let path = if name_or_path.ends_with(".toml") {
+        PathBuf::from(name_or_path)
+    } else {
+        suites_dir.join(format!("{name_or_path}.toml"))
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| SuiteError::Io { path: path.clone(), source })?;
+    let suite: Suite = toml::from_str(&text).map_err(|e| SuiteError::Parse {
+        path: path.clone(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    for group in &suite.cells {
+        for n in &group.networks {
+            if n != "loopback" && !suite.network.contains_key(n) {
+                return Err(SuiteError::Parse {
+                    path: path.clone(),
+                    message: format!("network `{n}` is not defined under [network]"),
+                });
+            }
+        }
+    }
+    Ok(suite)
+}
+
+/// The suite's cells, in file order.
+pub fn cells(suite: &Suite, app: &Path, scenarios_dir: &Path) -> Result<Vec<Cell>, SuiteError> {
+    let mut out = Vec::new();
+    for group in &suite.cells {
+        let variants = runner::variants(app, &group.variants)?;
+        let scenarios = scenario::select(scenarios_dir, &group.scenarios)?;
+        for network in &group.networks {
+            let profile = match suite.network.get(network) {
+                Some(spec) => NetworkProfile {
+                    name: network.clone(),
+                    shaping: Shaping {
+                        latency_ms: spec.latency_ms,
+                        bandwidth_bytes_per_sec: spec.bandwidth_bytes_per_sec,
+                    },
+                },
+                None => NetworkProfile::loopback(),
+            };
+            for mut cell in runner::cells(&variants, &scenarios, &group.builders, group.repetitions) {
+                cell.index = out.len();
+                cell.network = profile.clone();
+                out.push(cell);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_claims_suite_expands_into_cells_for_every_claim() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let suite = load("claims", &root.join("scenarios/suites")).unwrap();
+        let cells = cells(&suite, &root.join("sample-go-app"), &root.join("scenarios")).unwrap();
+        assert!(cells.iter().any(|c| c.network.name == "remote-10mbit" && c.network.shaping.latency_ms == 40));
+        assert!(cells.iter().any(|c| c.builder == Builder::Legacy && c.variant.name == "extra-stage"));
+        let builds: usize = cells.iter().map(Cell::builds).sum();
+        assert!(builds < 80, "the claims suite stays small: {builds} builds");
+        assert!(cells.iter().enumerate().all(|(i, c)| c.index == i));
+    }
+}
