@@ -78,7 +78,7 @@ pub enum Command {
         /// The folder of scenario files (default: the shipped scenarios/).
         #[arg(long)]
         scenarios_dir: Option<PathBuf>,
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 3)]
         repetitions: u32,
         #[arg(long, value_enum, default_value_t = BuilderChoice::Buildkit)]
         builder: BuilderChoice,

@@ -194,6 +194,7 @@ async fn run(command: Command) -> Result<bool> {
             proxy.stop().await;
             outcome?;
             print!("{}", table::cell_tables(&results));
+            print!("{}", table::statistics_table(&results));
             if suite.is_some() {
                 print!("{}", table::verdict_table(&layerbench::analysis::verdicts::verdicts(&results)));
             }

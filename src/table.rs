@@ -55,6 +55,46 @@ pub fn cell_tables(results: &Results) -> String {
     out
 }
 
+/// Per variant × scenario × builder × network × step, over repetitions:
+/// median, min, max and spread of the wall time, with outliers and wide spreads flagged.
+pub fn statistics_table(results: &Results) -> String {
+    use crate::analysis::stats::Summary;
+    let mut groups: Vec<((String, String, String, String, String), Vec<f64>)> = Vec::new();
+    for r in results.records.iter().filter(|r| r.outcome == "ok") {
+        let key = (r.variant.clone(), r.scenario.clone(), builder_name(r.builder).to_string(), r.network.clone(), r.step.clone());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(r.wall_ms / 1000.0),
+            None => groups.push((key, vec![r.wall_ms / 1000.0])),
+        }
+    }
+    let mut out = format!(
+        "{:<44} {:<16} {:>2} {:>8} {:>8} {:>8} {:>7}  notes\n",
+        "variant × scenario · builder · network", "step", "n", "median", "min", "max", "spread"
+    );
+    for ((variant, scenario, builder, network, step), values) in &groups {
+        let Some(s) = Summary::of(values) else { continue };
+        let mut notes = Vec::new();
+        if !s.outliers.is_empty() {
+            notes.push(format!("outliers: {}", s.outliers.iter().map(|i| format!("rep {}", i + 1)).collect::<Vec<_>>().join(", ")));
+        }
+        if s.n > 1 && s.too_wide() {
+            notes.push("spread too wide to compare".to_string());
+        }
+        out.push_str(&format!(
+            "{:<44} {:<16} {:>2} {:>7.2}s {:>7.2}s {:>7.2}s {:>6.2}s  {}\n",
+            format!("{variant} × {scenario} · {builder} · {network}"),
+            step,
+            s.n,
+            s.median,
+            s.min,
+            s.max,
+            s.spread,
+            notes.join("; ")
+        ));
+    }
+    out
+}
+
 /// The claim verdicts as an aligned table: id, verdict, evidence.
 pub fn verdict_table(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> String {
     let mut out = String::from("claim  verdict                 evidence\n");
@@ -130,6 +170,8 @@ mod tests {
         };
         let table = cell_tables(&results);
         assert!(table.starts_with("layered × edit-go-source · buildkit · rep 1 (cold)\n"), "{table}");
+        let stats = statistics_table(&results);
+        assert!(stats.lines().nth(1).is_some_and(|l| l.contains("baseline") && l.contains("1.50s")), "{stats}");
         let line = table.lines().find(|l| l.trim_start().starts_with("edit-handler")).unwrap();
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cols[..5], ["edit-handler", "1", "1", "1.50", "0"]);

@@ -120,6 +120,15 @@ fn layer<'r>(r: &'r BuildRecord, prefix: &str) -> Option<&'r LayerRecord> {
     r.layers.iter().find(|l| l.instruction.starts_with(prefix))
 }
 
+/// The stage's `go build` step, whatever precedes the command (`CGO_ENABLED=0`, cache mounts).
+fn build_step(r: &BuildRecord) -> Option<&LayerRecord> {
+    r.layers.iter().find(|l| l.instruction.starts_with("RUN ") && l.instruction.contains(" go build"))
+}
+
+fn build_seconds(records: &[&BuildRecord]) -> Option<Summary> {
+    Summary::of(&records.iter().filter_map(|r| build_step(r)).map(|l| l.duration_ms / 1000.0).collect::<Vec<_>>())
+}
+
 /// How many of the records have the step (by instruction prefix) cached.
 fn cached_count(records: &[&BuildRecord], prefix: &str) -> (usize, usize) {
     let with: Vec<bool> = records.iter().filter_map(|r| layer(r, prefix).map(|l| l.cached)).collect();
@@ -349,7 +358,7 @@ fn c7(r: &Records) -> (Verdict, String) {
     let base = r.baselines(good);
     let modules: Vec<&String> = base.iter().flat_map(|b| b.proxy.modules.iter()).collect();
     let std_like: Vec<&&String> = modules.iter().filter(|m| !m.split('/').next().unwrap_or("").contains('.')).collect();
-    let (Some(dl), Some(build)) = (step_seconds(&base, "RUN go mod download"), step_seconds(&base, "RUN CGO_ENABLED=0 go build")) else {
+    let (Some(dl), Some(build)) = (step_seconds(&base, "RUN go mod download"), build_seconds(&base)) else {
         return not_measured("download and build step times");
     };
     let mut evidence = format!(
@@ -360,7 +369,7 @@ fn c7(r: &Records) -> (Verdict, String) {
         secs(&build)
     );
     let mount = r.find("cache-mount", "edit-go-source", "edit-handler");
-    if let Some(m) = step_seconds(&mount, "RUN --mount") {
+    if let Some(m) = build_seconds(&mount) {
         evidence.push_str(&format!("; with a build-cache mount the build step after an edit took {}", secs(&m)));
     }
     let verdict = if std_like.is_empty() && build.median > dl.median { Verdict::Refuted } else { Verdict::Confirmed };
@@ -482,7 +491,7 @@ fn x2(r: &Records) -> (Verdict, String) {
         return not_measured("edit-go-source rebuilds of static-scratch or layered");
     };
     let m = r.find("cache-mount", "edit-go-source", "edit-handler");
-    let (Some(a), Some(b)) = (step_seconds(&m, "RUN --mount"), step_seconds(&g, "RUN CGO_ENABLED=0 go build")) else {
+    let (Some(a), Some(b)) = (build_seconds(&m), build_seconds(&g)) else {
         return not_measured("build-step times of cache-mount and the good variant after an edit");
     };
     let Some(ratio) = Ratio::of(&a, &b) else {
@@ -591,4 +600,207 @@ fn x5(r: &Records) -> (Verdict, String) {
         }
     };
     (verdict, evidence)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineVersion;
+    use crate::inspect::{BinaryFacts, Inspection, RuntimeCheck};
+    use crate::results::*;
+
+    fn results(records: Vec<BuildRecord>) -> Results {
+        Results {
+            schema_version: SCHEMA_VERSION,
+            run_id: "t".into(),
+            harness_version: "0".into(),
+            git_commit: None,
+            started_unix_ms: 0,
+            engine: EngineVersion { engine: "20.10".into(), api: "1.41".into() },
+            base_images: vec![],
+            store: StoreProvenance { path: "s".into(), recipe_fingerprint: "f".into(), mirror: "m".into(), modules: 1, versions: 1 },
+            app: "a".into(),
+            options: RunOptions {
+                variants: vec![],
+                scenarios: vec![],
+                repetitions: 1,
+                builders: vec![Builder::Buildkit],
+                cache_state: CacheState::Cold,
+                proxy_url: "p".into(),
+                suite: None,
+            },
+            complete: true,
+            records,
+        }
+    }
+
+    /// A build whose steps are `(instruction, cached, seconds)` in stage `build`.
+    fn build(variant: &str, scenario: &str, step: &str, wall: f64, steps: &[(&str, bool, f64)], requests: usize) -> BuildRecord {
+        BuildRecord {
+            variant: variant.into(),
+            scenario: scenario.into(),
+            step: step.into(),
+            repetition: 1,
+            builder: Builder::Buildkit,
+            cache_state: CacheState::Cold,
+            started_unix_ms: 0,
+            wall_ms: wall * 1000.0,
+            outcome: "ok".into(),
+            error: None,
+            layers: steps
+                .iter()
+                .map(|(i, c, s)| LayerRecord {
+                    stage: "build".into(),
+                    instruction: i.to_string(),
+                    cached: *c,
+                    duration_ms: s * 1000.0,
+                    start_ms: Some(0.0),
+                    end_ms: Some(s * 1000.0),
+                    error: None,
+                })
+                .collect(),
+            image: None,
+            proxy: ProxyRecord { requests, ..Default::default() },
+            build_args: Default::default(),
+            notes: vec![],
+            network: "loopback".into(),
+            inspection: None,
+        }
+    }
+
+    fn edit_rebuilds(good_download_cached: bool, good: f64, naive: f64) -> Vec<BuildRecord> {
+        let mut out = Vec::new();
+        for i in 0..3 {
+            let jitter = i as f64 * 0.2;
+            out.push(build(
+                "static-scratch",
+                "edit-go-source",
+                "edit-handler",
+                good + jitter,
+                &[("COPY go.mod go.sum ./", true, 0.0), ("RUN go mod download", good_download_cached, 0.0), ("COPY . .", false, 0.1), ("RUN CGO_ENABLED=0 go build", false, good)],
+                if good_download_cached { 0 } else { 50 },
+            ));
+            out.push(build(
+                "naive",
+                "edit-go-source",
+                "edit-handler",
+                naive + jitter,
+                &[("COPY . .", false, 0.1), ("RUN go mod download", false, 5.0), ("RUN go build", false, naive - 5.0)],
+                56,
+            ));
+        }
+        out
+    }
+
+    fn verdict_of(r: &Results, id: &str) -> ClaimVerdict {
+        verdicts(r).into_iter().find(|v| v.id == id).unwrap()
+    }
+
+    #[test]
+    fn every_claim_is_not_measured_on_empty_results() {
+        let v = verdicts(&results(vec![]));
+        assert_eq!(v.len(), 16);
+        assert!(v.iter().all(|v| v.verdict == Verdict::NotMeasured), "{v:#?}");
+    }
+
+    #[test]
+    fn c1_is_confirmed_by_cached_downloads_and_a_significant_saving() {
+        let v = verdict_of(&results(edit_rebuilds(true, 20.0, 30.0)), "C1");
+        assert_eq!(v.verdict, Verdict::Confirmed, "{}", v.evidence);
+        assert!(v.evidence.contains("(3/3)") && v.evidence.contains("ratio 0."), "{}", v.evidence);
+    }
+
+    #[test]
+    fn c1_has_a_caveat_when_the_times_do_not_differ() {
+        let v = verdict_of(&results(edit_rebuilds(true, 20.0, 20.1)), "C1");
+        assert_eq!(v.verdict, Verdict::ConfirmedWithCaveat, "{}", v.evidence);
+        assert!(v.evidence.contains("no significant difference"), "{}", v.evidence);
+    }
+
+    #[test]
+    fn c1_is_refuted_when_the_good_template_re_downloads() {
+        let v = verdict_of(&results(edit_rebuilds(false, 20.0, 30.0)), "C1");
+        assert_eq!(v.verdict, Verdict::Refuted, "{}", v.evidence);
+    }
+
+    #[test]
+    fn c3_is_refuted_by_a_hit_after_a_miss() {
+        let ok = build("static-scratch", "s", "x", 1.0, &[("COPY a", false, 0.1), ("RUN b", false, 1.0)], 0);
+        assert_eq!(verdict_of(&results(vec![ok.clone()]), "C3").verdict, Verdict::Confirmed);
+        let bad = build("static-scratch", "s", "y", 1.0, &[("COPY a", false, 0.1), ("RUN b", true, 0.0)], 0);
+        let v = verdict_of(&results(vec![ok, bad]), "C3");
+        assert_eq!(v.verdict, Verdict::Refuted);
+        assert!(v.evidence.contains("`RUN b`"), "{}", v.evidence);
+    }
+
+    #[test]
+    fn c5_carries_the_chmod_caveat_when_a_mode_change_misses() {
+        let steps_all = |cached: bool| vec![("COPY go.mod go.sum ./", true, 0.0), ("COPY . .", cached, 0.0)];
+        let mut recs = edit_rebuilds(true, 20.0, 30.0);
+        recs.push(build("static-scratch", "touch-only", "touch-sources", 0.1, &steps_all(true), 0));
+        recs.push(build("static-scratch", "chmod-source", "chmod-main", 20.0, &steps_all(false), 0));
+        let v = verdict_of(&results(recs.clone()), "C5");
+        assert_eq!(v.verdict, Verdict::ConfirmedWithCaveat, "{}", v.evidence);
+        assert!(v.evidence.contains("mode is part of the key"));
+        recs.pop();
+        recs.push(build("static-scratch", "chmod-source", "chmod-main", 0.1, &steps_all(true), 0));
+        assert_eq!(verdict_of(&results(recs), "C5").verdict, Verdict::Confirmed);
+    }
+
+    fn inspected(variant: &str, size: u64, linkage: &str, runtime: RuntimeCheck) -> BuildRecord {
+        let mut b = build(variant, "no-change", "baseline", 30.0, &[("RUN go build", false, 30.0)], 10);
+        b.image = Some(ImageRecord { id: variant.into(), size_bytes: size, layer_count: 1, user: String::new() });
+        b.inspection = Some(Inspection {
+            binary: Some(BinaryFacts {
+                path: "/app".into(),
+                size_bytes: 1,
+                linkage: linkage.into(),
+                interpreter: (linkage == "dynamic").then(|| "/lib64/ld-linux-x86-64.so.2".into()),
+                needed: if linkage == "dynamic" { vec!["libc.so.6".into()] } else { vec![] },
+                go_modules: vec![],
+            }),
+            runtime: Some(runtime),
+            ..Default::default()
+        });
+        b
+    }
+
+    fn ran(exit_code: i64, uid: Option<u32>, writes: Option<bool>) -> RuntimeCheck {
+        RuntimeCheck {
+            method: "m".into(),
+            exit_code,
+            selftest_passed: exit_code == 0,
+            uid,
+            can_write_binary: writes,
+            can_write_etc: writes,
+            output: if exit_code == 0 { "selftest: ok".into() } else { "exec /sample: no such file or directory".into() },
+        }
+    }
+
+    #[test]
+    fn linkage_start_up_size_and_user_claims_follow_the_inspections() {
+        let recs = vec![
+            inspected("static-scratch", 15_000_000, "static", ran(0, Some(65532), Some(false))),
+            inspected("dynamic-debian", 130_000_000, "dynamic", ran(0, Some(65532), Some(false))),
+            inspected("dynamic-scratch", 15_000_000, "dynamic", ran(1, None, None)),
+            inspected("naive", 800_000_000, "dynamic", ran(0, Some(0), Some(true))),
+        ];
+        let r = results(recs);
+        for id in ["C8", "C9", "C10", "C11"] {
+            let v = verdict_of(&r, id);
+            assert_eq!(v.verdict, Verdict::Confirmed, "{id}: {}", v.evidence);
+        }
+        assert!(verdict_of(&r, "C9").evidence.contains("no such file or directory"));
+        let swapped = results(vec![
+            inspected("static-scratch", 15_000_000, "dynamic", ran(0, Some(0), Some(true))),
+            inspected("dynamic-debian", 130_000_000, "dynamic", ran(0, Some(0), Some(true))),
+        ]);
+        assert_eq!(verdict_of(&swapped, "C8").verdict, Verdict::Refuted);
+    }
+
+    #[test]
+    fn verdicts_serialise_with_kebab_case_names() {
+        let json = serde_json::to_string(&verdicts(&results(vec![]))[0]).unwrap();
+        assert_eq!(json, r#"{"id":"C1","verdict":"not-measured","evidence":"the results have no edit-go-source rebuild of static-scratch or layered"}"#);
+    }
 }

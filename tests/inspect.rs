@@ -1,0 +1,100 @@
+//! Inspection of built images against the real engine: linkage read from the ELF, a binary that cannot start, the user a process runs as, and a cached `@latest` fetch after an upstream release.
+
+#![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use layerbench::engine::Builder;
+use layerbench::goproxy::layout::StoreLayout;
+use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
+use layerbench::results::{BuildRecord, CacheState, Results};
+use layerbench::runner::{self, Plan};
+use layerbench::scenario::{self, Scenario};
+use layerbench::{paths, setup};
+
+const PROXY_PORT: u16 = 48127;
+
+fn tiny_app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-app")
+}
+
+fn shipped(name: &str) -> Scenario {
+    scenario::select(&paths::scenarios_dir(), &[name.to_string()]).unwrap().remove(0)
+}
+
+async fn run(variants: &[&str], scenario: Scenario) -> Results {
+    let store = paths::store_dir();
+    let cache = paths::cache_dir();
+    let (engine, provisioned) = setup::provision(false, &cache, &store, &paths::debian_mirror()).await.unwrap();
+    let names: Vec<String> = variants.iter().map(|v| v.to_string()).collect();
+    let variants = runner::variants(&tiny_app(), &names).unwrap();
+    let proxy = ProxyServer::start(ProxyConfig::loopback(&store, PROXY_PORT)).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let run_id = format!("test-{}", paths::new_run_id());
+    let plan = Plan {
+        app: tiny_app(),
+        cells: runner::cells(&variants, &[scenario], &[Builder::Buildkit], 1),
+        cache_state: CacheState::Cold,
+        work_dir: cache.join("workspaces").join(&run_id),
+        results_path: out.path().join("results.json"),
+        proxy_url: proxy.url(),
+        store: StoreLayout::new(&store),
+        inspect: true,
+    };
+    let mut results = runner::new_results(&run_id, &provisioned, &store, &plan, 1);
+    let (_stop, mut interrupt) = tokio::sync::watch::channel(false);
+    runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |_| {}, &mut interrupt)
+        .await
+        .unwrap();
+    proxy.stop().await;
+    results
+}
+
+fn baseline<'a>(r: &'a Results, variant: &str) -> &'a BuildRecord {
+    r.records.iter().find(|x| x.variant == variant && x.step == "baseline").unwrap()
+}
+
+#[tokio::test]
+async fn static_and_dynamic_binaries_are_told_apart_and_the_dynamic_one_cannot_start_from_scratch() {
+    let _guard = common::engine_lock();
+    let r = run(&["layered", "dynamic-scratch"], shipped("no-change")).await;
+
+    let s = baseline(&r, "layered").inspection.as_ref().expect("inspected");
+    let bin = s.binary.as_ref().expect("the entrypoint binary was read");
+    assert_eq!((bin.path.as_str(), bin.linkage.as_str()), ("/tiny", "static"));
+    assert!(bin.interpreter.is_none() && bin.needed.is_empty());
+    assert!(bin.go_modules.iter().any(|m| m == "github.com/BurntSushi/toml v1.2.0"), "{:?}", bin.go_modules);
+    let run = s.runtime.as_ref().unwrap();
+    assert!(run.selftest_passed, "{}", run.output);
+    assert_eq!(run.uid, Some(65532), "the non-root user is seen inside the container");
+
+    let d = baseline(&r, "dynamic-scratch").inspection.as_ref().expect("inspected");
+    let bin = d.binary.as_ref().unwrap();
+    assert_eq!(bin.linkage, "dynamic");
+    assert!(bin.interpreter.as_deref().is_some_and(|i| i.contains("ld-linux")), "{:?}", bin.interpreter);
+    assert!(bin.needed.iter().any(|n| n.starts_with("libc.")), "{:?}", bin.needed);
+    let run = d.runtime.as_ref().unwrap();
+    assert_ne!(run.exit_code, 0);
+    assert!(!run.selftest_passed);
+    assert!(run.output.contains("no such file or directory"), "{}", run.output);
+}
+
+#[tokio::test]
+async fn a_cached_latest_fetch_stays_stale_after_upstream_publishes_a_new_version() {
+    let _guard = common::engine_lock();
+    let r = run(&["fetch-latest"], shipped("upstream-publishes-new-version")).await;
+    let base = baseline(&r, "fetch-latest");
+    let after = r.records.iter().find(|x| x.step == "publish-toml-v1.3.2").unwrap();
+    let fetch = |rec: &BuildRecord| rec.layers.iter().find(|l| l.instruction.starts_with("RUN go mod download -json")).unwrap().cached;
+    assert!(!fetch(base), "the cold baseline runs the fetch");
+    assert!(base.proxy.modules.contains(&"github.com/BurntSushi/toml@v1.2.0".to_string()), "{:?}", base.proxy.modules);
+    assert!(fetch(after), "the fetch layer came from the cache after the release");
+    assert_eq!(after.proxy.requests, 0);
+    let latest = |rec: &BuildRecord| {
+        rec.inspection.as_ref().unwrap().files.iter().find(|(p, _)| p == "/toml-latest.json").map(|(_, t)| t.clone()).unwrap()
+    };
+    assert!(latest(after).contains("\"Version\": \"v1.2.0\""), "{}", latest(after));
+    assert!(after.notes.iter().any(|n| n.contains("published github.com/BurntSushi/toml@v1.3.2")));
+}
