@@ -75,6 +75,20 @@ impl DockerfileModel {
             .nth(i.checked_sub(1)?)
     }
 
+    /// The first instruction that only BuildKit can run (`RUN --mount`, `RUN --network`, `RUN --security`, `COPY --link`, heredocs), if any.
+    pub fn buildkit_only_feature(&self) -> Option<String> {
+        self.instructions.iter().find_map(|ins| {
+            let flags: Vec<&str> = ins.text.split_whitespace().skip(1).take_while(|w| w.starts_with("--")).collect();
+            let bk = match ins.keyword.as_str() {
+                "RUN" => flags.iter().find(|f| f.starts_with("--mount") || f.starts_with("--network") || f.starts_with("--security")),
+                "COPY" | "ADD" => flags.iter().find(|f| f.starts_with("--link")),
+                _ => None,
+            };
+            bk.map(|f| format!("`{}` ({})", ins.text, f.split('=').next().unwrap_or(f)))
+                .or_else(|| ins.text.contains("<<").then(|| format!("the heredoc in `{}`", ins.text)))
+        })
+    }
+
     /// Position of an instruction in the file, for ordering step reports.
     pub fn position(&self, ins: &Instruction) -> Option<usize> {
         self.instructions.iter().position(|x| x == ins)
@@ -130,6 +144,13 @@ mod tests {
         assert_eq!(bk, legacy);
         assert_eq!(bk.text, "RUN go mod download");
         assert_eq!(m.buildkit_step("stage-1", 1).unwrap().keyword, "COPY", "FROM scratch makes no vertex");
+    }
+
+    #[test]
+    fn buildkit_only_features_are_found() {
+        let m = DockerfileModel::parse("FROM x\nRUN --mount=type=cache,target=/root/.cache/go-build go build .\n");
+        assert!(m.buildkit_only_feature().unwrap().contains("--mount"));
+        assert!(DockerfileModel::parse(LAYERED).buildkit_only_feature().is_none());
     }
 
     #[test]

@@ -198,7 +198,7 @@ async fn run(command: Command) -> Result<bool> {
             if suite.is_some() {
                 print!("{}", table::verdict_table(&layerbench::analysis::verdicts::verdicts(&results)));
             }
-            let failed = results.records.iter().filter(|r| r.outcome != "ok").count();
+            let failed = results.records.iter().filter(|r| r.outcome == "failed").count();
             println!("run {run_id}: {} builds recorded, {failed} failed; results: {}", results.records.len(), results_path.display());
             Ok(failed == 0)
         }

@@ -86,7 +86,7 @@ pub struct BuildRecord {
     pub started_unix_ms: u64,
     /// Measured by the harness around the whole build call.
     pub wall_ms: f64,
-    /// `ok` or `failed`.
+    /// `ok`, `failed`, or `not-applicable` (a legacy cell of a Dockerfile that needs BuildKit).
     pub outcome: String,
     pub error: Option<String>,
     /// One per Dockerfile step the builder reported, in Dockerfile order.

@@ -335,6 +335,18 @@ async fn run_cell(
     build_args.insert("GOPROXY".to_string(), plan.proxy_url.clone());
     build_args.insert("GOSUMDB".to_string(), "off".to_string());
 
+    if cell.builder == Builder::Legacy {
+        let model = ws.dockerfile_model().map_err(|source| RunError::Workspace { cell: cell.label(), source: Box::new(source) })?;
+        if let Some(feature) = model.buildkit_only_feature() {
+            // Not a failure: the legacy builder cannot run this Dockerfile at all.
+            let mut record = failed_record(cell, "baseline", results, &build_args, format!("not applicable: {feature} needs BuildKit"));
+            record.outcome = "not-applicable".into();
+            push(results, plan, record, on_event)?;
+            *build_no += cell.builds();
+            return Ok(());
+        }
+    }
+
     if plan.cache_state == CacheState::Warm {
         // The warm-up build is not recorded: it only puts the baseline into the cache.
         let _ = build_once(engine, plan, cell, &ws, &build_args, results, proxy, false, "warm-up", &mut |_| {}, interrupt).await?;

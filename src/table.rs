@@ -35,9 +35,10 @@ pub fn cell_tables(results: &Results) -> String {
                 .filter(|l| !l.cached && !l.instruction.starts_with("FROM "))
                 .map(|l| l.instruction.as_str())
                 .collect();
-            let detail = match &r.error {
-                Some(e) => format!("FAILED: {e}"),
-                None => executed.join(" | "),
+            let detail = match (&r.error, r.outcome.as_str()) {
+                (Some(e), "not-applicable") => e.clone(),
+                (Some(e), _) => format!("FAILED: {e}"),
+                (None, _) => executed.join(" | "),
             };
             out.push_str(&format!(
                 "  {:<16} {:>6} {:>8} {:>9.2} {:>7}  {}\n",

@@ -190,3 +190,13 @@ async fn a_failed_build_is_recorded_with_its_step_and_error_and_the_next_cell_st
     let next = results.records.iter().find(|r| r.scenario == "fine" && r.step == "again").expect("the next cell ran");
     assert_eq!(next.outcome, "ok");
 }
+
+#[tokio::test]
+async fn a_legacy_cell_of_a_buildkit_only_dockerfile_is_recorded_as_not_applicable() {
+    let _guard = common::engine_lock();
+    let results = run(&tiny_app(), &["cache-mount"], vec![shipped("no-change")], &[Builder::Legacy]).await;
+    assert_eq!(results.records.len(), 1, "nothing is built: {:#?}", results.records);
+    let r = &results.records[0];
+    assert_eq!(r.outcome, "not-applicable");
+    assert!(r.error.as_deref().is_some_and(|e| e.contains("--mount") && e.contains("needs BuildKit")), "{:?}", r.error);
+}
