@@ -20,8 +20,17 @@ pub struct Inspection {
     #[serde(default)]
     pub files: Vec<(String, String)>,
     pub runtime: Option<RuntimeCheck>,
+    /// The image's history, oldest first: what created each entry and its size in bytes.
+    #[serde(default)]
+    pub layer_sizes: Vec<LayerSize>,
     /// Problems met while inspecting (a missing file, an unreadable ELF).
     pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayerSize {
+    pub created_by: String,
+    pub size_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -119,7 +128,15 @@ pub fn parse_selftest(exit_code: i64, output: &str) -> RuntimeCheck {
 /// tools out of it, then runs the self-test. Failures to start are recorded
 /// outcomes, not errors; only engine failures are errors.
 pub async fn inspect_image(engine: &Engine, image: &ImageFacts) -> Result<Inspection, EngineError> {
-    let mut inspection = Inspection::default();
+    let mut inspection = Inspection {
+        layer_sizes: engine
+            .layer_sizes(&image.id)
+            .await?
+            .into_iter()
+            .map(|(created_by, size_bytes)| LayerSize { created_by, size_bytes })
+            .collect(),
+        ..Inspection::default()
+    };
     let read = |path: String| async move { engine.read_file_from_image(&image.id, &path).await.map(|b| (path, b)) };
     if let Some(entry) = image.entrypoint.first().filter(|p| p.starts_with('/')) {
         match read(entry.clone()).await? {

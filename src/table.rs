@@ -60,7 +60,9 @@ pub fn cell_tables(results: &Results) -> String {
 /// median, min, max and spread of the wall time, with outliers and wide spreads flagged.
 pub fn statistics_table(results: &Results) -> String {
     use crate::analysis::stats::Summary;
-    let mut groups: Vec<((String, String, String, String, String), Vec<f64>)> = Vec::new();
+    // (variant, scenario, builder, network, step) and the wall times of its repetitions.
+    type Group = ((String, String, String, String, String), Vec<f64>);
+    let mut groups: Vec<Group> = Vec::new();
     for r in results.records.iter().filter(|r| r.outcome == "ok") {
         let key = (r.variant.clone(), r.scenario.clone(), builder_name(r.builder).to_string(), r.network.clone(), r.step.clone());
         match groups.iter_mut().find(|(k, _)| *k == key) {

@@ -66,6 +66,10 @@ async fn static_and_dynamic_binaries_are_told_apart_and_the_dynamic_one_cannot_s
     assert_eq!((bin.path.as_str(), bin.linkage.as_str()), ("/tiny", "static"));
     assert!(bin.interpreter.is_none() && bin.needed.is_empty());
     assert!(bin.go_modules.iter().any(|m| m == "github.com/BurntSushi/toml v1.2.0"), "{:?}", bin.go_modules);
+    let image_size = baseline(&r, "layered").image.as_ref().unwrap().size_bytes;
+    let layers: u64 = s.layer_sizes.iter().map(|l| l.size_bytes).sum();
+    assert_eq!(layers, image_size, "per-layer sizes add up to the image size: {:?}", s.layer_sizes);
+    assert!(s.layer_sizes.iter().any(|l| l.created_by.contains("COPY") && l.size_bytes > 1_000_000));
     let run = s.runtime.as_ref().unwrap();
     assert!(run.selftest_passed, "{}", run.output);
     assert_eq!(run.uid, Some(65532), "the non-root user is seen inside the container");

@@ -36,7 +36,7 @@ pub struct ClaimVerdict {
 /// Every claim, in CLAIMS.md order.
 pub fn verdicts(results: &Results) -> Vec<ClaimVerdict> {
     let r = Records(results);
-    let judges: [(&str, fn(&Records) -> (Verdict, String)); 16] = [
+    let judges: [(&str, Judge); 16] = [
         ("C1", c1),
         ("C2", c2),
         ("C3", c3),
@@ -66,6 +66,9 @@ pub fn verdicts(results: &Results) -> Vec<ClaimVerdict> {
         })
         .collect()
 }
+
+/// Decides one claim from the records: the verdict and its evidence line.
+type Judge = fn(&Records) -> (Verdict, String);
 
 /// The variants that play the "good template" role, in order of preference.
 const GOOD: [&str; 2] = ["static-scratch", "layered"];

@@ -439,6 +439,16 @@ impl Engine {
         Ok(outcome)
     }
 
+    /// The image's history, oldest first: what created each entry and the bytes it added (0 for metadata-only entries).
+    pub async fn layer_sizes(&self, image: &str) -> Result<Vec<(String, u64)>, EngineError> {
+        let history = self.docker.image_history(image).await.map_err(api(format!("read the history of {image}")))?;
+        Ok(history
+            .into_iter()
+            .rev()
+            .map(|h| (h.created_by, h.size.max(0) as u64))
+            .collect())
+    }
+
     /// Reads one file out of an image, without running anything: a container
     /// is created (labelled, never started), the file is copied out, and the
     /// container is removed. `None` when the image has no such file.
