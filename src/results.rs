@@ -164,3 +164,30 @@ impl Results {
         })
     }
 }
+
+/// A results file around the given records, with placeholder provenance (for unit tests).
+#[cfg(test)]
+pub(crate) fn results_with(records: Vec<BuildRecord>) -> Results {
+    Results {
+        schema_version: SCHEMA_VERSION,
+        run_id: "test".into(),
+        harness_version: "0".into(),
+        git_commit: None,
+        started_unix_ms: 0,
+        engine: EngineVersion { engine: "20.10".into(), api: "1.41".into() },
+        base_images: vec![],
+        store: StoreProvenance { path: "s".into(), recipe_fingerprint: "f".into(), mirror: "m".into(), modules: 1, versions: 1 },
+        app: "a".into(),
+        options: RunOptions {
+            variants: vec![],
+            scenarios: vec![],
+            repetitions: 1,
+            builders: vec![Builder::Buildkit],
+            cache_state: CacheState::Cold,
+            proxy_url: "p".into(),
+            suite: None,
+        },
+        complete: true,
+        records,
+    }
+}

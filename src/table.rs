@@ -110,7 +110,7 @@ pub fn verdict_table(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Builder, EngineVersion};
+    use crate::engine::Builder;
     use crate::results::*;
 
     fn record(step: &str, cached: &[bool], requests: usize) -> BuildRecord {
@@ -149,28 +149,7 @@ mod tests {
 
     #[test]
     fn a_cell_table_lists_each_build_with_its_outcomes() {
-        let results = Results {
-            schema_version: SCHEMA_VERSION,
-            run_id: "r".into(),
-            harness_version: "0".into(),
-            git_commit: None,
-            started_unix_ms: 0,
-            engine: EngineVersion { engine: "20.10".into(), api: "1.41".into() },
-            base_images: vec![],
-            store: StoreProvenance { path: "s".into(), recipe_fingerprint: "f".into(), mirror: "m".into(), modules: 1, versions: 1 },
-            app: "a".into(),
-            options: RunOptions {
-                variants: vec![],
-                scenarios: vec![],
-                repetitions: 1,
-                builders: vec![Builder::Buildkit],
-                cache_state: CacheState::Cold,
-                proxy_url: "p".into(),
-                suite: None,
-            },
-            complete: true,
-            records: vec![record("baseline", &[false, false], 56), record("edit-handler", &[true, false], 0)],
-        };
+        let results = crate::results::results_with(vec![record("baseline", &[false, false], 56), record("edit-handler", &[true, false], 0)]);
         let table = cell_tables(&results);
         assert!(table.starts_with("layered × edit-go-source · buildkit · rep 1 (cold)\n"), "{table}");
         let stats = statistics_table(&results);

@@ -4,52 +4,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use layerbench::engine::Builder;
-use layerbench::goproxy::layout::StoreLayout;
-use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
-use layerbench::results::{BuildRecord, CacheState, Results};
-use layerbench::runner::{self, Plan};
-use layerbench::scenario::{self, Scenario};
-use layerbench::{paths, setup};
+use layerbench::results::{BuildRecord, Results};
+use layerbench::scenario::Scenario;
 
 const PROXY_PORT: u16 = 48127;
 
-fn tiny_app() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-app")
-}
-
-fn shipped(name: &str) -> Scenario {
-    scenario::select(&paths::scenarios_dir(), &[name.to_string()]).unwrap().remove(0)
-}
+use common::{shipped, tiny_app};
 
 async fn run(variants: &[&str], scenario: Scenario) -> Results {
-    let store = paths::store_dir();
-    let cache = paths::cache_dir();
-    let (engine, provisioned) = setup::provision(false, &cache, &store, &paths::debian_mirror()).await.unwrap();
-    let names: Vec<String> = variants.iter().map(|v| v.to_string()).collect();
-    let variants = runner::variants(&tiny_app(), &names).unwrap();
-    let proxy = ProxyServer::start(ProxyConfig::loopback(&store, PROXY_PORT)).await.unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let run_id = format!("test-{}", paths::new_run_id());
-    let plan = Plan {
-        app: tiny_app(),
-        cells: runner::cells(&variants, &[scenario], &[Builder::Buildkit], 1),
-        cache_state: CacheState::Cold,
-        work_dir: cache.join("workspaces").join(&run_id),
-        results_path: out.path().join("results.json"),
-        proxy_url: proxy.url(),
-        store: StoreLayout::new(&store),
-        inspect: true,
-    };
-    let mut results = runner::new_results(&run_id, &provisioned, &store, &plan, 1);
-    let (_stop, mut interrupt) = tokio::sync::watch::channel(false);
-    runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |_| {}, &mut interrupt)
-        .await
-        .unwrap();
-    proxy.stop().await;
-    results
+    common::run_cells(&tiny_app(), variants, vec![scenario], &[Builder::Buildkit], PROXY_PORT).await
 }
 
 fn baseline<'a>(r: &'a Results, variant: &str) -> &'a BuildRecord {

@@ -5,58 +5,23 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use layerbench::engine::Builder;
-use layerbench::goproxy::layout::StoreLayout;
-use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
-use layerbench::results::{BuildRecord, CacheState, Results};
-use layerbench::runner::{self, Plan};
-use layerbench::scenario::{self, Scenario};
-use layerbench::{paths, setup};
+use layerbench::paths;
+use layerbench::results::{BuildRecord, Results};
+use layerbench::scenario::Scenario;
 
 const PROXY_PORT: u16 = 48125;
 
-fn tiny_app() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-app")
-}
-
-fn shipped(name: &str) -> Scenario {
-    scenario::select(&paths::scenarios_dir(), &[name.to_string()]).unwrap().remove(0)
-}
+use common::{shipped, tiny_app};
 
 fn inline(text: &str) -> Scenario {
     Scenario::parse(text, Path::new("(test)")).unwrap()
 }
 
-/// Runs the given cells and returns the results file as written to disk.
 async fn run(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, builders: &[Builder]) -> Results {
-    let store = paths::store_dir();
-    let cache = paths::cache_dir();
-    let (engine, provisioned) = setup::provision(false, &cache, &store, &paths::debian_mirror()).await.unwrap();
-    let names: Vec<String> = variants.iter().map(|v| v.to_string()).collect();
-    let variants = runner::variants(app, &names).unwrap();
-    let proxy = ProxyServer::start(ProxyConfig::loopback(&store, PROXY_PORT)).await.unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let run_id = format!("test-{}", paths::new_run_id());
-    let plan = Plan {
-        app: app.to_path_buf(),
-        cells: runner::cells(&variants, &scenarios, builders, 1),
-        cache_state: CacheState::Cold,
-        work_dir: cache.join("workspaces").join(&run_id),
-        results_path: out.path().join("results.json"),
-        proxy_url: proxy.url(),
-        store: StoreLayout::new(&store),
-        inspect: true,
-    };
-    let mut results = runner::new_results(&run_id, &provisioned, &store, &plan, 1);
-    let (_stop, mut interrupt) = tokio::sync::watch::channel(false);
-    runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |_| {}, &mut interrupt).await.unwrap();
-    proxy.stop().await;
-    let on_disk = Results::read(&plan.results_path).unwrap();
-    assert_eq!(on_disk, results, "the results file holds what the run measured");
-    assert!(on_disk.complete);
-    on_disk
+    common::run_cells(app, variants, scenarios, builders, PROXY_PORT).await
 }
 
 fn record<'a>(results: &'a Results, variant: &str, builder: Builder, step: &str) -> &'a BuildRecord {

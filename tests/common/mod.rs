@@ -2,10 +2,15 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use layerbench::engine::Engine;
+use layerbench::engine::{Builder, Engine};
+use layerbench::goproxy::layout::StoreLayout;
+use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
+use layerbench::results::{CacheState, Results};
+use layerbench::runner::{self, Plan};
+use layerbench::scenario::{self, Scenario};
 use layerbench::{paths, setup};
 
 static ENGINE: Mutex<()> = Mutex::new(());
@@ -37,4 +42,47 @@ pub fn go_sum_entries(text: &str) -> Vec<(String, String, bool)> {
             })
         })
         .collect()
+}
+
+/// The small fixture app.
+pub fn tiny_app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-app")
+}
+
+/// A scenario shipped in `scenarios/`.
+pub fn shipped(name: &str) -> Scenario {
+    scenario::select(&paths::scenarios_dir(), &[name.to_string()]).unwrap().remove(0)
+}
+
+/// Runs the cells (cold, one repetition, every image inspected) with the
+/// proxy on `port`, and returns the results file as written to disk.
+pub async fn run_cells(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, builders: &[Builder], port: u16) -> Results {
+    let store = paths::store_dir();
+    let cache = paths::cache_dir();
+    let (engine, provisioned) = setup::provision(false, &cache, &store, &paths::debian_mirror()).await.unwrap();
+    let names: Vec<String> = variants.iter().map(|v| v.to_string()).collect();
+    let variants = runner::variants(app, &names).unwrap();
+    let proxy = ProxyServer::start(ProxyConfig::loopback(&store, port)).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let run_id = format!("test-{}", paths::new_run_id());
+    let plan = Plan {
+        app: app.to_path_buf(),
+        cells: runner::cells(&variants, &scenarios, builders, 1),
+        cache_state: CacheState::Cold,
+        work_dir: cache.join("workspaces").join(&run_id),
+        results_path: out.path().join("results.json"),
+        proxy_url: proxy.url(),
+        store: StoreLayout::new(&store),
+        inspect: true,
+    };
+    let mut results = runner::new_results(&run_id, &provisioned, &store, &plan, 1);
+    let (_stop, mut interrupt) = tokio::sync::watch::channel(false);
+    runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |_| {}, &mut interrupt)
+        .await
+        .unwrap();
+    proxy.stop().await;
+    let on_disk = Results::read(&plan.results_path).unwrap();
+    assert_eq!(on_disk, results, "the results file holds what the run measured");
+    assert!(on_disk.complete);
+    on_disk
 }
