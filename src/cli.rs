@@ -101,6 +101,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare two results files: per cell and step, the change in median time (with its uncertainty) and in cache outcomes.
+    Compare {
+        before: PathBuf,
+        after: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when a step got significantly slower or lost cache hits.
+        #[arg(long)]
+        fail_on_regression: bool,
+    },
     /// Remove the containers and images layerbench created (only those: they carry its label).
     Clean {
         /// Also remove the base-image stand-ins layerbench built.

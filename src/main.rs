@@ -212,6 +212,16 @@ async fn run(command: Command) -> Result<bool> {
             }
             Ok(true)
         }
+        Command::Compare { before, after, json, fail_on_regression } => {
+            let (a, b) = (layerbench::results::Results::read(&before)?, layerbench::results::Results::read(&after)?);
+            let steps = layerbench::analysis::compare::compare(&a, &b);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&steps)?);
+            } else {
+                print!("{}", table::compare_table(&steps));
+            }
+            Ok(!(fail_on_regression && steps.iter().any(|s| s.is_regression())))
+        }
         Command::Clean { base_images } => {
             let engine = Engine::connect().await?;
             let kinds: Option<&[&str]> = if base_images { None } else { Some(&["build", "selftest", "run"]) };

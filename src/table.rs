@@ -98,6 +98,25 @@ pub fn statistics_table(results: &Results) -> String {
     out
 }
 
+/// A comparison of two results files, one line per cell step, cache changes indented below.
+pub fn compare_table(steps: &[crate::analysis::compare::StepComparison]) -> String {
+    let secs = |s: &Option<crate::analysis::stats::Summary>| s.as_ref().map_or("-".to_string(), |s| format!("{:.2}s", s.median));
+    let mut out = format!("{:<52} {:<18} {:>9} {:>9}  change\n", "variant × scenario · builder · network", "step", "before", "after");
+    for s in steps {
+        let change = match &s.ratio {
+            Some(r) => r.describe(),
+            None if s.before.is_none() => "only in the second file".to_string(),
+            None => "only in the first file".to_string(),
+        };
+        let flag = if s.is_regression() { "  REGRESSION" } else { "" };
+        out.push_str(&format!("{:<52} {:<18} {:>9} {:>9}  {change}{flag}\n", s.key, s.step, secs(&s.before), secs(&s.after)));
+        for c in &s.cache_changes {
+            out.push_str(&format!("    {c}\n"));
+        }
+    }
+    out
+}
+
 /// The claim verdicts as an aligned table: id, verdict, evidence.
 pub fn verdict_table(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> String {
     let mut out = String::from("claim  verdict                 evidence\n");

@@ -1,4 +1,5 @@
 //! Analysis: pure functions over finished results (statistics and claim verdicts); nothing here talks to Docker.
 
+pub mod compare;
 pub mod stats;
 pub mod verdicts;

@@ -1,0 +1,177 @@
+//! Comparison of two results files: per cell and step, the change in median wall time with its uncertainty, and every change of cache outcome.
+
+use serde::Serialize;
+
+use crate::analysis::stats::{Ratio, Summary};
+use crate::results::{BuildRecord, Results};
+use crate::runner::builder_name;
+
+/// One cell step (variant × scenario · builder · network, step) seen in either file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepComparison {
+    pub key: String,
+    pub step: String,
+    /// Median wall seconds in the first file and in the second (absent where that file lacks the step).
+    pub before: Option<Summary>,
+    pub after: Option<Summary>,
+    /// after / before, with its interval.
+    pub ratio: Option<Ratio>,
+    /// Dockerfile steps whose cache outcome changed: `instruction: cached 3/3 -> 0/3`.
+    pub cache_changes: Vec<String>,
+}
+
+impl StepComparison {
+    /// The step got significantly slower, or a step that was cached now misses.
+    pub fn is_regression(&self) -> bool {
+        self.ratio.as_ref().is_some_and(|r| r.significant() && r.value > 1.0) || self.cache_changes.iter().any(|c| c.contains("-> fewer hits"))
+    }
+}
+
+fn key(r: &BuildRecord) -> (String, String) {
+    (
+        format!("{} × {} · {} · {}", r.variant, r.scenario, builder_name(r.builder), r.network),
+        r.step.clone(),
+    )
+}
+
+/// How often each Dockerfile step was cached over the repetitions: (instruction, cached, of).
+fn cache_counts(records: &[&BuildRecord]) -> Vec<(String, usize, usize)> {
+    let mut out: Vec<(String, usize, usize)> = Vec::new();
+    for r in records {
+        for l in r.layers.iter().filter(|l| !l.instruction.starts_with("FROM ")) {
+            match out.iter_mut().find(|(i, _, _)| *i == l.instruction) {
+                Some(entry) => {
+                    entry.1 += usize::from(l.cached);
+                    entry.2 += 1;
+                }
+                None => out.push((l.instruction.clone(), usize::from(l.cached), 1)),
+            }
+        }
+    }
+    out
+}
+
+fn pick<'a>(results: &'a Results, wanted: &(String, String)) -> Vec<&'a BuildRecord> {
+    results.records.iter().filter(|r| r.outcome == "ok" && key(r) == *wanted).collect()
+}
+
+/// Compares every cell step of `before` with the same cell step of `after` (successful builds only).
+pub fn compare(before: &Results, after: &Results) -> Vec<StepComparison> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in before.records.iter().chain(after.records.iter()).filter(|r| r.outcome == "ok") {
+        let k = key(r);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.into_iter()
+        .map(|(k, step)| {
+            let wanted = (k.clone(), step.clone());
+            let a = pick(before, &wanted);
+            let b = pick(after, &wanted);
+            let summary = |recs: &[&BuildRecord]| Summary::of(&recs.iter().map(|r| r.wall_ms / 1000.0).collect::<Vec<_>>());
+            let (sa, sb) = (summary(&a), summary(&b));
+            let ratio = match (&sa, &sb) {
+                (Some(x), Some(y)) => Ratio::of(y, x),
+                _ => None,
+            };
+            let (ca, cb) = (cache_counts(&a), cache_counts(&b));
+            let mut cache_changes = Vec::new();
+            if !a.is_empty() && !b.is_empty() {
+                for (instruction, hits_a, of_a) in &ca {
+                    let (hits_b, of_b) = cb.iter().find(|(i, _, _)| i == instruction).map_or((0, 0), |(_, h, o)| (*h, *o));
+                    if of_b == 0 {
+                        cache_changes.push(format!("{instruction}: no longer reported"));
+                        continue;
+                    }
+                    let (fa, fb) = (*hits_a as f64 / *of_a as f64, hits_b as f64 / of_b as f64);
+                    if (fa - fb).abs() > f64::EPSILON {
+                        let direction = if fb < fa { "fewer hits" } else { "more hits" };
+                        cache_changes.push(format!("{instruction}: cached {hits_a}/{of_a} -> {hits_b}/{of_b} (-> {direction})"));
+                    }
+                }
+                for (instruction, hits_b, of_b) in &cb {
+                    if !ca.iter().any(|(i, _, _)| i == instruction) {
+                        cache_changes.push(format!("{instruction}: new step, cached {hits_b}/{of_b}"));
+                    }
+                }
+            }
+            StepComparison {
+                key: k,
+                step,
+                before: sa,
+                after: sb,
+                ratio,
+                cache_changes,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Builder;
+    use crate::results::{CacheState, LayerRecord, ProxyRecord};
+
+    fn rec(step: &str, wall: f64, download_cached: bool) -> BuildRecord {
+        BuildRecord {
+            variant: "static-scratch".into(),
+            scenario: "edit-go-source".into(),
+            step: step.into(),
+            repetition: 1,
+            builder: Builder::Buildkit,
+            cache_state: CacheState::Cold,
+            started_unix_ms: 0,
+            wall_ms: wall * 1000.0,
+            outcome: "ok".into(),
+            error: None,
+            layers: vec![LayerRecord {
+                stage: "build".into(),
+                instruction: "RUN go mod download".into(),
+                cached: download_cached,
+                duration_ms: 0.0,
+                start_ms: None,
+                end_ms: None,
+                error: None,
+            }],
+            image: None,
+            proxy: ProxyRecord::default(),
+            build_args: Default::default(),
+            notes: vec![],
+            network: "loopback".into(),
+            inspection: None,
+        }
+    }
+
+    #[test]
+    fn a_slower_step_and_a_lost_cache_hit_are_regressions() {
+        let before = crate::results::results_with(vec![rec("edit", 10.0, true), rec("edit", 10.2, true), rec("edit", 10.1, true)]);
+        let after = crate::results::results_with(vec![rec("edit", 20.0, false), rec("edit", 20.4, false), rec("edit", 20.2, false)]);
+        let c = compare(&before, &after);
+        assert_eq!(c.len(), 1);
+        let r = c[0].ratio.as_ref().unwrap();
+        assert!(r.significant() && (r.value - 2.0).abs() < 0.05, "{r:?}");
+        assert_eq!(c[0].cache_changes, vec!["RUN go mod download: cached 3/3 -> 0/3 (-> fewer hits)"]);
+        assert!(c[0].is_regression());
+    }
+
+    #[test]
+    fn the_same_results_compare_as_unchanged() {
+        let a = crate::results::results_with(vec![rec("edit", 10.0, true), rec("edit", 11.0, true)]);
+        let c = compare(&a, &a);
+        assert!(c[0].cache_changes.is_empty());
+        assert!(!c[0].is_regression());
+        assert!(!c[0].ratio.as_ref().unwrap().significant());
+    }
+
+    #[test]
+    fn a_step_in_only_one_file_has_no_ratio() {
+        let a = crate::results::results_with(vec![rec("edit", 10.0, true)]);
+        let b = crate::results::results_with(vec![rec("other", 10.0, true)]);
+        let c = compare(&a, &b);
+        assert_eq!(c.len(), 2);
+        assert!(c.iter().all(|s| s.ratio.is_none()));
+        assert!(c[0].after.is_none() && c[1].before.is_none());
+    }
+}
