@@ -229,7 +229,8 @@ async fn run(command: Command) -> Result<bool> {
             for r in &removed {
                 println!("removed {r}");
             }
-            println!("clean: removed {} objects carrying layerbench's label", removed.len());
+            let kept = removed.iter().filter(|r| r.starts_with("kept")).count();
+            println!("clean: removed {} objects carrying layerbench's label, kept {kept}", removed.len() - kept);
             Ok(true)
         }
     }

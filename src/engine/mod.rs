@@ -611,13 +611,49 @@ impl Engine {
             }))
             .await
             .map_err(api("list layerbench's images"))?;
-        for i in images {
-            if !wanted(Some(&i.labels)) {
-                continue;
+        // Tagged images first: removing one also removes its untagged parents
+        // that nothing else uses. An image that still has children (the
+        // legacy builder chains its LABEL steps) is retried after the others.
+        let mut pending: Vec<(String, String)> = images
+            .into_iter()
+            .filter(|i| wanted(Some(&i.labels)))
+            .map(|i| {
+                let tag = i.repo_tags.iter().find(|t| !t.starts_with("<none>")).cloned();
+                (tag.unwrap_or_default(), i.id)
+            })
+            .collect();
+        pending.sort_by_key(|(tag, _)| tag.is_empty());
+        loop {
+            let mut progress = false;
+            let mut still = Vec::new();
+            for (tag, id) in pending {
+                let options = RemoveImageOptions {
+                    force: true,
+                    ..Default::default()
+                };
+                match self.docker.remove_image(&id, Some(options), None).await {
+                    Ok(_) => {
+                        removed.push(format!("image {}", if tag.is_empty() { &id } else { &tag }));
+                        progress = true;
+                    }
+                    // Already gone with a child that was removed before it.
+                    Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => progress = true,
+                    Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => still.push((tag, id)),
+                    Err(source) => {
+                        return Err(EngineError::Api {
+                            action: format!("remove image {id}"),
+                            source,
+                        })
+                    }
+                }
             }
-            let name = i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone());
-            self.remove_image(&i.id).await?;
-            removed.push(format!("image {name}"));
+            pending = still;
+            if pending.is_empty() || !progress {
+                break;
+            }
+        }
+        for (tag, id) in pending {
+            removed.push(format!("kept image {} (other images are built on it)", if tag.is_empty() { id } else { tag }));
         }
         Ok(removed)
     }
