@@ -191,3 +191,38 @@ pub(crate) fn results_with(records: Vec<BuildRecord>) -> Results {
         records,
     }
 }
+
+/// A successful BuildKit build on loopback whose steps are `(instruction, cached, seconds)` in stage `build` (for unit tests).
+#[cfg(test)]
+pub(crate) fn record_with(variant: &str, scenario: &str, step: &str, wall_seconds: f64, steps: &[(&str, bool, f64)], requests: usize) -> BuildRecord {
+    BuildRecord {
+        variant: variant.into(),
+        scenario: scenario.into(),
+        step: step.into(),
+        repetition: 1,
+        builder: Builder::Buildkit,
+        cache_state: CacheState::Cold,
+        started_unix_ms: 0,
+        wall_ms: wall_seconds * 1000.0,
+        outcome: "ok".into(),
+        error: None,
+        layers: steps
+            .iter()
+            .map(|(instruction, cached, seconds)| LayerRecord {
+                stage: "build".into(),
+                instruction: instruction.to_string(),
+                cached: *cached,
+                duration_ms: seconds * 1000.0,
+                start_ms: Some(0.0),
+                end_ms: Some(seconds * 1000.0),
+                error: None,
+            })
+            .collect(),
+        image: None,
+        proxy: ProxyRecord { requests, ..Default::default() },
+        build_args: Default::default(),
+        notes: vec![],
+        network: "loopback".into(),
+        inspection: None,
+    }
+}

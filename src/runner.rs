@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -207,7 +207,7 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
         run_id: run_id.to_string(),
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: crate::workspace::source_commit(Path::new(env!("CARGO_MANIFEST_DIR"))),
-        started_unix_ms: now_ms(),
+        started_unix_ms: crate::engine::unix_ms_now(),
         engine: provisioned.engine.clone(),
         base_images: provisioned.base_images.clone(),
         store: StoreProvenance {
@@ -407,9 +407,6 @@ fn push(results: &mut Results, plan: &Plan, record: BuildRecord, on_event: &mut 
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 fn failed_record(cell: &Cell, step: &str, results: &Results, build_args: &BTreeMap<String, String>, error: String) -> BuildRecord {
     BuildRecord {
@@ -419,7 +416,7 @@ fn failed_record(cell: &Cell, step: &str, results: &Results, build_args: &BTreeM
         repetition: cell.repetition,
         builder: cell.builder,
         cache_state: results.options.cache_state,
-        started_unix_ms: now_ms(),
+        started_unix_ms: crate::engine::unix_ms_now(),
         wall_ms: 0.0,
         outcome: "failed".into(),
         error: Some(error),
@@ -467,7 +464,7 @@ async fn build_once(
         no_cache,
     };
     let mark = proxy.len();
-    let started_unix_ms = now_ms();
+    let started_unix_ms = crate::engine::unix_ms_now();
     let started = Instant::now();
     if *interrupt.borrow() {
         return Err(RunError::Interrupted(plan.results_path.clone()));

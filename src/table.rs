@@ -129,41 +129,12 @@ pub fn verdict_table(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Builder;
     use crate::results::*;
 
     fn record(step: &str, cached: &[bool], requests: usize) -> BuildRecord {
-        BuildRecord {
-            variant: "layered".into(),
-            scenario: "edit-go-source".into(),
-            step: step.into(),
-            repetition: 1,
-            builder: Builder::Buildkit,
-            cache_state: CacheState::Cold,
-            started_unix_ms: 0,
-            wall_ms: 1500.0,
-            outcome: "ok".into(),
-            error: None,
-            layers: cached
-                .iter()
-                .enumerate()
-                .map(|(i, c)| LayerRecord {
-                    stage: "build".into(),
-                    instruction: format!("RUN step{i}"),
-                    cached: *c,
-                    duration_ms: 1.0,
-                    start_ms: None,
-                    end_ms: None,
-                    error: None,
-                })
-                .collect(),
-            image: None,
-            proxy: ProxyRecord { requests, ..Default::default() },
-            build_args: Default::default(),
-            notes: vec![],
-            network: "loopback".into(),
-            inspection: None,
-        }
+        let names: Vec<String> = (0..cached.len()).map(|i| format!("RUN step{i}")).collect();
+        let steps: Vec<(&str, bool, f64)> = names.iter().zip(cached).map(|(n, c)| (n.as_str(), *c, 0.001)).collect();
+        crate::results::record_with("layered", "edit-go-source", step, 1.5, &steps, requests)
     }
 
     #[test]

@@ -111,37 +111,9 @@ pub fn compare(before: &Results, after: &Results) -> Vec<StepComparison> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Builder;
-    use crate::results::{CacheState, LayerRecord, ProxyRecord};
 
     fn rec(step: &str, wall: f64, download_cached: bool) -> BuildRecord {
-        BuildRecord {
-            variant: "static-scratch".into(),
-            scenario: "edit-go-source".into(),
-            step: step.into(),
-            repetition: 1,
-            builder: Builder::Buildkit,
-            cache_state: CacheState::Cold,
-            started_unix_ms: 0,
-            wall_ms: wall * 1000.0,
-            outcome: "ok".into(),
-            error: None,
-            layers: vec![LayerRecord {
-                stage: "build".into(),
-                instruction: "RUN go mod download".into(),
-                cached: download_cached,
-                duration_ms: 0.0,
-                start_ms: None,
-                end_ms: None,
-                error: None,
-            }],
-            image: None,
-            proxy: ProxyRecord::default(),
-            build_args: Default::default(),
-            notes: vec![],
-            network: "loopback".into(),
-            inspection: None,
-        }
+        crate::results::record_with("static-scratch", "edit-go-source", step, wall, &[("RUN go mod download", download_cached, 0.0)], 0)
     }
 
     #[test]

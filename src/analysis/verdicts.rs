@@ -617,36 +617,7 @@ mod tests {
 
     /// A build whose steps are `(instruction, cached, seconds)` in stage `build`.
     fn build(variant: &str, scenario: &str, step: &str, wall: f64, steps: &[(&str, bool, f64)], requests: usize) -> BuildRecord {
-        BuildRecord {
-            variant: variant.into(),
-            scenario: scenario.into(),
-            step: step.into(),
-            repetition: 1,
-            builder: Builder::Buildkit,
-            cache_state: CacheState::Cold,
-            started_unix_ms: 0,
-            wall_ms: wall * 1000.0,
-            outcome: "ok".into(),
-            error: None,
-            layers: steps
-                .iter()
-                .map(|(i, c, s)| LayerRecord {
-                    stage: "build".into(),
-                    instruction: i.to_string(),
-                    cached: *c,
-                    duration_ms: s * 1000.0,
-                    start_ms: Some(0.0),
-                    end_ms: Some(s * 1000.0),
-                    error: None,
-                })
-                .collect(),
-            image: None,
-            proxy: ProxyRecord { requests, ..Default::default() },
-            build_args: Default::default(),
-            notes: vec![],
-            network: "loopback".into(),
-            inspection: None,
-        }
+        crate::results::record_with(variant, scenario, step, wall, steps, requests)
     }
 
     fn edit_rebuilds(good_download_cached: bool, good: f64, naive: f64) -> Vec<BuildRecord> {

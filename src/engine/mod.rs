@@ -160,7 +160,8 @@ pub struct RunOutcome {
     pub output: String,
 }
 
-fn unix_ms_now() -> u64 {
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -306,7 +307,7 @@ impl Engine {
 
     /// Builds an image and reports each Dockerfile step. Progress lines go to
     /// `progress` as steps finish.
-    pub async fn build(&self, request: BuildRequest, progress: &mut dyn FnMut(&StepReport)) -> Result<BuildOutcome, EngineError> {
+    pub async fn build(&self, mut request: BuildRequest, progress: &mut dyn FnMut(&StepReport)) -> Result<BuildOutcome, EngineError> {
         let started = Instant::now();
         let mut labels: HashMap<String, String> = request.labels.clone().into_iter().collect();
         labels.entry(MANAGED_LABEL.to_string()).or_insert_with(|| "true".into());
@@ -334,7 +335,7 @@ impl Engine {
         let mut stream = self.docker.build_image(
             options,
             None,
-            Some(bollard::body_full(request.context_tar.clone().into())),
+            Some(bollard::body_full(std::mem::take(&mut request.context_tar).into())),
         );
         let mut steps = BuildStream::default();
         let mut recorder = stream::Recorder::from_env();
@@ -409,29 +410,8 @@ impl Engine {
         network_mode: &str,
         timeout: Duration,
     ) -> Result<RunOutcome, EngineError> {
-        let mut labels = HashMap::new();
-        labels.insert(MANAGED_LABEL.to_string(), "true".to_string());
-        labels.insert(KIND_LABEL.to_string(), "run".to_string());
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            cmd: if cmd.is_empty() {
-                None
-            } else {
-                Some(cmd.iter().map(|s| s.to_string()).collect())
-            },
-            labels: Some(labels),
-            host_config: Some(HostConfig {
-                network_mode: Some(network_mode.to_string()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let created = self
-            .docker
-            .create_container(None::<CreateContainerOptions>, body)
-            .await
-            .map_err(api(format!("create a container from {image}")))?;
-        let id = created.id;
+        let cmd = (!cmd.is_empty()).then(|| cmd.iter().map(|s| s.to_string()).collect());
+        let id = self.create_labelled_container(image, cmd, network_mode).await?;
         let result = self.start_and_wait(&id, image, timeout).await;
         let removed = self.remove_container(&id).await;
         let outcome = result?;
@@ -453,23 +433,10 @@ impl Engine {
     /// is created (labelled, never started), the file is copied out, and the
     /// container is removed. `None` when the image has no such file.
     pub async fn read_file_from_image(&self, image: &str, path: &str) -> Result<Option<Vec<u8>>, EngineError> {
-        let mut labels = HashMap::new();
-        labels.insert(MANAGED_LABEL.to_string(), "true".to_string());
-        labels.insert(KIND_LABEL.to_string(), "run".to_string());
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            // Scratch images have no default command; this one is never run.
-            cmd: Some(vec!["/layerbench-never-run".to_string()]),
-            labels: Some(labels),
-            ..Default::default()
-        };
-        let created = self
-            .docker
-            .create_container(None::<CreateContainerOptions>, body)
-            .await
-            .map_err(api(format!("create a container from {image}")))?;
+        // Scratch images have no default command; this one is never run.
+        let id = self.create_labelled_container(image, Some(vec!["/layerbench-never-run".to_string()]), "none").await?;
         let options = bollard::query_parameters::DownloadFromContainerOptions { path: path.to_string() };
-        let mut stream = self.docker.download_from_container(&created.id, Some(options));
+        let mut stream = self.docker.download_from_container(&id, Some(options));
         let mut tar_bytes = Vec::new();
         let mut missing = false;
         while let Some(chunk) = stream.next().await {
@@ -480,7 +447,7 @@ impl Engine {
                     break;
                 }
                 Err(source) => {
-                    let _ = self.remove_container(&created.id).await;
+                    let _ = self.remove_container(&id).await;
                     return Err(EngineError::Api {
                         action: format!("copy {path} out of {image}"),
                         source,
@@ -488,7 +455,7 @@ impl Engine {
                 }
             }
         }
-        self.remove_container(&created.id).await?;
+        self.remove_container(&id).await?;
         if missing {
             return Ok(None);
         }
@@ -506,6 +473,29 @@ impl Engine {
             }
         }
         Ok(None)
+    }
+
+    /// Creates (does not start) a container carrying layerbench's label; returns its id.
+    async fn create_labelled_container(&self, image: &str, cmd: Option<Vec<String>>, network_mode: &str) -> Result<String, EngineError> {
+        let mut labels = HashMap::new();
+        labels.insert(MANAGED_LABEL.to_string(), "true".to_string());
+        labels.insert(KIND_LABEL.to_string(), "run".to_string());
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd,
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                network_mode: Some(network_mode.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .map_err(api(format!("create a container from {image}")))?;
+        Ok(created.id)
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
