@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Builder, EngineVersion};
+use crate::engine::{Builder, EngineVersion, Machine};
 use crate::images::BaseImage;
 
 /// Bumped when a name in the schema changes meaning or disappears (adding fields keeps it).
@@ -31,6 +31,9 @@ pub struct Results {
     pub git_commit: Option<String>,
     pub started_unix_ms: u64,
     pub engine: EngineVersion,
+    /// The machine the builds ran on (absent in files written before it was recorded).
+    #[serde(default)]
+    pub machine: Option<Machine>,
     pub base_images: Vec<BaseImage>,
     pub store: StoreProvenance,
     pub app: String,
@@ -175,6 +178,7 @@ pub(crate) fn results_with(records: Vec<BuildRecord>) -> Results {
         git_commit: None,
         started_unix_ms: 0,
         engine: EngineVersion { engine: "20.10".into(), api: "1.41".into() },
+        machine: None,
         base_images: vec![],
         store: StoreProvenance { path: "s".into(), recipe_fingerprint: "f".into(), mirror: "m".into(), modules: 1, versions: 1 },
         app: "a".into(),

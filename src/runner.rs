@@ -209,6 +209,7 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
         git_commit: crate::workspace::source_commit(Path::new(env!("CARGO_MANIFEST_DIR"))),
         started_unix_ms: crate::engine::unix_ms_now(),
         engine: provisioned.engine.clone(),
+        machine: Some(provisioned.machine.clone()),
         base_images: provisioned.base_images.clone(),
         store: StoreProvenance {
             path: store.display().to_string(),

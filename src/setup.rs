@@ -64,6 +64,7 @@ pub fn ensure_store(recipe: &Recipe, mirror: &str, cache: &Path, store: &Path, f
 #[derive(Debug, Clone, Serialize)]
 pub struct Provisioned {
     pub engine: crate::engine::EngineVersion,
+    pub machine: crate::engine::Machine,
     pub base_images: Vec<BaseImage>,
     pub store: StoreStatus,
 }
@@ -78,10 +79,12 @@ pub async fn provision(pull: bool, cache: &Path, store: &Path, mirror: &str) -> 
         .await
         .expect("the store task does not panic")?;
     let version = engine.version.clone();
+    let machine = engine.machine().await?;
     Ok((
         engine,
         Provisioned {
             engine: version,
+            machine,
             base_images,
             store,
         },

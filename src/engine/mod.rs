@@ -79,6 +79,19 @@ pub struct EngineVersion {
     pub api: String,
 }
 
+/// The machine the engine runs on, as the engine reports it (plus the CPU model from `/proc/cpuinfo`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Machine {
+    pub operating_system: String,
+    pub kernel: String,
+    pub architecture: String,
+    pub cpus: u32,
+    pub cpu_model: String,
+    pub memory_bytes: u64,
+    pub storage_driver: String,
+    pub cgroup_version: String,
+}
+
 /// Facts about an image present in the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageFacts {
@@ -205,6 +218,25 @@ impl Engine {
                 engine: v.version.unwrap_or_default(),
                 api,
             },
+        })
+    }
+
+    /// What the engine says about its machine.
+    pub async fn machine(&self) -> Result<Machine, EngineError> {
+        let info = self.docker.info().await.map_err(api("read the engine's system information"))?;
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+            .unwrap_or_default();
+        Ok(Machine {
+            operating_system: info.operating_system.unwrap_or_default(),
+            kernel: info.kernel_version.unwrap_or_default(),
+            architecture: info.architecture.unwrap_or_default(),
+            cpus: info.ncpu.unwrap_or_default().max(0) as u32,
+            cpu_model,
+            memory_bytes: info.mem_total.unwrap_or_default().max(0) as u64,
+            storage_driver: info.driver.unwrap_or_default(),
+            cgroup_version: info.cgroup_version.map(|v| v.to_string()).unwrap_or_default(),
         })
     }
 
