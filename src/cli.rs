@@ -94,6 +94,8 @@ pub enum Command {
         #[arg(long = "proxy-port", default_value_t = DEFAULT_PORT)]
         proxy_port: u16,
     },
+    /// Write REPORT.md, summary.csv and charts (SVG and PNG) next to a results file, from that file alone.
+    Report { results: PathBuf },
     /// Recompute the claim verdicts from a results file alone.
     Verdicts {
         results: PathBuf,

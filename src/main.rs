@@ -198,9 +198,15 @@ async fn run(command: Command) -> Result<bool> {
             if suite.is_some() {
                 print!("{}", table::verdict_table(&layerbench::analysis::verdicts::verdicts(&results)));
             }
+            print_report(&layerbench::report::write(&results, &results_path)?);
             let failed = results.records.iter().filter(|r| r.outcome == "failed").count();
             println!("run {run_id}: {} builds recorded, {failed} failed; results: {}", results.records.len(), results_path.display());
             Ok(failed == 0)
+        }
+        Command::Report { results: path } => {
+            let results = layerbench::results::Results::read(&path)?;
+            print_report(&layerbench::report::write(&results, &path)?);
+            Ok(true)
         }
         Command::Verdicts { results, json } => {
             let results = layerbench::results::Results::read(&results)?;
@@ -234,6 +240,14 @@ async fn run(command: Command) -> Result<bool> {
             Ok(true)
         }
     }
+}
+
+fn print_report(files: &layerbench::report::ReportFiles) {
+    println!("report: {} ({} charts as SVG and PNG in {}; summary {})",
+        files.report.display(),
+        files.charts.len() / 2,
+        files.report.parent().map_or_else(|| "charts".into(), |d| d.join("charts").display().to_string()),
+        files.summary.display());
 }
 
 fn print_provisioned(p: &setup::Provisioned) {

@@ -49,6 +49,18 @@ pub fn new_run_id() -> String {
 }
 
 fn run_id_at(secs: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}")
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch.
+pub fn utc_datetime(secs: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
+}
+
+/// Year, month, day, hour, minute, second (UTC) of seconds since the Unix epoch.
+fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -61,7 +73,7 @@ fn run_id_at(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -70,5 +82,6 @@ mod tests {
     fn run_ids_are_utc_timestamps() {
         assert_eq!(super::run_id_at(0), "19700101-000000");
         assert_eq!(super::run_id_at(1_795_958_218), "20261129-131658");
+        assert_eq!(super::utc_datetime(1_795_958_218), "2026-11-29 13:16:58 UTC");
     }
 }

@@ -67,6 +67,29 @@ pub fn verdicts(results: &Results) -> Vec<ClaimVerdict> {
         .collect()
 }
 
+/// The claim in a few words, for report tables (CLAIMS.md has the full statement).
+pub fn claim_summary(id: &str) -> &'static str {
+    match id {
+        "C1" => "Copying go.mod/go.sum and downloading before the sources keeps the download cached on a .go edit",
+        "C2" => "A dependency bump rebuilds the go.mod COPY and every layer after it",
+        "C3" => "After one miss, every later layer of the stage misses",
+        "C4" => "A RUN layer is keyed by its command text, so a cached download stays stale when upstream changes",
+        "C5" => "COPY is keyed by content (and mode), not by mtime",
+        "C6" => "The saving is the skipped download, not the cheap COPY of go.mod/go.sum",
+        "C7" => "go mod download fetches the standard library",
+        "C8" => "CGO_ENABLED=0 gives a static binary; cgo with net links libc dynamically",
+        "C9" => "A static binary runs in scratch; a dynamic one does not",
+        "C10" => "A static binary allows a tiny final image",
+        "C11" => "Containers run as root unless USER says otherwise; non-root cannot modify the binary or /etc",
+        "X1" => "Without .dockerignore, a commit that changes no source busts COPY . .",
+        "X2" => "go build recompiles everything on an edit unless a cache mount keeps the Go build cache",
+        "X3" => "Putting COPY . . before the download turns a good template into a bad one",
+        "X4" => "A changed build argument misses at its first use, not at its declaration",
+        "X5" => "BuildKit skips unneeded stages and runs stages in parallel; the legacy builder does not",
+        _ => "",
+    }
+}
+
 /// Decides one claim from the records: the verdict and its evidence line.
 type Judge = fn(&Records) -> (Verdict, String);
 
