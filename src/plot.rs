@@ -36,7 +36,7 @@ pub fn svg(chart: &Chart) -> Result<String, PlotError> {
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (WIDTH, layout.height)).into_drawing_area();
-        draw(&root, chart, &layout).map_err(|message| PlotError::Draw { chart: chart.stem.clone(), message })?;
+        draw(&root, chart, &layout, TextMode::Svg).map_err(|message| PlotError::Draw { chart: chart.stem.clone(), message })?;
         root.present().map_err(|e| PlotError::Draw { chart: chart.stem.clone(), message: e.to_string() })?;
     }
     Ok(out)
@@ -48,7 +48,7 @@ pub fn png(chart: &Chart) -> Result<Vec<u8>, PlotError> {
     let mut pixels = vec![0u8; (WIDTH * layout.height * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, layout.height)).into_drawing_area();
-        draw(&root, chart, &layout).map_err(|message| PlotError::Draw { chart: chart.stem.clone(), message })?;
+        draw(&root, chart, &layout, TextMode::Raster).map_err(|message| PlotError::Draw { chart: chart.stem.clone(), message })?;
         root.present().map_err(|e| PlotError::Draw { chart: chart.stem.clone(), message: e.to_string() })?;
     }
     let encode_error = |e: png::EncodingError| PlotError::Encode { chart: chart.stem.clone(), message: e.to_string() };
@@ -68,13 +68,15 @@ pub fn size(chart: &Chart) -> (u32, u32) {
     (WIDTH, Layout::of(chart).height)
 }
 
+static REGULAR: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+static BOLD: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-Bold.ttf");
 static FONTS: Once = Once::new();
 
 fn register_fonts() {
     FONTS.call_once(|| {
         // The bytes are compiled in and known to parse; a failure here would be a broken build.
-        let regular = plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("../assets/fonts/DejaVuSans.ttf"));
-        let bold = plotters::style::register_font("sans-serif", FontStyle::Bold, include_bytes!("../assets/fonts/DejaVuSans-Bold.ttf"));
+        let regular = plotters::style::register_font("sans-serif", FontStyle::Normal, REGULAR);
+        let bold = plotters::style::register_font("sans-serif", FontStyle::Bold, BOLD);
         assert!(regular.is_ok() && bold.is_ok(), "the bundled DejaVu fonts parse");
     });
 }
@@ -178,14 +180,11 @@ fn wrap_cells(row: &CacheRow, left: i32, right: i32) -> Vec<Vec<(usize, i32, i32
 
 type Area<DB> = DrawingArea<DB, Shift>;
 
-fn draw<DB: DrawingBackend>(root: &Area<DB>, chart: &Chart, layout: &Layout) -> Result<(), String> {
-    let pen = Pen { area: root };
-    pen.run(|| {
-        root.fill(&WHITE)?;
-        root.draw(&Text::new(chart.title.clone(), (MARGIN, TITLE_TOP + 10), text_style(18.0, true, INK, HPos::Left)))?;
-        root.draw(&Text::new(subtitle(chart), (MARGIN, TITLE_TOP + 26 + 10), text_style(SMALL, false, grey(70), HPos::Left)))?;
-        Ok(())
-    })?;
+fn draw<DB: DrawingBackend>(root: &Area<DB>, chart: &Chart, layout: &Layout, text: TextMode) -> Result<(), String> {
+    let pen = Pen { area: root, text };
+    pen.run(|| root.fill(&WHITE))?;
+    pen.text(&chart.title, (MARGIN, TITLE_TOP + 10), 18.0, true, INK, HPos::Left)?;
+    pen.text(&subtitle(chart), (MARGIN, TITLE_TOP + 26 + 10), SMALL, false, grey(70), HPos::Left)?;
     match &chart.figure {
         Figure::RebuildTimes(groups) => rebuild_times(&pen, groups, layout),
         Figure::CacheMap(rows) => cache_map(&pen, rows, layout),
@@ -206,9 +205,20 @@ fn subtitle(chart: &Chart) -> String {
     }
 }
 
+/// How text reaches the canvas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextMode {
+    /// `<text>` elements, set by the viewer in its sans-serif font.
+    Svg,
+    /// Glyphs rasterised here from the bundled font, each at its own side bearing
+    /// (plotters' ab_glyph text drops the bearings, which swallows spaces before `.`).
+    Raster,
+}
+
 /// Draws onto the root area, turning plotters' backend-specific errors into text.
 struct Pen<'a, DB: DrawingBackend> {
     area: &'a Area<DB>,
+    text: TextMode,
 }
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
@@ -234,8 +244,51 @@ impl<DB: DrawingBackend> Pen<'_, DB> {
     }
 
     fn text(&self, text: &str, at: (i32, i32), size: f64, bold: bool, color: RGBColor, h: HPos) -> Result<(), String> {
-        self.run(|| self.area.draw(&Text::new(text.to_string(), at, text_style(size, bold, color, h))))
+        match self.text {
+            TextMode::Svg => self.run(|| self.area.draw(&Text::new(text.to_string(), at, text_style(size, bold, color, h)))),
+            TextMode::Raster => self.run(|| {
+                for (x, y, coverage) in glyph_pixels(text, at, size, bold, h) {
+                    self.area.draw_pixel((x, y), &color.mix(coverage as f64))?;
+                }
+                Ok(())
+            }),
+        }
     }
+}
+
+/// The pixels of a line of text and their coverage, laid out like [`measure`]: advances plus kerning,
+/// vertically centred on `at`, anchored left, centre or right.
+fn glyph_pixels(text: &str, at: (i32, i32), size: f64, bold: bool, h: HPos) -> Vec<(i32, i32, f32)> {
+    use ab_glyph::{Font, FontRef, ScaleFont};
+    let Ok(face) = FontRef::try_from_slice(if bold { BOLD } else { REGULAR }) else { return vec![] };
+    let font = face.as_scaled(size as f32);
+    let width = measure(text, size, bold) as f32;
+    let mut caret = match h {
+        HPos::Left => at.0 as f32,
+        HPos::Center => at.0 as f32 - width / 2.0,
+        HPos::Right => at.0 as f32 - width,
+    };
+    let baseline = at.1 as f32 + (font.ascent() + font.descent()) / 2.0;
+    let mut pixels = Vec::new();
+    let mut previous = None;
+    for c in text.chars() {
+        let id = font.glyph_id(c);
+        if let Some(p) = previous {
+            caret += font.kern(p, id);
+        }
+        previous = Some(id);
+        let glyph = id.with_scale_and_position(font.scale(), ab_glyph::point(caret, baseline));
+        if let Some(outline) = font.outline_glyph(glyph) {
+            let bounds = outline.px_bounds();
+            outline.draw(|x, y, coverage| {
+                if coverage > 0.0 {
+                    pixels.push((bounds.min.x as i32 + x as i32, bounds.min.y as i32 + y as i32, coverage.min(1.0)));
+                }
+            });
+        }
+        caret += font.h_advance(id);
+    }
+    pixels
 }
 
 /// A linear or logarithmic x axis over the plotting area.

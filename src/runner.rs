@@ -36,7 +36,7 @@ pub enum RunError {
     Results(#[from] ResultsError),
     #[error("failed to prepare the scratch workspace for {cell}: {source}")]
     Workspace { cell: String, source: Box<WorkspaceError> },
-    #[error("interrupted; the partial results (every build finished so far) are in {0}")]
+    #[error("interrupted; the partial results (every build finished so far) are in {0}; `layerbench report` on that file reports them")]
     Interrupted(PathBuf),
 }
 
