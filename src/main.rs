@@ -29,10 +29,23 @@ async fn main() -> ExitCode {
             ExitCode::from(EXIT_INTERRUPTED)
         }
         Err(e) => {
-            eprintln!("layerbench: error: {e:#}");
+            eprintln!("layerbench: error: {}", error_text(&e));
             ExitCode::from(EXIT_ENVIRONMENT)
         }
     }
+}
+
+/// The error and its causes, leaving out a cause the message above it already quotes.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Runs one command; `Ok(false)` means it ran but a check failed.
