@@ -140,6 +140,13 @@ pub struct ProxyRecord {
     pub modules: Vec<String>,
 }
 
+impl LayerRecord {
+    /// A `FROM` line: resolving a base image, not a cacheable step (BuildKit reports it executed in zero time).
+    pub fn is_base_image(&self) -> bool {
+        self.instruction.starts_with("FROM ")
+    }
+}
+
 impl Results {
     /// Writes the file atomically (a temporary file renamed over it).
     pub fn write(&self, path: &Path) -> Result<(), ResultsError> {

@@ -27,12 +27,12 @@ pub fn cell_tables(results: &Results) -> String {
         out.push_str(&format!("  {:<16} {:>6} {:>8} {:>9} {:>7}  {}\n", "step", "cached", "executed", "seconds", "proxy", "executed steps"));
         for r in &results.records[i..end] {
             // FROM is resolving the base image, not a cacheable step: it is not counted.
-            let steps: Vec<_> = r.layers.iter().filter(|l| !l.instruction.starts_with("FROM ")).collect();
+            let steps: Vec<_> = r.layers.iter().filter(|l| !l.is_base_image()).collect();
             let cached = steps.iter().filter(|l| l.cached).count();
             let executed: Vec<&str> = r
                 .layers
                 .iter()
-                .filter(|l| !l.cached && !l.instruction.starts_with("FROM "))
+                .filter(|l| !l.cached && !l.is_base_image())
                 .map(|l| l.instruction.as_str())
                 .collect();
             let detail = match (&r.error, r.outcome.as_str()) {

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use layerbench::report::charts::{charts, Figure};
+use layerbench::report::charts::{charts, CellOutcome, Figure, Phase};
 use layerbench::results::Results;
 
 fn repo() -> PathBuf {
@@ -126,12 +126,33 @@ fn every_chart_of_the_fixture_draws_what_the_records_say() {
                 }
             }
             Figure::TimeSplit(bars) => {
+                // Each bar is one recorded build: same wall time, and its step phases add up to that build's step durations.
                 for b in bars {
-                    assert!(b.segments.iter().all(|(_, s)| *s >= 0.0), "{b:?}");
+                    let steps: f64 = b.segments.iter().filter(|(p, _)| !matches!(p, Phase::Setup | Phase::Export)).map(|(_, s)| s).sum();
+                    let matches = results.records.iter().any(|r| {
+                        let recorded: f64 = r.layers.iter().map(|l| l.duration_ms / 1000.0).sum();
+                        r.wall_ms / 1000.0 == b.wall && (recorded - steps).abs() < 1e-9
+                    });
+                    assert!(matches, "no record behind {b:?}");
                 }
             }
-            Figure::Timeline(t) => assert!(t.spans.iter().all(|s| s.end >= s.start)),
-            Figure::CacheMap(rows) => assert!(rows.iter().all(|r| !r.cells.is_empty())),
+            Figure::Timeline(t) => {
+                let behind = results.records.iter().find(|r| r.step == "baseline" && r.wall_ms / 1000.0 == t.wall);
+                let r = behind.unwrap_or_else(|| panic!("no cold baseline with wall time {}", t.wall));
+                let instructions: Vec<&str> = r.layers.iter().map(|l| l.instruction.as_str()).collect();
+                assert_eq!(t.spans.iter().map(|s| s.instruction.as_str()).collect::<Vec<_>>(), instructions);
+            }
+            Figure::CacheMap(rows) => {
+                // Every row's hits are the cached steps of some build of that scenario.
+                let scenario = chart.stem.trim_start_matches("cache-map-");
+                for row in rows {
+                    let hits = row.cells.iter().filter(|c| c.outcome == CellOutcome::Hit).count();
+                    let found = results.records.iter().filter(|r| r.scenario == scenario && r.step != "baseline").any(|r| {
+                        r.layers.len() == row.cells.len() && r.layers.iter().filter(|l| l.cached && !l.is_base_image()).count() == hits
+                    });
+                    assert!(found, "{}: no build matches row {}", chart.stem, row.label);
+                }
+            }
         }
     }
 }

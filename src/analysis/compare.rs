@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::analysis::stats::{Ratio, Summary};
+use crate::analysis::stats::{wall_seconds, Ratio, Summary};
 use crate::results::{BuildRecord, Results};
 use crate::runner::builder_name;
 
@@ -38,7 +38,7 @@ fn key(r: &BuildRecord) -> (String, String) {
 fn cache_counts(records: &[&BuildRecord]) -> Vec<(String, usize, usize)> {
     let mut out: Vec<(String, usize, usize)> = Vec::new();
     for r in records {
-        for l in r.layers.iter().filter(|l| !l.instruction.starts_with("FROM ")) {
+        for l in r.layers.iter().filter(|l| !l.is_base_image()) {
             match out.iter_mut().find(|(i, _, _)| *i == l.instruction) {
                 Some(entry) => {
                     entry.1 += usize::from(l.cached);
@@ -69,8 +69,7 @@ pub fn compare(before: &Results, after: &Results) -> Vec<StepComparison> {
             let wanted = (k.clone(), step.clone());
             let a = pick(before, &wanted);
             let b = pick(after, &wanted);
-            let summary = |recs: &[&BuildRecord]| Summary::of(&recs.iter().map(|r| r.wall_ms / 1000.0).collect::<Vec<_>>());
-            let (sa, sb) = (summary(&a), summary(&b));
+            let (sa, sb) = (wall_seconds(&a), wall_seconds(&b));
             let ratio = match (&sa, &sb) {
                 (Some(x), Some(y)) => Ratio::of(y, x),
                 _ => None,

@@ -77,6 +77,11 @@ fn median_of(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The wall times, in seconds, of the successful builds among `records`.
+pub fn wall_seconds(records: &[&crate::results::BuildRecord]) -> Option<Summary> {
+    Summary::of(&records.iter().filter(|r| r.outcome == "ok").map(|r| r.wall_ms / 1000.0).collect::<Vec<_>>())
+}
+
 /// The ratio of two medians with an interval from the extremes (min/max of
 /// one over max/min of the other): conservative for the few repetitions
 /// builds allow.

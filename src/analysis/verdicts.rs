@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::stats::{Ratio, Summary};
+use crate::analysis::stats::{wall_seconds, Ratio, Summary};
 use crate::engine::Builder;
 use crate::results::{BuildRecord, LayerRecord, Results};
 
@@ -161,10 +161,6 @@ fn cached_count(records: &[&BuildRecord], prefix: &str) -> (usize, usize) {
     (with.iter().filter(|c| **c).count(), with.len())
 }
 
-fn walls(records: &[&BuildRecord]) -> Option<Summary> {
-    Summary::of(&records.iter().map(|r| r.wall_ms / 1000.0).collect::<Vec<_>>())
-}
-
 fn step_seconds(records: &[&BuildRecord], prefix: &str) -> Option<Summary> {
     Summary::of(&records.iter().filter_map(|r| layer(r, prefix)).map(|l| l.duration_ms / 1000.0).collect::<Vec<_>>())
 }
@@ -206,7 +202,7 @@ fn c1(r: &Records) -> (Verdict, String) {
     for network in std::iter::once(LOOPBACK.to_string()).chain(r.networks()) {
         let gs = r.find_in(good, "edit-go-source", "edit-handler", Builder::Buildkit, &network);
         let ns = r.find_in("naive", "edit-go-source", "edit-handler", Builder::Buildkit, &network);
-        if let (Some(a), Some(b)) = (walls(&gs), walls(&ns)) {
+        if let (Some(a), Some(b)) = (wall_seconds(&gs), wall_seconds(&ns)) {
             if let Some(ratio) = Ratio::of(&a, &b) {
                 evidence.push_str(&format!("; rebuild median on {network} {} vs {} ({})", secs(&a), secs(&b), ratio.describe()));
                 significant &= ratio.significant();

@@ -1,6 +1,6 @@
 //! The data behind each chart, taken from a results file: what to draw, already summarised, so drawing computes nothing.
 
-use crate::analysis::stats::Summary;
+use crate::analysis::stats::wall_seconds;
 use crate::engine::Builder;
 use crate::results::{BuildRecord, CacheState, LayerRecord, Results};
 use crate::runner::builder_name;
@@ -269,11 +269,6 @@ pub fn repetitions<'a>(results: &'a Results, r: &BuildRecord) -> Vec<&'a BuildRe
     results.records.iter().filter(|o| same_cell(o, r) && o.step == r.step).collect()
 }
 
-/// The wall times of successful builds, in seconds.
-pub fn wall_summary(records: &[&BuildRecord]) -> Option<Summary> {
-    Summary::of(&records.iter().filter(|r| r.outcome == "ok").map(|r| r.wall_ms / 1000.0).collect::<Vec<_>>())
-}
-
 fn first_seen(items: impl Iterator<Item = String>) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
     for i in items {
@@ -291,7 +286,7 @@ fn rebuild_groups(results: &Results) -> Vec<BarGroup> {
             let bars: Vec<TimeBar> = cells_of(results, &scenario, &step)
                 .into_iter()
                 .filter_map(|r| {
-                    let s = wall_summary(&repetitions(results, r))?;
+                    let s = wall_seconds(&repetitions(results, r))?;
                     Some(TimeBar { label: cell_label(r), median: s.median, min: s.min, max: s.max, n: s.n })
                 })
                 .collect();
@@ -314,7 +309,7 @@ fn cache_rows(results: &Results, scenario: &str) -> Vec<CacheRow> {
                 .iter()
                 .enumerate()
                 .map(|(i, l)| {
-                    let outcome = if l.instruction.starts_with("FROM ") {
+                    let outcome = if l.is_base_image() {
                         CellOutcome::Base
                     } else if reps.iter().any(|o| o.layers.get(i).map(|x| x.cached) != Some(l.cached)) {
                         CellOutcome::Varies

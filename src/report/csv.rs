@@ -1,10 +1,10 @@
 //! summary.csv: one row per cell × scenario step × Dockerfile step, repetitions summarised, for spreadsheets and scripts.
 
-use crate::analysis::stats::Summary;
+use crate::analysis::stats::{wall_seconds, Summary};
 use crate::results::{BuildRecord, CacheState, Results};
 use crate::runner::builder_name;
 
-use super::charts::{cells_of, repetitions, scenarios, steps_of, wall_summary};
+use super::charts::{cells_of, repetitions, scenarios, steps_of};
 
 pub const HEADER: &[&str] = &[
     "variant",
@@ -48,7 +48,7 @@ pub fn summary(results: &Results) -> String {
 
 fn rows(cell: &BuildRecord, reps: &[&BuildRecord]) -> Vec<Vec<String>> {
     let ok: Vec<&BuildRecord> = reps.iter().copied().filter(|r| r.outcome == "ok").collect();
-    let wall = wall_summary(&ok);
+    let wall = wall_seconds(&ok);
     let requests: Vec<f64> = ok.iter().map(|r| r.proxy.requests as f64).collect();
     let build = vec![
         cell.variant.clone(),

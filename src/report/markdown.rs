@@ -4,7 +4,7 @@ use crate::analysis::verdicts::{claim_summary, verdicts};
 use crate::results::{BuildRecord, CacheState, Results};
 use crate::runner::builder_name;
 
-use super::charts::{cell_label, cells_of, repetitions, scenarios, steps_of, wall_summary, Chart};
+use super::charts::{cell_label, cells_of, repetitions, scenarios, steps_of, Chart};
 
 /// The whole report. `results_name` is the results file's name, linked from the report.
 pub fn report(results: &Results, results_name: &str, charts: &[Chart]) -> String {
@@ -161,12 +161,12 @@ fn step_row(cell: &BuildRecord, step: &str, reps: &[&BuildRecord]) -> String {
             .unwrap_or_else(|| reps.first().map_or(String::new(), |r| r.outcome.clone()));
         return format!("| {} | {step} | {n} | – | – | – | {} | – | – |\n", cell_label(cell), cell_text(&why));
     };
-    let wall = wall_summary(&ok);
+    let wall = crate::analysis::stats::wall_seconds(&ok);
     let (median, range) = match &wall {
         Some(s) => (format!("{:.2} s", s.median), format!("{:.2}–{:.2} s", s.min, s.max)),
         None => ("–".into(), "–".into()),
     };
-    let counted: Vec<_> = first.layers.iter().filter(|l| !l.instruction.starts_with("FROM ")).collect();
+    let counted: Vec<_> = first.layers.iter().filter(|l| !l.is_base_image()).collect();
     let cached = counted.iter().filter(|l| l.cached).count();
     let mut ran = counted.iter().filter(|l| !l.cached).map(|l| code(&l.instruction)).collect::<Vec<_>>().join("<br>");
     if ran.is_empty() {
