@@ -26,14 +26,14 @@ fn app() -> PathBuf {
 }
 
 fn request(proxy_url: &str) -> BuildRequest {
-    let context = build_context(&app(), DOCKERFILE).expect("the fixture's build context");
+    let context = build_context(&app(), Path::new(DOCKERFILE), Builder::Buildkit).expect("the fixture's build context");
     let mut build_args = BTreeMap::new();
     build_args.insert("GOPROXY".to_string(), proxy_url.to_string());
     build_args.insert("GOSUMDB".to_string(), "off".to_string());
     BuildRequest {
         what: "bench".into(),
         context_tar: context.tar,
-        dockerfile: DOCKERFILE.into(),
+        dockerfile: context.dockerfile,
         tag: TAG.into(),
         build_args,
         labels: BTreeMap::new(),

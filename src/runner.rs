@@ -446,7 +446,7 @@ async fn build_once(
     interrupt: &mut watch::Receiver<bool>,
 ) -> Result<BuildRecord, RunError> {
     let model = ws.dockerfile_model().map_err(|source| RunError::Workspace { cell: cell.label(), source: Box::new(source) })?;
-    let context = match build_context(ws.root(), ws.dockerfile()) {
+    let context = match build_context(ws.root(), std::path::Path::new(ws.dockerfile()), cell.builder) {
         Ok(c) => c,
         Err(e) => return Ok(failed_record(cell, step, results, build_args, context_error(e))),
     };

@@ -79,7 +79,7 @@ pub async fn run_selftest(
     no_cache: bool,
     progress: &mut dyn FnMut(&StepReport),
 ) -> Result<SelftestReport, SelftestError> {
-    let context = build_context(app, SELFTEST_DOCKERFILE)?;
+    let context = build_context(app, Path::new(SELFTEST_DOCKERFILE), Builder::Buildkit)?;
     let proxy = ProxyServer::start(ProxyConfig::loopback(store, port)).await?;
     let mut build_args = BTreeMap::new();
     build_args.insert("GOPROXY".to_string(), proxy.url());
@@ -90,7 +90,7 @@ pub async fn run_selftest(
     let request = BuildRequest {
         what: what.clone(),
         context_tar: context.tar,
-        dockerfile: SELFTEST_DOCKERFILE.to_string(),
+        dockerfile: context.dockerfile,
         tag: SELFTEST_TAG.to_string(),
         build_args,
         labels,

@@ -1,0 +1,398 @@
+//! The context tar for one builder: the folder walk, the `.dockerignore` rules and the Dockerfile's place, as `/usr/bin/docker build` 20.10 sends them.
+//!
+//! What the CLI does, and so what this tar does:
+//! - **Legacy builder** (`DOCKER_BUILDKIT=0`): the CLI reads only
+//!   `<context>/.dockerignore`, re-includes the Dockerfile and `.dockerignore`
+//!   when the rules exclude them, and tars the rest; an excluded folder that is
+//!   entered for a `!` pattern gets no entry of its own. The engine then
+//!   deletes the Dockerfile and `.dockerignore` again if the `.dockerignore`
+//!   it received lists them. A Dockerfile outside the context is added as
+//!   `.dockerfile.<20 characters>` (random in the CLI, a hash of its text
+//!   here) and that name is appended to `.dockerignore` (created as
+//!   `.dockerignore` + the name when there is none), so the engine deletes it.
+//! - **BuildKit** (`DOCKER_BUILDKIT=1`): the CLI streams the context through
+//!   a session instead of a tar, with the rules of
+//!   `<Dockerfile's folder>/<Dockerfile's name>.dockerignore` when that file
+//!   exists, else `<context>/.dockerignore`; nothing is re-included, and an
+//!   excluded folder entered for a `!` pattern is sent. The engine applies no
+//!   rules to a tar sent to BuildKit, so this tar holds exactly what that
+//!   session would sync. Only the Dockerfile must be added when the rules
+//!   exclude it or it lies outside the context (the engine reads it from the
+//!   tar): it goes in as `.dockerfile.<20 characters>`, and `COPY .` sees that
+//!   one file where the CLI's build shows none.
+//! - Both: entries carry their own mode, uid/gid 0, symlinks as links (never
+//!   followed), hard links as links to the first path; modification times in
+//!   whole seconds for the legacy builder and to the nanosecond for BuildKit.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tar::{EntryType, Header};
+use walkdir::WalkDir;
+
+use super::ignore::IgnoreRules;
+use super::ContextError;
+use crate::engine::Builder;
+
+/// A build context ready to send: an uncompressed tar, the paths it holds and
+/// the name to pass as the build's `dockerfile` option.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    pub tar: Vec<u8>,
+    pub files: Vec<String>,
+    pub dockerfile: String,
+}
+
+/// Tars `context_dir` as `/usr/bin/docker build -f <dockerfile> <context_dir>`
+/// makes it visible to `builder`. `dockerfile` is absolute or relative to
+/// `context_dir` and may lie outside it. The same folder gives the same bytes.
+pub fn build_context(context_dir: &Path, dockerfile: &Path, builder: Builder) -> Result<BuildContext, ContextError> {
+    let root = context_dir.canonicalize().map_err(|source| ContextError::Io {
+        path: context_dir.to_path_buf(),
+        source,
+    })?;
+    if !root.is_dir() {
+        return Err(ContextError::NotAFolder(context_dir.to_path_buf()));
+    }
+    let given = if dockerfile.is_absolute() {
+        dockerfile.to_path_buf()
+    } else {
+        context_dir.join(dockerfile)
+    };
+    let resolved = given
+        .canonicalize()
+        .ok()
+        .filter(|p| p.is_file())
+        .ok_or_else(|| ContextError::MissingDockerfile(given.clone()))?;
+    let read_dockerfile = || {
+        std::fs::read(&resolved).map_err(|source| ContextError::Io {
+            path: resolved.clone(),
+            source,
+        })
+    };
+    // Where the Dockerfile sits in the context (symlinks resolved, as the CLI
+    // does), or the generated name of one from outside.
+    let place = match resolved.strip_prefix(&root) {
+        Ok(rel) => Place::Inside(slash_path(rel)),
+        Err(_) => {
+            let text = read_dockerfile()?;
+            Place::Outside {
+                name: generated_dockerfile_name(&text),
+                text,
+            }
+        }
+    };
+
+    let rules = match builder {
+        Builder::Legacy => {
+            let mut rules = IgnoreRules::read(&root.join(".dockerignore"))?;
+            rules.keep(".dockerignore")?;
+            if let Place::Inside(rel) = &place {
+                rules.keep(rel)?;
+            }
+            rules
+        }
+        Builder::Buildkit => {
+            let name = given.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let own = given.with_file_name(format!("{name}.dockerignore"));
+            if own.is_file() {
+                IgnoreRules::read(&own)?
+            } else {
+                IgnoreRules::read(&root.join(".dockerignore"))?
+            }
+        }
+    };
+    let entries = walk(&root, &rules, builder)?;
+
+    let mut tar = ContextTar::new(builder);
+    if builder == Builder::Buildkit {
+        tar.append_root(&root)?;
+    }
+    if let (Place::Outside { name, .. }, Builder::Legacy) = (&place, builder) {
+        tar.hidden_from_legacy_builder = Some(name.clone());
+    }
+    for entry in &entries {
+        tar.append(entry)?;
+    }
+    let dockerfile_name = match place {
+        Place::Inside(rel) if tar.files.contains(&rel) || builder == Builder::Legacy => rel,
+        // BuildKit reads the Dockerfile from the tar: one the rules leave out goes in under a generated name.
+        Place::Inside(_) => {
+            let text = read_dockerfile()?;
+            let name = generated_dockerfile_name(&text);
+            tar.append_dockerfile(&name, &text, &resolved)?;
+            name
+        }
+        Place::Outside { name, text } => {
+            tar.append_dockerfile(&name, &text, &resolved)?;
+            name
+        }
+    };
+    let (tar, files) = tar.finish().map_err(|source| ContextError::Io { path: root.clone(), source })?;
+    Ok(BuildContext {
+        tar,
+        files,
+        dockerfile: dockerfile_name,
+    })
+}
+
+/// Where the Dockerfile goes in the tar.
+enum Place {
+    /// Its path in the context.
+    Inside(String),
+    /// From outside the context: a generated name and its text.
+    Outside { name: String, text: Vec<u8> },
+}
+
+/// The name the CLI gives a Dockerfile from outside the context: `.dockerfile.`
+/// and 20 characters (random there, the start of the text's SHA-256 here).
+fn generated_dockerfile_name(text: &[u8]) -> String {
+    let digest: String = Sha256::digest(text).iter().map(|b| format!("{b:02x}")).collect();
+    format!(".dockerfile.{}", &digest[..20])
+}
+
+/// One path the context sends.
+struct Entry {
+    rel: String,
+    path: PathBuf,
+    meta: Metadata,
+}
+
+/// Walks `root` in name order, leaving out what the rules exclude as the CLI's walk for `builder` does.
+fn walk(root: &Path, rules: &IgnoreRules, builder: Builder) -> Result<Vec<Entry>, ContextError> {
+    let mut entries = Vec::new();
+    let mut walker = WalkDir::new(root).min_depth(1).follow_links(false).sort_by_file_name().into_iter();
+    while let Some(item) = walker.next() {
+        let entry = item.map_err(|e| {
+            let path = e.path().unwrap_or(root).to_path_buf();
+            ContextError::Io {
+                path,
+                source: e.into(),
+            }
+        })?;
+        let rel = entry.path().strip_prefix(root).map(slash_path).unwrap_or_default();
+        let is_dir = entry.file_type().is_dir();
+        if rules.is_excluded(&rel) {
+            if !is_dir {
+                continue;
+            }
+            if !rules.may_re_include_below(&rel) {
+                walker.skip_current_dir();
+                continue;
+            }
+            // Entered for a `!` pattern below it: BuildKit's sync sends the folder, the legacy CLI's tar does not.
+            if builder == Builder::Legacy {
+                continue;
+            }
+        }
+        let meta = std::fs::symlink_metadata(entry.path()).map_err(|source| ContextError::Io {
+            path: entry.path().to_path_buf(),
+            source,
+        })?;
+        // Neither tar nor sync can carry a socket.
+        if meta.file_type().is_socket() {
+            continue;
+        }
+        entries.push(Entry {
+            rel,
+            path: entry.path().to_path_buf(),
+            meta,
+        });
+    }
+    Ok(entries)
+}
+
+fn slash_path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The tar under construction.
+struct ContextTar {
+    builder: Builder,
+    tar: tar::Builder<Vec<u8>>,
+    files: Vec<String>,
+    /// Inode → first path, for hard links.
+    seen: HashMap<u64, String>,
+    /// The generated Dockerfile name the legacy builder must delete: the CLI
+    /// appends it to `.dockerignore`.
+    hidden_from_legacy_builder: Option<String>,
+}
+
+impl ContextTar {
+    fn new(builder: Builder) -> ContextTar {
+        ContextTar {
+            builder,
+            tar: tar::Builder::new(Vec::new()),
+            files: Vec::new(),
+            seen: HashMap::new(),
+            hidden_from_legacy_builder: None,
+        }
+    }
+
+    fn append(&mut self, entry: &Entry) -> Result<(), ContextError> {
+        let io = |source| ContextError::Io {
+            path: entry.path.clone(),
+            source,
+        };
+        let meta = &entry.meta;
+        let kind = meta.file_type();
+        if let (".dockerignore", Some(name)) = (entry.rel.as_str(), &self.hidden_from_legacy_builder) {
+            let mut text = std::fs::read(&entry.path).map_err(io)?;
+            text.extend_from_slice(format!("\n{name}\n").as_bytes());
+            let mut header = self.header(meta);
+            header.set_size(text.len() as u64);
+            self.tar.append_data(&mut header, &entry.rel, text.as_slice()).map_err(io)?;
+            self.files.push(entry.rel.clone());
+            return Ok(());
+        }
+        let mut header = self.header(meta);
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&entry.path).map_err(io)?;
+            header.set_entry_type(EntryType::Symlink);
+            self.append_pax_time(meta).map_err(io)?;
+            self.tar.append_link(&mut header, &entry.rel, target).map_err(io)?;
+        } else if kind.is_dir() {
+            header.set_entry_type(EntryType::Directory);
+            self.append_pax_time(meta).map_err(io)?;
+            self.tar.append_data(&mut header, &entry.rel, std::io::empty()).map_err(io)?;
+        } else if let Some(first) = self.first_link(entry) {
+            header.set_entry_type(EntryType::Link);
+            header.set_size(0);
+            self.append_pax_time(meta).map_err(io)?;
+            self.tar.append_link(&mut header, &entry.rel, first).map_err(io)?;
+        } else if kind.is_file() {
+            let file = std::fs::File::open(&entry.path).map_err(io)?;
+            header.set_size(meta.len());
+            self.append_pax_time(meta).map_err(io)?;
+            self.tar.append_data(&mut header, &entry.rel, file).map_err(io)?;
+        } else {
+            header.set_entry_type(if kind.is_fifo() {
+                EntryType::Fifo
+            } else if kind.is_char_device() {
+                EntryType::Char
+            } else {
+                EntryType::Block
+            });
+            if kind.is_char_device() || kind.is_block_device() {
+                let rdev = meta.rdev();
+                header.set_device_major(libc_major(rdev)).map_err(io)?;
+                header.set_device_minor(libc_minor(rdev)).map_err(io)?;
+            }
+            self.append_pax_time(meta).map_err(io)?;
+            self.tar.append_data(&mut header, &entry.rel, std::io::empty()).map_err(io)?;
+        }
+        self.files.push(entry.rel.clone());
+        Ok(())
+    }
+
+    /// BuildKit takes a context for a tar only when the first 1024 bytes hold a
+    /// whole tar header, which an entry behind a PAX or long-name header would
+    /// not: a plain entry for the root goes first. The engine keeps its own
+    /// folder for the root, as the CLI's session never sends the root either.
+    fn append_root(&mut self, root: &Path) -> Result<(), ContextError> {
+        let io = |source| ContextError::Io {
+            path: root.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(root).map_err(io)?;
+        let mut header = self.header(&meta);
+        header.set_mode(0o755);
+        header.set_entry_type(EntryType::Directory);
+        self.tar.append_data(&mut header, "./", std::io::empty()).map_err(io)
+    }
+
+    /// For a file with several hard links, the path it was first sent under.
+    fn first_link(&mut self, entry: &Entry) -> Option<String> {
+        if entry.meta.is_dir() || entry.meta.nlink() < 2 {
+            return None;
+        }
+        match self.seen.get(&entry.meta.ino()) {
+            Some(first) => Some(first.clone()),
+            None => {
+                self.seen.insert(entry.meta.ino(), entry.rel.clone());
+                None
+            }
+        }
+    }
+
+    /// The header the CLI writes: the entry's own mode, owner root, its modification time.
+    fn header(&self, meta: &Metadata) -> Header {
+        let mut header = Header::new_gnu();
+        header.set_mode(meta.mode() & 0o7777);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(meta.mtime().max(0) as u64);
+        header.set_size(0);
+        header
+    }
+
+    /// BuildKit keeps modification times to the nanosecond; a PAX record carries them.
+    fn append_pax_time(&mut self, meta: &Metadata) -> std::io::Result<()> {
+        if self.builder != Builder::Buildkit || meta.mtime_nsec() == 0 {
+            return Ok(());
+        }
+        let value = format!("{}.{:09}", meta.mtime(), meta.mtime_nsec());
+        append_pax(&mut self.tar, &[("mtime", value.as_str())])
+    }
+
+    /// Adds a Dockerfile the walk did not send (mode 0600, owner root, as the
+    /// CLI writes one), and for the legacy builder a `.dockerignore` naming it
+    /// when the context had none.
+    fn append_dockerfile(&mut self, name: &str, text: &[u8], source: &Path) -> Result<(), ContextError> {
+        let io = |source_err| ContextError::Io {
+            path: source.to_path_buf(),
+            source: source_err,
+        };
+        let meta = std::fs::metadata(source).map_err(io)?;
+        let mut header = self.header(&meta);
+        header.set_mode(0o600);
+        header.set_size(text.len() as u64);
+        self.tar.append_data(&mut header, name, text).map_err(io)?;
+        self.files.push(name.to_string());
+        if self.hidden_from_legacy_builder.is_some() && !self.files.iter().any(|f| f == ".dockerignore") {
+            let ignore = format!(".dockerignore\n{name}\n");
+            header.set_size(ignore.len() as u64);
+            self.tar.append_data(&mut header, ".dockerignore", ignore.as_bytes()).map_err(io)?;
+            self.files.push(".dockerignore".to_string());
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> std::io::Result<(Vec<u8>, Vec<String>)> {
+        Ok((self.tar.into_inner()?, self.files))
+    }
+}
+
+/// Writes a PAX extended header that applies to the next entry.
+fn append_pax(tar: &mut tar::Builder<Vec<u8>>, records: &[(&str, &str)]) -> std::io::Result<()> {
+    let mut body = String::new();
+    for (key, value) in records {
+        let rest = format!(" {key}={value}\n");
+        // The length counts its own digits.
+        let mut len = rest.len() + 1;
+        while format!("{len}{rest}").len() != len {
+            len += 1;
+        }
+        body.push_str(&format!("{len}{rest}"));
+    }
+    let mut header = Header::new_ustar();
+    header.set_entry_type(EntryType::XHeader);
+    header.set_mode(0o644);
+    header.set_size(body.len() as u64);
+    header.set_path("PaxHeader")?;
+    header.set_cksum();
+    tar.append(&header, body.as_bytes())
+}
+
+/// The major number of a device, as glibc's `major()` computes it.
+fn libc_major(dev: u64) -> u32 {
+    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)) as u32
+}
+
+/// The minor number of a device, as glibc's `minor()` computes it.
+fn libc_minor(dev: u64) -> u32 {
+    (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as u32
+}
