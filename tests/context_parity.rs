@@ -94,7 +94,7 @@ fn tree(root: &Path) -> Fixture {
         "a\n!a/keep\n**/x\n!b/x/y\n!q/r/x/keep\n# c/keep\n #hash\nc/*\n!   c/keep\n*.md   \n\
          **/*.tmp\n/sub.tmp\n../d/e/o\nd/../trail.txt\ncrlf.txt\r\nf(1).txt\na+b\nlog[0-9]\ne\n!**/keep\nsecret\n!secret/keep\n",
     );
-    // Symlinks (never followed), empty folders, modes, owners, hard links, a fifo, long and non-ASCII names.
+    // Symlinks (never followed), empty folders, modes, owners, hard links, a fifo, a device, a socket, long and non-ASCII names.
     write(&d.join("files/plain"), "plain\n");
     std::os::unix::fs::symlink("plain", d.join("files/rel-link")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", d.join("files/abs-link")).unwrap();
@@ -116,6 +116,8 @@ fn tree(root: &Path) -> Fixture {
     write(&d.join("files/hard1"), "hard");
     std::fs::hard_link(d.join("files/hard1"), d.join("files/empty/hard2")).unwrap();
     run(Command::new("mkfifo").arg(d.join("files/fifo")));
+    run(Command::new("mknod").arg(d.join("files/chardev")).args(["c", "1", "3"]));
+    drop(std::os::unix::net::UnixListener::bind(d.join("files/socket")).unwrap());
     write(&d.join("files").join("l".repeat(70)).join("m".repeat(70)).join("n".repeat(40)), "long");
     write(&d.join("files/ünï cödé"), "unicode");
     touch(&d.join("files/plain"), "2020-01-02 03:04:05.123456789");

@@ -23,6 +23,9 @@
 //! - Both: entries carry their own mode, uid/gid 0, symlinks as links (never
 //!   followed), hard links as links to the first path; modification times in
 //!   whole seconds for the legacy builder and to the nanosecond for BuildKit.
+//!   A socket is left out for the legacy builder and sent as an empty file to
+//!   BuildKit, as the CLI's session does (BuildKit itself turns devices into
+//!   empty files and drops fifos when it copies).
 
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -192,8 +195,8 @@ fn walk(root: &Path, rules: &IgnoreRules, builder: Builder) -> Result<Vec<Entry>
             path: entry.path().to_path_buf(),
             source,
         })?;
-        // Neither tar nor sync can carry a socket.
-        if meta.file_type().is_socket() {
+        // The legacy CLI's tar skips a socket (BuildKit's sync sends it as an empty file).
+        if meta.file_type().is_socket() && builder == Builder::Legacy {
             continue;
         }
         entries.push(Entry {
@@ -263,6 +266,10 @@ impl ContextTar {
             header.set_size(0);
             self.append_pax_time(meta).map_err(io)?;
             self.tar.append_link(&mut header, &entry.rel, first).map_err(io)?;
+        } else if kind.is_socket() {
+            header.set_entry_type(EntryType::Regular);
+            self.append_pax_time(meta).map_err(io)?;
+            self.tar.append_data(&mut header, &entry.rel, std::io::empty()).map_err(io)?;
         } else if kind.is_file() {
             let file = std::fs::File::open(&entry.path).map_err(io)?;
             header.set_size(meta.len());
@@ -395,4 +402,214 @@ fn libc_major(dev: u64) -> u32 {
 /// The minor number of a device, as glibc's `minor()` computes it.
 fn libc_minor(dev: u64) -> u32 {
     (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// One entry of a tar as the engine reads it.
+    struct Sent {
+        name: String,
+        kind: EntryType,
+        mode: u32,
+        owner: (u64, u64),
+        /// Seconds, with nanoseconds when a PAX record gives them.
+        mtime: String,
+        link: String,
+        text: String,
+    }
+
+    fn entries(tar: &[u8]) -> Vec<Sent> {
+        let mut archive = tar::Archive::new(tar);
+        let mut out = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut mtime = entry.header().mtime().unwrap().to_string();
+            if let Some(pax) = entry.pax_extensions().unwrap() {
+                for ext in pax {
+                    let ext = ext.unwrap();
+                    if ext.key().unwrap() == "mtime" {
+                        mtime = ext.value().unwrap().to_string();
+                    }
+                }
+            }
+            let h = entry.header().clone();
+            let link = entry.link_name().unwrap().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            out.push(Sent {
+                name: entry.path().unwrap().to_string_lossy().trim_end_matches('/').to_string(),
+                kind: h.entry_type(),
+                mode: h.mode().unwrap(),
+                owner: (h.uid().unwrap(), h.gid().unwrap()),
+                mtime,
+                link,
+                text,
+            });
+        }
+        out
+    }
+
+    fn find<'a>(entries: &'a [Sent], name: &str) -> Option<&'a Sent> {
+        entries.iter().find(|e| e.name == name)
+    }
+
+    fn names(ctx: &BuildContext) -> Vec<String> {
+        entries(&ctx.tar).into_iter().map(|e| e.name).collect()
+    }
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn the_legacy_tar_re_includes_the_dockerfile_and_dockerignore_and_buildkit_s_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(&d.join("dockerfiles/app.Dockerfile"), "FROM scratch\n");
+        write(&d.join("dockerfiles/other"), "o");
+        write(&d.join("main.go"), "package main");
+        write(&d.join(".dockerignore"), "dockerfiles\n.dockerignore\n");
+        let legacy = build_context(d, Path::new("dockerfiles/app.Dockerfile"), Builder::Legacy).unwrap();
+        assert_eq!(names(&legacy), vec![".dockerignore", "dockerfiles/app.Dockerfile", "main.go"]);
+        assert_eq!(legacy.dockerfile, "dockerfiles/app.Dockerfile");
+        assert_eq!(legacy.files, names(&legacy));
+
+        let buildkit = build_context(d, Path::new("dockerfiles/app.Dockerfile"), Builder::Buildkit).unwrap();
+        assert!(buildkit.dockerfile.starts_with(".dockerfile.") && buildkit.dockerfile.len() == ".dockerfile.".len() + 20);
+        assert_eq!(buildkit.files, vec!["main.go".to_string(), buildkit.dockerfile.clone()]);
+        assert_eq!(names(&buildkit), vec![".", "main.go", buildkit.dockerfile.as_str()]);
+    }
+
+    #[test]
+    fn the_dockerfile_s_own_ignore_file_applies_to_buildkit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(&d.join("build/app.Dockerfile"), "FROM scratch\n");
+        write(&d.join("build/app.Dockerfile.dockerignore"), "b.txt\n");
+        write(&d.join(".dockerignore"), "a.txt\n");
+        write(&d.join("a.txt"), "a");
+        write(&d.join("b.txt"), "b");
+        let legacy = build_context(d, Path::new("build/app.Dockerfile"), Builder::Legacy).unwrap();
+        assert!(legacy.files.contains(&"b.txt".to_string()) && !legacy.files.contains(&"a.txt".to_string()));
+        let buildkit = build_context(d, &d.join("build/app.Dockerfile"), Builder::Buildkit).unwrap();
+        assert!(buildkit.files.contains(&"a.txt".to_string()) && !buildkit.files.contains(&"b.txt".to_string()));
+        assert_eq!(buildkit.dockerfile, "build/app.Dockerfile");
+    }
+
+    #[test]
+    fn a_dockerfile_outside_the_context_gets_a_name_from_its_text_and_the_legacy_builder_is_told_to_drop_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        write(&ctx.join("a.txt"), "a");
+        let dockerfile = dir.path().join("elsewhere/Dockerfile");
+        write(&dockerfile, "FROM scratch\n");
+        let legacy = build_context(&ctx, &dockerfile, Builder::Legacy).unwrap();
+        let name = legacy.dockerfile.clone();
+        assert_eq!(name, generated_dockerfile_name(b"FROM scratch\n"));
+        let all = entries(&legacy.tar);
+        let ignore = find(&all, ".dockerignore").expect("a .dockerignore is created");
+        assert_eq!(ignore.text, format!(".dockerignore\n{name}\n"));
+        let generated = find(&all, &name).unwrap();
+        assert_eq!((generated.mode, generated.text.as_str()), (0o600, "FROM scratch\n"));
+
+        // An existing .dockerignore gets the name appended, keeping its own text.
+        write(&ctx.join(".dockerignore"), "x");
+        let legacy = build_context(&ctx, &dockerfile, Builder::Legacy).unwrap();
+        let all = entries(&legacy.tar);
+        assert_eq!(find(&all, ".dockerignore").unwrap().text, format!("x\n{name}\n"));
+
+        // BuildKit: the file alone, .dockerignore as it is.
+        let buildkit = build_context(&ctx, &dockerfile, Builder::Buildkit).unwrap();
+        assert_eq!(buildkit.dockerfile, name);
+        let all = entries(&buildkit.tar);
+        assert_eq!(find(&all, ".dockerignore").unwrap().text, "x");
+    }
+
+    #[test]
+    fn an_excluded_folder_entered_for_a_re_include_is_sent_to_buildkit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(&d.join("Dockerfile"), "FROM scratch\n");
+        write(&d.join("secret/keep"), "k");
+        write(&d.join("secret/drop"), "d");
+        write(&d.join("other/keep"), "k");
+        write(&d.join(".dockerignore"), "secret\nother\n!secret/keep\n!**/keep\n");
+        let legacy = build_context(d, Path::new("Dockerfile"), Builder::Legacy).unwrap();
+        assert_eq!(names(&legacy), vec![".dockerignore", "Dockerfile", "secret/keep"]);
+        let buildkit = build_context(d, Path::new("Dockerfile"), Builder::Buildkit).unwrap();
+        assert_eq!(names(&buildkit), vec![".", ".dockerignore", "Dockerfile", "secret", "secret/keep"]);
+    }
+
+    #[test]
+    fn modes_owners_links_and_times_are_sent_as_the_cli_sends_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(&d.join("Dockerfile"), "FROM scratch\n");
+        write(&d.join("a.sh"), "x");
+        std::fs::set_permissions(d.join("a.sh"), std::fs::Permissions::from_mode(0o4750)).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(d.join("a.sh"))
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 123_456_789))
+            .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("link")).unwrap();
+        std::fs::hard_link(d.join("a.sh"), d.join("b.sh")).unwrap();
+
+        let legacy = entries(&build_context(d, Path::new("Dockerfile"), Builder::Legacy).unwrap().tar);
+        let a = find(&legacy, "a.sh").unwrap();
+        assert_eq!((a.kind, a.mode, a.owner, a.mtime.as_str()), (EntryType::Regular, 0o4750, (0, 0), "1600000000"));
+        let b = find(&legacy, "b.sh").unwrap();
+        assert_eq!((b.kind, b.link.as_str()), (EntryType::Link, "a.sh"));
+        let link = find(&legacy, "link").unwrap();
+        assert_eq!((link.kind, link.link.as_str()), (EntryType::Symlink, "/etc/passwd"));
+
+        let buildkit = entries(&build_context(d, Path::new("Dockerfile"), Builder::Buildkit).unwrap().tar);
+        let a = find(&buildkit, "a.sh").unwrap();
+        assert_eq!(a.mtime, "1600000000.123456789");
+    }
+
+    #[test]
+    fn buildkit_finds_a_whole_header_in_the_first_1024_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let long = "l".repeat(150);
+        write(&d.join(&long), "x");
+        write(&d.join("Dockerfile"), "FROM scratch\n");
+        let ctx = build_context(d, Path::new("Dockerfile"), Builder::Buildkit).unwrap();
+        let first = tar::Header::from_byte_slice(&ctx.tar[..512]);
+        assert_eq!((first.entry_type(), first.path().unwrap().to_string_lossy().trim_end_matches('/')), (EntryType::Directory, "."));
+        assert!(names(&ctx).contains(&long));
+    }
+
+    #[test]
+    fn the_same_folder_gives_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(&d.join("Dockerfile"), "FROM scratch\n");
+        write(&d.join("src/main.go"), "package main");
+        for builder in [Builder::Buildkit, Builder::Legacy] {
+            let once = build_context(d, Path::new("Dockerfile"), builder).unwrap();
+            let again = build_context(d, Path::new("Dockerfile"), builder).unwrap();
+            assert_eq!(once.tar, again.tar, "{builder:?}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_missing_dockerfile_and_the_bad_pattern() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let err = build_context(d, Path::new("nope.Dockerfile"), Builder::Legacy).unwrap_err();
+        assert!(err.to_string().contains("nope.Dockerfile"), "{err}");
+        write(&d.join("Dockerfile"), "FROM scratch\n");
+        write(&d.join(".dockerignore"), "ok\nbad[\n");
+        let err = build_context(d, Path::new("Dockerfile"), Builder::Buildkit).unwrap_err();
+        assert!(err.to_string().contains(".dockerignore") && err.to_string().contains("bad["), "{err}");
+    }
 }
