@@ -456,7 +456,7 @@ async fn build_once(
     let request = BuildRequest {
         what: format!("{} ({})", cell.label(), step),
         context_tar: context.tar,
-        dockerfile: ws.dockerfile().to_string(),
+        dockerfile: context.dockerfile,
         tag: cell_tag(results, cell),
         build_args: build_args.clone(),
         labels,
