@@ -81,7 +81,8 @@ fn tree(root: &Path) -> Fixture {
     for f in [
         "a/keep/k", "a/drop/d", "a/f", "b/x/y/z", "b/x/f", "q/r/x/keep", "q/r/x/f", "q/r/x/y/z", "c/keep", "c/other",
         "d/e/keep", "d/e/o", "top.md", "docs/guide.md", "sub.tmp", "n/m/deep.tmp", "sp ace.txt", "trail.txt", "crlf.txt",
-        "f(1).txt", "f1.txt", "aab", "log7", "logx", "#hash", "e/keep/k", "e/other",
+        "f(1).txt", "f1.txt", "aab", "log7", "logx", "#hash", "e/keep/k", "e/other", "gh", "gxh", "g/i/h", "x5", "xa",
+        "*star", "bom",
     ] {
         write(&d.join(f), f);
     }
@@ -91,8 +92,9 @@ fn tree(root: &Path) -> Fixture {
     chmod(&d.join("secret"), 0o700);
     write(
         &d.join(".dockerignore"),
-        "a\n!a/keep\n**/x\n!b/x/y\n!q/r/x/keep\n# c/keep\n #hash\nc/*\n!   c/keep\n*.md   \n\
-         **/*.tmp\n/sub.tmp\n../d/e/o\nd/../trail.txt\ncrlf.txt\r\nf(1).txt\na+b\nlog[0-9]\ne\n!**/keep\nsecret\n!secret/keep\n",
+        "\u{feff}bom\na\n!a/keep\n**/x\n!b/x/y\n!q/r/x/keep\n# c/keep\n #hash\nc/*\n!   c/keep\n*.md   \n\
+         **/*.tmp\n/sub.tmp\n../d/e/o\nd/../trail.txt\ncrlf.txt\r\nf(1).txt\na+b\nlog[0-9]\ne\n!**/keep\nsecret\n!secret/keep\n\
+         g**h\nx[[:digit:]]\n\\*star\n",
     );
     // Symlinks (never followed), empty folders, modes, owners, hard links, a fifo, a device, a socket, long and non-ASCII names.
     write(&d.join("files/plain"), "plain\n");

@@ -40,8 +40,9 @@ use super::ignore::IgnoreRules;
 use super::ContextError;
 use crate::engine::Builder;
 
-/// A build context ready to send: an uncompressed tar, the paths it holds and
-/// the name to pass as the build's `dockerfile` option.
+/// A build context ready to send: an uncompressed tar, the paths it holds (in
+/// tar order; BuildKit's tar also starts with an entry for the root) and the
+/// name to pass as the build's `dockerfile` option.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
     pub tar: Vec<u8>,
@@ -89,33 +90,14 @@ pub fn build_context(context_dir: &Path, dockerfile: &Path, builder: Builder) ->
         }
     };
 
-    let rules = match builder {
-        Builder::Legacy => {
-            let mut rules = IgnoreRules::read(&root.join(".dockerignore"))?;
-            rules.keep(".dockerignore")?;
-            if let Place::Inside(rel) = &place {
-                rules.keep(rel)?;
-            }
-            rules
-        }
-        Builder::Buildkit => {
-            let name = given.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let own = given.with_file_name(format!("{name}.dockerignore"));
-            if own.is_file() {
-                IgnoreRules::read(&own)?
-            } else {
-                IgnoreRules::read(&root.join(".dockerignore"))?
-            }
-        }
-    };
+    let rules = ignore_rules(builder, &root, &given, &place)?;
     let entries = walk(&root, &rules, builder)?;
 
     let mut tar = ContextTar::new(builder);
-    if builder == Builder::Buildkit {
-        tar.append_root(&root)?;
-    }
-    if let (Place::Outside { name, .. }, Builder::Legacy) = (&place, builder) {
-        tar.hidden_from_legacy_builder = Some(name.clone());
+    match (&place, builder) {
+        (_, Builder::Buildkit) => tar.append_root(&root)?,
+        (Place::Outside { name, .. }, Builder::Legacy) => tar.hidden_from_legacy_builder = Some(name.clone()),
+        (Place::Inside(_), Builder::Legacy) => {}
     }
     for entry in &entries {
         tar.append(entry)?;
@@ -140,6 +122,28 @@ pub fn build_context(context_dir: &Path, dockerfile: &Path, builder: Builder) ->
         files,
         dockerfile: dockerfile_name,
     })
+}
+
+/// The rules the CLI applies for `builder`: for the legacy builder the
+/// context's `.dockerignore` with the Dockerfile and itself re-included, for
+/// BuildKit the Dockerfile's own ignore file when it has one.
+fn ignore_rules(builder: Builder, root: &Path, dockerfile: &Path, place: &Place) -> Result<IgnoreRules, ContextError> {
+    let context_rules = root.join(".dockerignore");
+    match builder {
+        Builder::Legacy => {
+            let mut rules = IgnoreRules::read(&context_rules)?;
+            rules.keep(".dockerignore")?;
+            if let Place::Inside(rel) = place {
+                rules.keep(rel)?;
+            }
+            Ok(rules)
+        }
+        Builder::Buildkit => {
+            let name = dockerfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let own = dockerfile.with_file_name(format!("{name}.dockerignore"));
+            IgnoreRules::read(if own.is_file() { &own } else { &context_rules })
+        }
+    }
 }
 
 /// Where the Dockerfile goes in the tar.

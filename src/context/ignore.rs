@@ -132,11 +132,6 @@ impl IgnoreRules {
             .any(|p| p.exclusion && format!("{}/", p.text).starts_with(&prefix))
     }
 
-    /// Whether any `!` pattern exists.
-    pub fn has_exclusions(&self) -> bool {
-        self.patterns.iter().any(|p| p.exclusion)
-    }
-
     /// Re-includes `rel` with a trailing `!rel` when the rules exclude it, as
     /// the CLI does for the Dockerfile and `.dockerignore` (legacy builder).
     pub fn keep(&mut self, rel: &str) -> Result<(), ContextError> {
@@ -541,7 +536,6 @@ mod tests {
         assert!(!r.may_re_include_below("b"));
         let r = rules("a\n!**/keep\n");
         assert!(!r.may_re_include_below("a"));
-        assert!(r.has_exclusions());
     }
 
     #[test]
@@ -552,7 +546,7 @@ mod tests {
         assert!(r.is_excluded("other"));
         let mut r = rules("x\n");
         r.keep("Dockerfile").unwrap();
-        assert!(!r.has_exclusions());
+        assert_eq!(r.patterns.len(), 1, "nothing to re-include");
     }
 
     #[test]
