@@ -34,23 +34,29 @@ struct Fixture {
     dockerfile: PathBuf,
 }
 
-/// The image tags this test made; removed when it ends, passed or failed.
-struct Tags(Vec<String>);
+/// The image tags one test made; removed when it ends, passed or failed.
+struct Tags {
+    test: &'static str,
+    made: Vec<String>,
+}
 
 impl Tags {
+    fn new(test: &'static str) -> Tags {
+        Tags { test, made: Vec::new() }
+    }
+
     fn next(&mut self) -> String {
-        let tag = format!("{TAG_PREFIX}:{}-{}", std::process::id(), self.0.len());
-        self.0.push(tag.clone());
+        let tag = format!("{TAG_PREFIX}:{}-{}-{}", self.test, std::process::id(), self.made.len());
+        self.made.push(tag.clone());
         tag
     }
 }
 
 impl Drop for Tags {
     fn drop(&mut self) {
-        if self.0.is_empty() {
-            return;
+        if !self.made.is_empty() {
+            let _ = Command::new(DOCKER).arg("rmi").arg("--force").args(&self.made).output();
         }
-        let _ = Command::new(DOCKER).arg("rmi").arg("--force").args(&self.0).output();
     }
 }
 
@@ -290,7 +296,7 @@ async fn copy_sees_the_same_context_as_with_the_docker_cli_for_both_builders() {
     let (engine, _) = common::provisioned().await;
     let root = tempfile::tempdir().unwrap();
     let fixtures = [tree(root.path()), own_ignore_file(root.path())];
-    let mut tags = Tags(Vec::new());
+    let mut tags = Tags::new("same");
     for fixture in &fixtures {
         for builder in [Builder::Buildkit, Builder::Legacy] {
             let cli = listing_by_cli(&engine, fixture, builder, &mut tags).await;
@@ -312,7 +318,7 @@ async fn a_dockerfile_the_cli_hides_is_hidden_from_the_legacy_builder_and_one_ex
         dockerfile_outside_with_ignore(root.path()),
         dockerfile_outside_bare(root.path()),
     ];
-    let mut tags = Tags(Vec::new());
+    let mut tags = Tags::new("hidden");
     for fixture in &fixtures {
         let cli = listing_by_cli(&engine, fixture, Builder::Legacy, &mut tags).await;
         let (ours, _) = listing_by_layerbench(&engine, fixture, Builder::Legacy, &mut tags).await;
