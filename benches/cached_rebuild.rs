@@ -26,7 +26,7 @@ fn app() -> PathBuf {
 }
 
 fn request(proxy_url: &str) -> BuildRequest {
-    let context = build_context(&app(), DOCKERFILE).expect("the fixture's build context");
+    let context = build_context(&app(), Path::new(DOCKERFILE)).expect("the fixture's build context");
     let mut build_args = BTreeMap::new();
     build_args.insert("GOPROXY".to_string(), proxy_url.to_string());
     build_args.insert("GOSUMDB".to_string(), "off".to_string());
@@ -35,6 +35,7 @@ fn request(proxy_url: &str) -> BuildRequest {
         context_tar: context.tar,
         dockerfile: DOCKERFILE.into(),
         tag: TAG.into(),
+        target: None,
         build_args,
         labels: BTreeMap::new(),
         builder: Builder::Buildkit,

@@ -145,13 +145,22 @@ fn glob_to_regex(pattern: &str) -> Option<Regex> {
 pub struct BuildContext {
     pub tar: Vec<u8>,
     pub files: Vec<String>,
+    /// The Dockerfile's name inside the tar (the build's `dockerfile` option).
+    pub dockerfile: String,
 }
 
 /// Tars `dir` as a build context. Files excluded by `dir/.dockerignore` are
 /// left out, except the Dockerfile and `.dockerignore` themselves, which the
 /// engine always needs (as the Docker CLI does). Entries are sorted and carry
 /// fixed owners, so the same folder gives the same tar.
-pub fn build_context(dir: &Path, dockerfile: &str) -> Result<BuildContext, ContextError> {
+pub fn build_context(dir: &Path, dockerfile: &Path) -> Result<BuildContext, ContextError> {
+    let dockerfile_path = if dockerfile.is_absolute() { dockerfile.to_path_buf() } else { dir.join(dockerfile) };
+    let dockerfile = dockerfile_path
+        .strip_prefix(dir)
+        .map_err(|_| ContextError::MissingDockerfile(dockerfile_path.clone()))?
+        .to_string_lossy()
+        .to_string();
+    let dockerfile = dockerfile.as_str();
     // As the Docker CLI does: `<Dockerfile>.dockerignore` beside the Dockerfile wins over `.dockerignore`.
     let specific = dir.join(format!("{dockerfile}.dockerignore"));
     let root_ignore = dir.join(".dockerignore");
@@ -201,7 +210,7 @@ pub fn build_context(dir: &Path, dockerfile: &str) -> Result<BuildContext, Conte
         path: dir.to_path_buf(),
         source,
     })?;
-    Ok(BuildContext { tar, files })
+    Ok(BuildContext { tar, files, dockerfile: dockerfile.to_string() })
 }
 
 /// Appends a file, folder or symlink with its real mode and modification time
@@ -331,9 +340,9 @@ mod tests {
         std::fs::write(d.join("notes.md"), "n").unwrap();
         std::fs::write(d.join("dockerfiles/app.Dockerfile"), "FROM scratch").unwrap();
         std::fs::write(d.join(".dockerignore"), ".git\n*.md\ndockerfiles\n").unwrap();
-        let ctx = build_context(d, "dockerfiles/app.Dockerfile").unwrap();
+        let ctx = build_context(d, Path::new("dockerfiles/app.Dockerfile")).unwrap();
         assert_eq!(ctx.files, vec![".dockerignore", "dockerfiles/app.Dockerfile", "main.go"]);
-        let again = build_context(d, "dockerfiles/app.Dockerfile").unwrap();
+        let again = build_context(d, Path::new("dockerfiles/app.Dockerfile")).unwrap();
         assert_eq!(ctx.tar, again.tar, "the same folder gives the same tar");
     }
 
@@ -348,7 +357,7 @@ mod tests {
         std::fs::write(d.join(".dockerignore"), ".git\n").unwrap();
         std::fs::write(d.join("dockerfiles/all.Dockerfile"), "FROM scratch").unwrap();
         std::fs::write(d.join("dockerfiles/all.Dockerfile.dockerignore"), "").unwrap();
-        let ctx = build_context(d, "dockerfiles/all.Dockerfile").unwrap();
+        let ctx = build_context(d, Path::new("dockerfiles/all.Dockerfile")).unwrap();
         assert!(ctx.files.contains(&".git/HEAD".to_string()), "{:?}", ctx.files);
         let mut archive = tar::Archive::new(ctx.tar.as_slice());
         let mut ignore = String::new();
@@ -369,7 +378,7 @@ mod tests {
         std::fs::write(d.join("Dockerfile"), "FROM scratch").unwrap();
         std::fs::write(d.join("a.sh"), "x").unwrap();
         std::fs::set_permissions(d.join("a.sh"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        let ctx = build_context(d, "Dockerfile").unwrap();
+        let ctx = build_context(d, Path::new("Dockerfile")).unwrap();
         let mut archive = tar::Archive::new(ctx.tar.as_slice());
         let mode = archive
             .entries()

@@ -9,8 +9,11 @@ pub struct Instruction {
     pub stage: String,
     /// The keyword in capitals (`FROM`, `RUN`, `COPY`, ...).
     pub keyword: String,
-    /// The instruction as written, on one line.
+    /// The instruction as written: a one-line instruction verbatim (trimmed);
+    /// continuation lines trimmed and joined with one space, their `\\` removed.
     pub text: String,
+    /// The 1-based line of the Dockerfile where the instruction starts.
+    pub line: usize,
 }
 
 /// The instructions of a Dockerfile in order.
@@ -24,25 +27,22 @@ impl DockerfileModel {
         let mut instructions = Vec::new();
         let mut stage = String::new();
         let mut stage_index = 0usize;
-        let mut pending = String::new();
-        for raw in text.lines() {
+        let mut pending: Vec<&str> = Vec::new();
+        let mut first_line = 0usize;
+        for (n, raw) in text.lines().enumerate() {
             let line = raw.trim();
-            if pending.is_empty() && (line.is_empty() || line.starts_with('#')) {
-                continue;
+            if line.is_empty() || line.starts_with('#') {
+                continue; // blank lines and comments, also inside a continued instruction
             }
-            if pending.is_empty() && line.is_empty() {
-                continue;
-            }
-            if line.starts_with('#') {
-                continue; // comments inside a continued instruction
+            if pending.is_empty() {
+                first_line = n + 1;
             }
             if let Some(body) = line.strip_suffix('\\') {
-                pending.push_str(body.trim_end());
-                pending.push(' ');
+                pending.push(body.trim_end());
                 continue;
             }
-            pending.push_str(line);
-            let text = std::mem::take(&mut pending).split_whitespace().collect::<Vec<_>>().join(" ");
+            pending.push(line);
+            let text = std::mem::take(&mut pending).into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ");
             let keyword = text.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
             if keyword == "FROM" {
                 let words: Vec<&str> = text.split_whitespace().collect();
@@ -56,6 +56,7 @@ impl DockerfileModel {
                 stage: stage.clone(),
                 keyword,
                 text,
+                line: first_line,
             });
         }
         DockerfileModel { instructions }
@@ -132,8 +133,19 @@ mod tests {
         let m = DockerfileModel::parse(LAYERED);
         assert_eq!(m.instructions.len(), 11);
         assert_eq!(m.instructions[4].text, "RUN go mod download");
+        assert_eq!(m.instructions[4].line, 6, "an instruction's line is where it starts");
+        assert_eq!(m.instructions[5].line, 8);
         assert_eq!(m.instructions[4].stage, "build");
         assert_eq!(m.instructions[7].stage, "stage-1");
+    }
+
+    #[test]
+    fn instructions_keep_their_text_as_written() {
+        let m = DockerfileModel::parse("FROM golang:1.23\nARG V=1\nRUN  echo  \"$V\"   \\\n  && true\n");
+        assert_eq!(m.instructions[2].text, "RUN  echo  \"$V\" && true");
+        assert_eq!(m.instructions[2].line, 3);
+        let twice = DockerfileModel::parse("FROM x\nRUN true\nRUN true\n");
+        assert_eq!(twice.position(&twice.instructions[2]), Some(2), "equal texts on different lines are different steps");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod runner;
 pub mod scenario;
 pub mod selftest;
 pub mod setup;
+pub mod shipped;
 pub mod suite;
 pub mod table;
 pub mod workspace;

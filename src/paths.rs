@@ -24,17 +24,17 @@ pub fn debian_mirror() -> String {
     std::env::var("LAYERBENCH_DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".to_string())
 }
 
-/// The bundled sample service (inside the source tree layerbench was built from).
+/// The bundled sample service in the source tree (for tests; the binary uses the copy it ships, see `shipped`).
 pub fn sample_app_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample-go-app")
 }
 
-/// Where runs write their results by default: `results/` of the source tree.
+/// Where runs write their results by default: `layerbench-results/` in the current folder.
 pub fn results_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")
+    PathBuf::from("layerbench-results")
 }
 
-/// The shipped scenarios.
+/// The scenarios folder of the source tree (for tests; the binary uses the scenarios it ships).
 pub fn scenarios_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")
 }

@@ -79,7 +79,7 @@ pub async fn run_selftest(
     no_cache: bool,
     progress: &mut dyn FnMut(&StepReport),
 ) -> Result<SelftestReport, SelftestError> {
-    let context = build_context(app, SELFTEST_DOCKERFILE)?;
+    let context = build_context(app, Path::new(SELFTEST_DOCKERFILE))?;
     let proxy = ProxyServer::start(ProxyConfig::loopback(store, port)).await?;
     let mut build_args = BTreeMap::new();
     build_args.insert("GOPROXY".to_string(), proxy.url());
@@ -92,6 +92,7 @@ pub async fn run_selftest(
         context_tar: context.tar,
         dockerfile: SELFTEST_DOCKERFILE.to_string(),
         tag: SELFTEST_TAG.to_string(),
+        target: None,
         build_args,
         labels,
         builder: Builder::Buildkit,

@@ -30,13 +30,21 @@ pub enum WorkspaceError {
     OutsideApp { path: PathBuf, file: String },
     #[error(transparent)]
     Bump(#[from] BumpError),
+    #[error("the app {app} and the build context {context} must be the same folder or one inside the other")]
+    Unrelated { app: PathBuf, context: PathBuf },
 }
 
 /// A scratch copy of an app in its own git repository.
 pub struct Workspace {
+    /// The app (the Go module root) inside the copy; scenario paths are relative to it.
     root: PathBuf,
+    /// The copied tree: the app, or the build context when the app lies inside it. The git repository.
+    tree: PathBuf,
+    /// The build context inside the copy.
+    context: PathBuf,
+    /// The Dockerfile: inside the copy, or a copy beside it when the original lies outside the copied tree.
+    dockerfile: PathBuf,
     repo: git2::Repository,
-    dockerfile: String,
 }
 
 /// What a step's changes did beyond the files: build arguments to set.
@@ -48,13 +56,62 @@ pub struct Applied {
     pub notes: Vec<String>,
 }
 
+/// Where the app, its build context and the Dockerfile are, for a workspace to copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The folder to copy (the app, or the context when it holds the app).
+    pub source: PathBuf,
+    /// The app, relative to `source`.
+    pub app: PathBuf,
+    /// The build context, relative to `source`.
+    pub context: PathBuf,
+    /// The Dockerfile: relative to `source` when inside it, else absolute (it is then copied beside the tree).
+    pub dockerfile: PathBuf,
+}
+
+impl Layout {
+    /// The layout of `app` built from `context` with `dockerfile` (all absolute or relative to the current folder).
+    /// The app and the context must be the same folder or one inside the other.
+    pub fn new(app: &Path, context: &Path, dockerfile: &Path) -> Result<Layout, WorkspaceError> {
+        let abs = |p: &Path| -> Result<PathBuf, WorkspaceError> {
+            std::fs::canonicalize(p).map_err(io("find", p))
+        };
+        let (app, context, dockerfile) = (abs(app)?, abs(context)?, abs(dockerfile)?);
+        let source = if app.starts_with(&context) {
+            context.clone()
+        } else if context.starts_with(&app) {
+            app.clone()
+        } else {
+            return Err(WorkspaceError::Unrelated { app, context });
+        };
+        let rel = |p: &Path| p.strip_prefix(&source).map(Path::to_path_buf).unwrap_or_default();
+        let dockerfile = match dockerfile.strip_prefix(&source) {
+            Ok(inside) => inside.to_path_buf(),
+            Err(_) => dockerfile.clone(),
+        };
+        Ok(Layout { app: rel(&app), context: rel(&context), dockerfile, source })
+    }
+}
+
 impl Workspace {
-    /// Copies `app` into `root` (which must not exist; `.git` folders of the
-    /// app are not copied), adds `salt` as a comment line at the end of
-    /// go.mod when given, initialises a repository and commits the baseline.
-    /// `app` is only read.
-    pub fn create(app: &Path, root: &Path, dockerfile: &str, salt: Option<&str>) -> Result<Workspace, WorkspaceError> {
-        copy_tree(app, root)?;
+    /// Copies `layout.source` into `cell_dir/tree` (`cell_dir` must not
+    /// exist; `.git` folders are not copied), and a Dockerfile from outside
+    /// it into `cell_dir/dockerfile/`; adds `salt` as a comment line at the
+    /// end of the app's go.mod when given, initialises a repository and
+    /// commits the baseline. Nothing of the source is written.
+    pub fn create(layout: &Layout, cell_dir: &Path, salt: Option<&str>) -> Result<Workspace, WorkspaceError> {
+        let tree = cell_dir.join("tree");
+        copy_tree(&layout.source, &tree)?;
+        let dockerfile = if layout.dockerfile.is_absolute() {
+            let folder = cell_dir.join("dockerfile");
+            std::fs::create_dir_all(&folder).map_err(io("create", &folder))?;
+            let copy = folder.join(layout.dockerfile.file_name().unwrap_or_else(|| std::ffi::OsStr::new("Dockerfile")));
+            std::fs::copy(&layout.dockerfile, &copy).map_err(io("copy", &layout.dockerfile))?;
+            copy
+        } else {
+            tree.join(&layout.dockerfile)
+        };
+        let root = tree.join(&layout.app);
         if let Some(salt) = salt {
             let go_mod = root.join("go.mod");
             if go_mod.is_file() {
@@ -64,36 +121,45 @@ impl Workspace {
             }
         }
         let git = |action: &'static str| {
-            let path = root.to_path_buf();
+            let path = tree.clone();
             move |source| WorkspaceError::Git { action, path, source }
         };
-        let repo = git2::Repository::init(root).map_err(git("init a repository"))?;
+        let repo = git2::Repository::init(&tree).map_err(git("init a repository"))?;
         let ws = Workspace {
-            root: root.to_path_buf(),
+            context: tree.join(&layout.context),
+            root,
+            tree,
+            dockerfile,
             repo,
-            dockerfile: dockerfile.to_string(),
         };
         ws.commit("layerbench baseline")?;
         Ok(ws)
     }
 
+    /// The app inside the copy.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    pub fn dockerfile(&self) -> &str {
+    /// The build context inside the copy.
+    pub fn context_dir(&self) -> &Path {
+        &self.context
+    }
+
+    /// The Dockerfile the build uses (a path inside the workspace).
+    pub fn dockerfile(&self) -> &Path {
         &self.dockerfile
     }
 
     /// The workspace's Dockerfile as it is now.
     pub fn dockerfile_model(&self) -> Result<DockerfileModel, WorkspaceError> {
-        Ok(DockerfileModel::parse(&read(&self.root.join(&self.dockerfile))?))
+        Ok(DockerfileModel::parse(&read(&self.dockerfile)?))
     }
 
     /// Commits every file (added, changed, deleted) with a fixed author.
     pub fn commit(&self, message: &str) -> Result<(), WorkspaceError> {
         let git = |action: &'static str| {
-            let path = self.root.clone();
+            let path = self.tree.clone();
             move |source| WorkspaceError::Git { action, path, source }
         };
         let mut index = self.repo.index().map_err(git("open the index"))?;
@@ -153,7 +219,7 @@ impl Workspace {
             }
             Change::GitCommit { message } => self.commit(&fill(message)),
             Change::DockerfileReplace { pattern, with } => {
-                self.replace_in(&self.root.join(&self.dockerfile), pattern, &fill(with), step)
+                self.replace_in(&self.dockerfile, pattern, &fill(with), step)
             }
             Change::DockerfileMove { line, before } => self.move_line(line, before, step),
             Change::BumpModule { module, version } => {
@@ -201,7 +267,7 @@ impl Workspace {
     }
 
     fn move_line(&self, line: &str, before: &str, step: &str) -> Result<(), WorkspaceError> {
-        let path = self.root.join(&self.dockerfile);
+        let path = self.dockerfile.clone();
         let content = read(&path)?;
         let mut lines: Vec<&str> = content.lines().collect();
         let not_found = |l: &str| WorkspaceError::LineNotFound {
@@ -215,17 +281,6 @@ impl Workspace {
         lines.insert(to, moved);
         write(&path, &(lines.join("\n") + "\n"))
     }
-}
-
-/// The commit checked out in `dir`'s repository, if it is one (for provenance).
-pub fn source_commit(dir: &Path) -> Option<String> {
-    let repo = git2::Repository::discover(dir).ok()?;
-    let head = repo.head().ok()?.peel_to_commit().ok()?;
-    let dirty = repo
-        .statuses(None)
-        .map(|s| s.iter().any(|e| !e.status().is_ignored() && e.status() != git2::Status::CURRENT))
-        .unwrap_or(false);
-    Some(format!("{}{}", head.id(), if dirty { "+dirty" } else { "" }))
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + 'a {
@@ -285,8 +340,10 @@ mod tests {
     fn changes_apply_to_the_copy_and_never_to_the_app() {
         let app = app();
         let scratch = tempfile::tempdir().unwrap();
-        let root = scratch.path().join("ws");
-        let ws = Workspace::create(app.path(), &root, "d/Dockerfile", Some("cell-1")).unwrap();
+        let cell = scratch.path().join("ws");
+        let layout = Layout::new(app.path(), app.path(), &app.path().join("d/Dockerfile")).unwrap();
+        let ws = Workspace::create(&layout, &cell, Some("cell-1")).unwrap();
+        let root = cell.join("tree");
         let store = StoreLayout::new(scratch.path());
         let mut applied = Applied::default();
         let changes = [
@@ -311,10 +368,44 @@ mod tests {
     }
 
     #[test]
+    fn a_dockerfile_outside_the_app_is_copied_beside_it_and_edited_there() {
+        let app = app();
+        let templates = tempfile::tempdir().unwrap();
+        let outside = templates.path().join("service.Dockerfile");
+        std::fs::write(&outside, "FROM x\nRUN a\n").unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let layout = Layout::new(app.path(), app.path(), &outside).unwrap();
+        assert!(layout.dockerfile.is_absolute());
+        let ws = Workspace::create(&layout, &scratch.path().join("c"), None).unwrap();
+        let change = Change::DockerfileReplace { pattern: "RUN a".into(), with: "RUN b".into() };
+        ws.apply(&change, "n", "s", &StoreLayout::new(scratch.path()), &mut Applied::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(ws.dockerfile()).unwrap(), "FROM x\nRUN b\n");
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "FROM x\nRUN a\n", "the user's template is never written");
+    }
+
+    #[test]
+    fn a_context_holding_the_app_is_copied_whole_and_scenario_paths_stay_relative_to_the_app() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(repo.path().join("svc")).unwrap();
+        std::fs::write(repo.path().join("svc/go.mod"), "module m\n").unwrap();
+        std::fs::write(repo.path().join("shared.txt"), "s").unwrap();
+        std::fs::write(repo.path().join("Dockerfile"), "FROM x\n").unwrap();
+        let layout = Layout::new(&repo.path().join("svc"), repo.path(), &repo.path().join("Dockerfile")).unwrap();
+        assert_eq!(layout.app, Path::new("svc"));
+        let scratch = tempfile::tempdir().unwrap();
+        let ws = Workspace::create(&layout, &scratch.path().join("c"), Some("x")).unwrap();
+        assert!(ws.context_dir().join("shared.txt").is_file());
+        assert!(std::fs::read_to_string(ws.root().join("go.mod")).unwrap().contains("layerbench workspace x"));
+        let unrelated = tempfile::tempdir().unwrap();
+        assert!(Layout::new(&repo.path().join("svc"), unrelated.path(), &repo.path().join("Dockerfile")).is_err());
+    }
+
+    #[test]
     fn a_pattern_that_does_not_match_names_the_file_and_pattern() {
         let app = app();
         let scratch = tempfile::tempdir().unwrap();
-        let ws = Workspace::create(app.path(), &scratch.path().join("ws"), "d/Dockerfile", None).unwrap();
+        let layout = Layout::new(app.path(), app.path(), &app.path().join("d/Dockerfile")).unwrap();
+        let ws = Workspace::create(&layout, &scratch.path().join("ws"), None).unwrap();
         let change = Change::Replace { file: "main.go".into(), pattern: "func nope".into(), with: "x".into() };
         let err = ws
             .apply(&change, "n", "edit-step", &StoreLayout::new(scratch.path()), &mut Applied::default())

@@ -2,7 +2,6 @@
 
 use crate::analysis::verdicts::{claim_summary, verdicts};
 use crate::results::{BuildRecord, CacheState, Results};
-use crate::runner::builder_name;
 
 use super::charts::{cell_label, cells_of, repetitions, scenarios, steps_of, Chart};
 
@@ -202,7 +201,7 @@ fn reproduce_section(results: &Results, results_name: &str) -> String {
                 cmd.push_str(&format!(" --scenario {s}"));
             }
             let builder = match results.options.builders.as_slice() {
-                [b] => builder_name(*b).to_string(),
+                [b] => b.name().to_string(),
                 _ => "both".to_string(),
             };
             cmd.push_str(&format!(" --builder {builder} --repetitions {}", results.options.repetitions));
@@ -217,10 +216,10 @@ fn reproduce_section(results: &Results, results_name: &str) -> String {
     )
 }
 
-fn builder_display(b: crate::engine::Builder) -> &'static str {
+fn builder_display(b: crate::results::Builder) -> &'static str {
     match b {
-        crate::engine::Builder::Buildkit => "BuildKit",
-        crate::engine::Builder::Legacy => "legacy builder",
+        crate::results::Builder::Buildkit => "BuildKit",
+        crate::results::Builder::Legacy => "legacy builder",
     }
 }
 
