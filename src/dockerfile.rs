@@ -69,7 +69,13 @@ impl DockerfileModel {
 
     /// The instruction BuildKit calls `[stage i/n]`: BuildKit numbers only
     /// the instructions that make a vertex (FROM, RUN, COPY, ADD, WORKDIR).
+    /// A label without a stage name (`[2/5]`) comes from a Dockerfile of one stage, whatever its name.
     pub fn buildkit_step(&self, stage: &str, i: usize) -> Option<&Instruction> {
+        let stages: Vec<&str> = self.instructions.iter().filter(|ins| ins.keyword == "FROM").map(|ins| ins.stage.as_str()).collect();
+        let stage = match stages.as_slice() {
+            [only] if stage == UNNAMED_STAGE => only,
+            _ => stage,
+        };
         self.instructions
             .iter()
             .filter(|ins| ins.stage == stage && makes_vertex(ins))
@@ -104,12 +110,15 @@ fn makes_vertex(ins: &Instruction) -> bool {
     }
 }
 
+/// What a BuildKit label without a stage name is read as.
+const UNNAMED_STAGE: &str = "stage-0";
+
 /// Splits a BuildKit vertex name `[build 4/6] RUN go mod download` into (`build`, 4, `RUN go mod download`).
 pub fn split_buildkit_name(name: &str) -> Option<(String, usize, String)> {
     let rest = name.strip_prefix('[')?;
     let (label, text) = rest.split_once("] ")?;
     // A Dockerfile with one unnamed stage gives `[2/5]`, with no stage name.
-    let (stage, frac) = label.rsplit_once(' ').unwrap_or(("stage-0", label));
+    let (stage, frac) = label.rsplit_once(' ').unwrap_or((UNNAMED_STAGE, label));
     let (i, _) = frac.split_once('/')?;
     Some((stage.to_string(), i.parse().ok()?, text.trim().to_string()))
 }
@@ -156,6 +165,12 @@ mod tests {
         assert_eq!(bk, legacy);
         assert_eq!(bk.text, "RUN go mod download");
         assert_eq!(m.buildkit_step("stage-1", 1).unwrap().keyword, "COPY", "FROM scratch makes no vertex");
+    }
+
+    #[test]
+    fn a_single_named_stage_maps_buildkit_labels_without_a_stage_name() {
+        let m = DockerfileModel::parse("FROM golang:1.23 AS final\nWORKDIR /src\nCOPY . .\nRUN go build .\n");
+        assert_eq!(m.buildkit_step("stage-0", 3).unwrap().text, "COPY . .");
     }
 
     #[test]

@@ -640,13 +640,19 @@ pub fn layer_records(model: &DockerfileModel, builder: Builder, steps: &[StepRep
     let mut rows: Vec<(usize, LayerRecord)> = Vec::new();
     for (n, s) in steps.iter().enumerate() {
         let mapped = match builder {
-            Builder::Buildkit => split_buildkit_name(&s.name).and_then(|(stage, i, _)| model.buildkit_step(&stage, i)),
-            Builder::Legacy => split_legacy_step(&s.name).and_then(|(i, _)| model.legacy_step(i)),
-        };
+            Builder::Buildkit => split_buildkit_name(&s.name).and_then(|(stage, i, text)| model.buildkit_step(&stage, i).map(|ins| (ins, text))),
+            Builder::Legacy => split_legacy_step(&s.name).and_then(|(i, text)| model.legacy_step(i).map(|ins| (ins, text))),
+        }
+        // A step maps onto an instruction of the same keyword only: the legacy builder
+        // numbers the build's labels after the last step it builds (with --target,
+        // not the file's last), so its step N may lie beyond the target stage.
+        .filter(|(ins, text)| text.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case(&ins.keyword)) && !text.starts_with("LABEL io.layerbench."))
+        .map(|(ins, _)| ins);
         let (stage, instruction, line, position) = match mapped {
             Some(ins) => (ins.stage.clone(), ins.text.clone(), Some(ins.line), model.position(ins).unwrap_or(usize::MAX)),
             // The legacy builder turns the build's labels into extra steps at the end: not Dockerfile steps.
             None if s.name.contains(" : LABEL io.layerbench.") => continue,
+            // The base image of a one-stage Dockerfile, as BuildKit names it (`[1/5] FROM docker.io/...`): kept, unmapped.
             None => (String::new(), s.name.clone(), None, usize::MAX - steps.len() + n),
         };
         let rel = |t: Option<u64>| t.map(|t| t as f64 - build_start_unix_ms as f64);
@@ -724,6 +730,19 @@ mod tests {
         assert_eq!(rows[3].stage, "stage-1");
         assert_eq!(rows[2].duration_ms, 10.0);
         assert_eq!(rows[2].start_ms, Some(20.0));
+    }
+
+    #[test]
+    fn legacy_label_steps_after_a_target_stage_are_not_mapped_onto_later_stages() {
+        let model = DockerfileModel::parse("FROM x AS build\nRUN a\nFROM scratch AS final\nCOPY --from=build /a /a\nFROM x AS debug\nRUN b\n");
+        let steps = vec![
+            report("Step 4/7 : COPY --from=build /a /a", false, 1, 2),
+            report("Step 5/7 : LABEL io.layerbench.kind=build", false, 2, 3),
+            report("Step 6/7 : LABEL io.layerbench.managed=true", false, 3, 4),
+        ];
+        let rows = layer_records(&model, Builder::Legacy, &steps, 0);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!((rows[0].line, rows[0].vertex.as_str()), (Some(4), "Step 4/7 : COPY --from=build /a /a"));
     }
 
     #[test]
