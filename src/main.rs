@@ -7,7 +7,7 @@ use clap::Parser;
 
 use layerbench::cli::{BuilderChoice, CacheChoice, Cli, Command};
 use layerbench::engine::{Engine, StepReport};
-use layerbench::goproxy::server::{ProxyConfig, ProxyServer, Shaping};
+use layerbench::goproxy::server::{ProxyConfig, ProxyServer, Shaping, Upstream};
 use layerbench::goproxy::store::Recipe;
 use layerbench::engine::Builder;
 use layerbench::results::CacheState;
@@ -87,11 +87,17 @@ async fn run(command: Command) -> Result<bool> {
             );
             Ok(true)
         }
-        Command::Proxy { store: dir, port, latency_ms, bandwidth } => {
+        Command::Proxy { store: dir, port, latency_ms, bandwidth, upstream, cache: cache_dir } => {
             let mut config = ProxyConfig::loopback(dir.unwrap_or(store), port);
             config.shaping = Shaping { latency_ms, bandwidth_bytes_per_sec: bandwidth };
-            let proxy = ProxyServer::start(config).await?;
+            config.upstream = upstream
+                .or_else(layerbench::goproxy::upstream_from_env)
+                .map(|url| Upstream::new(url, cache_dir.unwrap_or_else(paths::upstream_cache_dir)));
+            let proxy = ProxyServer::start(config.clone()).await?;
             println!("serving GOPROXY={} (Ctrl-C stops)", proxy.url());
+            if let Some(up) = &config.upstream {
+                println!("forwarding what the store lacks to {} (answers kept in {})", up.url, up.cache_folder().display());
+            }
             let log = proxy.log();
             let mut seen = 0;
             loop {
@@ -99,7 +105,7 @@ async fn run(command: Command) -> Result<bool> {
                     _ = tokio::signal::ctrl_c() => break,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
                         for r in log.since(seen) {
-                            println!("{} {} {} bytes {:.1} ms", r.status, r.path, r.bytes, r.duration_ms);
+                            println!("{} {} {} bytes {:.1} ms from {}", r.status, r.path, r.bytes, r.duration_ms, r.served_from.as_str());
                             seen += 1;
                         }
                     }
