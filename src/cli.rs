@@ -50,6 +50,12 @@ pub enum Command {
         /// Cap on bytes per second for every answer.
         #[arg(long)]
         bandwidth: Option<u64>,
+        /// Forward what the store lacks to this GOPROXY (http or https); default: the first http(s) entry of $GOPROXY, if any.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Where upstream answers are kept (default: the cache's upstream/ folder).
+        #[arg(long)]
+        cache: Option<PathBuf>,
     },
     /// Provision, build the sample service with BuildKit, run its self-test from the image, and report.
     Selftest {

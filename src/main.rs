@@ -7,9 +7,8 @@ use clap::Parser;
 
 use layerbench::cli::{BuilderChoice, CacheChoice, Cli, Command, RunArgs};
 use layerbench::engine::{Engine, StepReport};
-use layerbench::goproxy::server::{ProxyConfig, ProxyServer, Shaping};
-// MERGE-UPSTREAM
-fn upstream_from_env() -> Option<String> { None }
+use layerbench::goproxy::server::{ProxyConfig, ProxyServer, Shaping, Upstream};
+use layerbench::goproxy::upstream_from_env;
 use layerbench::goproxy::store::Recipe;
 use layerbench::results::{BuildRecord, Builder, CacheState, Probe};
 use layerbench::runner::Variant;
@@ -92,11 +91,17 @@ async fn run(command: Command) -> Result<bool> {
             );
             Ok(true)
         }
-        Command::Proxy { store: dir, port, latency_ms, bandwidth } => {
+        Command::Proxy { store: dir, port, latency_ms, bandwidth, upstream, cache: cache_dir } => {
             let mut config = ProxyConfig::loopback(dir.unwrap_or(store), port);
             config.shaping = Shaping { latency_ms, bandwidth_bytes_per_sec: bandwidth };
-            let proxy = ProxyServer::start(config).await?;
+            config.upstream = upstream
+                .or_else(layerbench::goproxy::upstream_from_env)
+                .map(|url| Upstream::new(url, cache_dir.unwrap_or_else(paths::upstream_cache_dir)));
+            let proxy = ProxyServer::start(config.clone()).await?;
             println!("serving GOPROXY={} (Ctrl-C stops)", proxy.url());
+            if let Some(up) = &config.upstream {
+                println!("forwarding what the store lacks to {} (answers kept in {})", up.url, up.cache_folder().display());
+            }
             let log = proxy.log();
             let mut seen = 0;
             loop {
@@ -104,7 +109,7 @@ async fn run(command: Command) -> Result<bool> {
                     _ = tokio::signal::ctrl_c() => break,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
                         for r in log.since(seen) {
-                            println!("{} {} {} bytes {:.1} ms", r.status, r.path, r.bytes, r.duration_ms);
+                            println!("{} {} {} bytes {:.1} ms from {}", r.status, r.path, r.bytes, r.duration_ms, r.served_from.as_str());
                             seen += 1;
                         }
                     }
@@ -265,11 +270,11 @@ async fn run_command(args: RunArgs) -> Result<bool> {
     let run_id = paths::new_run_id();
     let results_path = args.out.clone().unwrap_or_else(|| paths::results_dir().join(&run_id)).join("results.json");
     let store = store_spec.path().to_path_buf();
-    let proxy_config = ProxyConfig::loopback(&store, args.proxy_port);
-    // MERGE-UPSTREAM proxy_config.upstream = upstream.as_ref().map(|url| Upstream { url: url.clone(), cache_dir: cache.join("upstream") });
+    let mut proxy_config = ProxyConfig::loopback(&store, args.proxy_port);
+    proxy_config.upstream = upstream.as_ref().map(|url| Upstream::new(url.clone(), paths::upstream_cache_dir()));
     let proxy = ProxyServer::start(proxy_config).await?;
     if let Some(url) = &upstream {
-        println!("module proxy {}: the store {}, then the upstream {url} (answers kept in {})", proxy.url(), store.display(), cache.join("upstream").display());
+        println!("module proxy {}: the store {}, then the upstream {url} (answers kept in {})", proxy.url(), store.display(), paths::upstream_cache_dir().display());
     }
     let plan = runner::Plan {
         app: app.clone(),

@@ -19,6 +19,11 @@ pub fn store_dir() -> PathBuf {
     cache_dir().join("modstore")
 }
 
+/// Where the module proxy keeps the answers of upstream GOPROXYs (one subfolder each).
+pub fn upstream_cache_dir() -> PathBuf {
+    cache_dir().join("upstream")
+}
+
 /// The Debian archive used by debootstrap and `apt-get download`.
 pub fn debian_mirror() -> String {
     std::env::var("LAYERBENCH_DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".to_string())

@@ -165,6 +165,23 @@ pub struct ProxyRecord {
     pub misses: usize,
     /// `module@version` of every zip served during the build.
     pub modules: Vec<String>,
+    /// Every request the proxy received during the build, answered or not (absent in version 1 files).
+    #[serde(default)]
+    pub log: Vec<ServedRequest>,
+}
+
+/// One request to the module proxy during a build.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServedRequest {
+    pub path: String,
+    pub module: Option<String>,
+    pub version: Option<String>,
+    /// `list`, `info`, `mod`, `zip`, `latest` or `other`.
+    pub kind: String,
+    pub status: u16,
+    pub bytes: u64,
+    /// `store`, `upstream` (fetched from the upstream GOPROXY during this build), `upstream-cache` (an earlier upstream answer kept in the cache folder) or `none`.
+    pub served_from: String,
 }
 
 /// Which builder runs a build.

@@ -14,7 +14,7 @@ use crate::goproxy::server::{ProxyLog, ProxyRequest, ProxyServer, RequestKind, S
 use crate::goproxy::store::StoreReport;
 use crate::inspect::{inspect_image, InspectOptions, Inspection};
 use crate::results::{
-    BuildRecord, CacheState, ImageRecord, LayerRecord, Probe, ProxyRecord, Results, ResultsError, RunOptions, StoreProvenance,
+    BuildRecord, CacheState, ImageRecord, LayerRecord, Probe, ProxyRecord, Results, ResultsError, RunOptions, ServedRequest, StoreProvenance,
     TemplateRecord, SCHEMA_VERSION,
 };
 use crate::setup::Provisioned;
@@ -691,6 +691,18 @@ fn proxy_record(requests: &[ProxyRequest]) -> ProxyRecord {
         bytes: requests.iter().map(|r| r.bytes).sum(),
         misses: requests.iter().filter(|r| r.is_miss()).count(),
         modules,
+        log: requests
+            .iter()
+            .map(|r| ServedRequest {
+                path: r.path.clone(),
+                module: r.module.clone(),
+                version: r.version.clone(),
+                kind: serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                status: r.status,
+                bytes: r.bytes,
+                served_from: r.served_from.as_str().to_string(),
+            })
+            .collect(),
     }
 }
 
