@@ -328,7 +328,7 @@ async fn run_cell(
     if root.exists() {
         let _ = std::fs::remove_dir_all(&root);
     }
-    let ws = Workspace::create(&plan.app, &root, &cell.variant.dockerfile, Some(&id)).map_err(|source| RunError::Workspace {
+    let ws = Workspace::create(&plan.app, &root, &cell.variant.dockerfile, Some(&id)).map(|ws| ws.with_origin(&plan.app, &cell.scenario.name)).map_err(|source| RunError::Workspace {
         cell: cell.label(),
         source: Box::new(source),
     })?;
