@@ -13,6 +13,7 @@ pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod results;
+pub mod roles;
 pub mod runner;
 pub mod scenario;
 pub mod selftest;

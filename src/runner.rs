@@ -423,7 +423,7 @@ async fn run_cell(
     if cell_dir.exists() {
         let _ = std::fs::remove_dir_all(&cell_dir);
     }
-    let ws = match Layout::new(&plan.app, &plan.context, &cell.variant.dockerfile).and_then(|layout| Workspace::create(&layout, &cell_dir, Some(&id))) {
+    let ws = match Layout::new(&plan.app, &plan.context, &cell.variant.dockerfile).and_then(|layout| Workspace::create(&layout, &cell_dir.join("tree"), Some(&id))).map(|ws| ws.with_origin(&plan.app, &cell.scenario.name)) {
         Ok(ws) => ws,
         Err(e) => {
             let record = failed_record(cell, "baseline", results, &build_args, format!("the scratch workspace could not be made: {e}"));

@@ -141,12 +141,13 @@ async fn a_build_through_an_empty_store_gets_every_module_from_the_upstream_and_
     let app = common::tiny_app();
     let tag = format!("layerbench/upstream-test:{}", std::process::id());
     let build = |no_cache: bool| {
-        let context = layerbench::context::build_context(&app, "dockerfiles/layered.Dockerfile").unwrap();
+        let context = layerbench::context::build_context(&app, std::path::Path::new("dockerfiles/layered.Dockerfile")).unwrap();
         BuildRequest {
             what: "tiny-app through an upstream".into(),
             context_tar: context.tar,
-            dockerfile: "dockerfiles/layered.Dockerfile".into(),
+            dockerfile: context.dockerfile,
             tag: tag.clone(),
+            target: None,
             build_args: [("GOPROXY".to_string(), proxy.url()), ("GOSUMDB".to_string(), "off".to_string())].into(),
             labels: Default::default(),
             builder: Builder::Buildkit,

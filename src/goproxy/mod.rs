@@ -7,9 +7,11 @@ pub mod server;
 pub mod source;
 pub mod store;
 pub mod upstream;
+pub mod versions;
 
 pub use layout::{escape_path, unescape_path, StoreLayout};
 pub use server::{ProxyConfig, ProxyLog, ProxyRequest, ProxyServer, RequestKind, Shaping, ShapingControl, Unpublished};
 pub use source::{Lookup, ModuleSource, ServedFrom, SourceError, VersionFile};
 pub use upstream::{upstream_from_env, Upstream};
 pub use store::{build_store, Recipe, StoreReport};
+pub use versions::{next_version, ModuleVersions};
