@@ -9,7 +9,11 @@ use tokio::sync::watch;
 use crate::context::build_context;
 use crate::dockerfile::{split_buildkit_name, split_legacy_step, DockerfileModel};
 use crate::engine::{BuildRequest, Builder, Engine, EngineError, StepReport, KIND_LABEL};
+use crate::goproxy::gomod::{first_direct_requirement, requirements};
 use crate::goproxy::layout::StoreLayout;
+use crate::goproxy::{next_version, ModuleSource, ModuleVersions, Prefetched};
+use crate::roles::FIRST_DIRECT_DEPENDENCY;
+use crate::scenario::{Change, NEXT_VERSION};
 use crate::goproxy::server::{ProxyLog, ProxyRequest, ProxyServer, RequestKind, Shaping, ShapingControl, Unpublished};
 use crate::goproxy::store::StoreReport;
 use crate::inspect::{inspect_image, InspectOptions, Inspection};
@@ -178,6 +182,8 @@ impl NetworkProfile {
 /// The running proxy's handles the runner uses.
 #[derive(Debug, Clone)]
 pub struct ProxyHandles {
+    /// The store and upstream the proxy answers from (dependency bumps read versions through it).
+    pub source: ModuleSource,
     pub log: ProxyLog,
     pub unpublished: Unpublished,
     pub shaping: ShapingControl,
@@ -186,6 +192,7 @@ pub struct ProxyHandles {
 impl ProxyHandles {
     pub fn of(proxy: &ProxyServer) -> ProxyHandles {
         ProxyHandles {
+            source: proxy.source(),
             log: proxy.log(),
             unpublished: proxy.unpublished(),
             shaping: proxy.shaping(),
@@ -463,7 +470,17 @@ async fn run_cell(
         counter.done += 1;
         let nonce = format!("{id}-{}", i + 1);
         let mut applied = Applied::default();
-        if let Err(e) = apply_step(&ws, step, &nonce, &plan.store, &mut applied) {
+        let applied_ok = match prefetch_bumps(&ws, step, &ctx.proxy.source, &plan.store).await {
+            Ok(Some(versions)) => apply_step(&ws, step, &nonce, &versions, &mut applied),
+            Ok(None) => apply_step(&ws, step, &nonce, &plan.store, &mut applied),
+            Err(message) => {
+                let record = failed_record(cell, &step.name, results, &build_args, message);
+                push(results, plan, record, on_event)?;
+                skip_rest(counter, i + 2);
+                return Ok(());
+            }
+        };
+        if let Err(e) = applied_ok {
             let record = failed_record(cell, &step.name, results, &build_args, e.to_string());
             push(results, plan, record, on_event)?;
             skip_rest(counter, i + 2);
@@ -488,11 +505,71 @@ async fn run_cell(
     Ok(())
 }
 
-fn apply_step(ws: &Workspace, step: &Step, nonce: &str, store: &StoreLayout, applied: &mut Applied) -> Result<(), WorkspaceError> {
+pub fn apply_step(ws: &Workspace, step: &Step, nonce: &str, versions: &dyn ModuleVersions, applied: &mut Applied) -> Result<(), WorkspaceError> {
     for change in &step.changes {
-        ws.apply(change, nonce, &step.name, store, applied)?;
+        ws.apply(change, nonce, &step.name, versions, applied)?;
     }
     Ok(())
+}
+
+/// With an upstream GOPROXY, the versions a step's dependency bumps choose
+/// from are the store's and the upstream's, and the chosen version's files are
+/// fetched (and kept) before the bump rewrites go.sum with their hashes.
+/// `None` without an upstream or without bumps: the store alone answers.
+pub async fn prefetch_bumps(ws: &Workspace, step: &Step, source: &ModuleSource, store: &StoreLayout) -> Result<Option<Prefetched>, String> {
+    let Some(upstream) = source.upstream_url() else { return Ok(None) };
+    let bumps: Vec<(&String, &String)> = step
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::BumpModule { module, version } => Some((module, version)),
+            _ => None,
+        })
+        .collect();
+    if bumps.is_empty() {
+        return Ok(None);
+    }
+    let mut prefetched = Prefetched {
+        store: store.clone(),
+        description: format!("the module store {} and the upstream {upstream}", store.root().display()),
+        versions: BTreeMap::new(),
+        layouts: BTreeMap::new(),
+    };
+    let go_mod = std::fs::read_to_string(ws.root().join("go.mod")).unwrap_or_default();
+    for (module, version) in bumps {
+        // A module or version that cannot be resolved is left to the bump itself, whose error names it.
+        let module = if module == FIRST_DIRECT_DEPENDENCY {
+            match first_direct_requirement(&go_mod) {
+                Some(r) => r.module,
+                None => continue,
+            }
+        } else {
+            module.clone()
+        };
+        let versions = source
+            .versions(&module)
+            .await
+            .map_err(|e| format!("step `{}`: the versions of {module} could not be listed: {e}", step.name))?;
+        let version = if version == NEXT_VERSION {
+            let current = requirements(&go_mod).into_iter().find(|r| r.module == module).map(|r| r.version);
+            match current.and_then(|c| next_version(&c, &versions)) {
+                Some(v) => v.as_str().to_string(),
+                None => {
+                    prefetched.versions.insert(module, versions);
+                    continue;
+                }
+            }
+        } else {
+            version.clone()
+        };
+        prefetched.versions.insert(module.clone(), versions);
+        let layout = source
+            .ensure(&module, &version)
+            .await
+            .map_err(|e| format!("step `{}`: {module}@{version} could not be fetched: {e}", step.name))?;
+        prefetched.layouts.insert((module, version), layout);
+    }
+    Ok(Some(prefetched))
 }
 
 fn push(results: &mut Results, plan: &Plan, record: BuildRecord, on_event: &mut dyn FnMut(Event<'_>)) -> Result<(), RunError> {

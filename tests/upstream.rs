@@ -194,3 +194,43 @@ async fn a_build_through_an_empty_store_gets_every_module_from_the_upstream_and_
         assert_eq!(r.served_from, ServedFrom::UpstreamCache, "{}", r.path);
     }
 }
+
+#[tokio::test]
+async fn a_bump_to_the_next_release_finds_it_upstream_and_writes_the_upstream_hashes() {
+    use layerbench::scenario::Scenario;
+    use layerbench::workspace::{Applied, Layout, Workspace};
+
+    let store = paths::store_dir();
+    common::provisioned().await;
+    let empty = tempfile::tempdir().unwrap();
+    empty_store(empty.path());
+    let upstream = ProxyServer::start(ProxyConfig::loopback(&store, 48137)).await.unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut config = ProxyConfig::loopback(empty.path(), 48138);
+    config.upstream = Some(Upstream::new(upstream.url(), cache.path()));
+    let proxy = ProxyServer::start(config).await.unwrap();
+
+    let app = common::tiny_app();
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = Layout::new(&app, &app, &app.join("dockerfiles/layered.Dockerfile")).unwrap();
+    let ws = Workspace::create(&layout, &scratch.path().join("tree"), None).unwrap();
+    let scenario = Scenario::parse(
+        "name = \"b\"\ndescription = \"d\"\n[[step]]\nname = \"bump\"\nchange = [{ kind = \"bump-module\", module = \"{first_direct_dependency}\", version = \"next\" }]\n",
+        Path::new("(test)"),
+    )
+    .unwrap();
+    let step = &scenario.steps[0];
+    let empty_layout = StoreLayout::new(empty.path());
+    let versions = layerbench::runner::prefetch_bumps(&ws, step, &proxy.source(), &empty_layout).await.unwrap().expect("an upstream is configured");
+    let mut applied = Applied::default();
+    layerbench::runner::apply_step(&ws, step, "n", &versions, &mut applied).unwrap();
+    assert_eq!(applied.notes, ["github.com/BurntSushi/toml v1.2.0 -> v1.3.2 (first direct dependency, next)"]);
+    let go_sum = std::fs::read_to_string(ws.root().join("go.sum")).unwrap();
+    let zip = StoreLayout::new(&store).file("github.com/BurntSushi/toml", "v1.3.2", "zip");
+    let hash = layerbench::goproxy::gosum::hash_zip(&zip).unwrap();
+    assert!(go_sum.contains(&format!("github.com/BurntSushi/toml v1.3.2 {hash}")), "{go_sum}");
+    let kept = Upstream::new(upstream.url(), cache.path()).cache_folder();
+    assert!(StoreLayout::new(kept).file("github.com/BurntSushi/toml", "v1.3.2", "zip").is_file(), "the upstream's answer is kept");
+    proxy.stop().await;
+    upstream.stop().await;
+}

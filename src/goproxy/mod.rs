@@ -14,4 +14,4 @@ pub use server::{ProxyConfig, ProxyLog, ProxyRequest, ProxyServer, RequestKind, 
 pub use source::{Lookup, ModuleSource, ServedFrom, SourceError, VersionFile};
 pub use upstream::{upstream_from_env, Upstream};
 pub use store::{build_store, Recipe, StoreReport};
-pub use versions::{next_version, ModuleVersions};
+pub use versions::{next_version, ModuleVersions, Prefetched};

@@ -33,6 +33,31 @@ impl ModuleVersions for StoreLayout {
     }
 }
 
+/// Versions fetched ahead (through an upstream, which needs async I/O) for
+/// the bumps of one step, over a store for everything else.
+#[derive(Debug, Clone)]
+pub struct Prefetched {
+    pub store: StoreLayout,
+    /// What an error calls the whole source (`the module store X and the upstream Y`).
+    pub description: String,
+    pub versions: std::collections::BTreeMap<String, Vec<Version>>,
+    pub layouts: std::collections::BTreeMap<(String, String), StoreLayout>,
+}
+
+impl ModuleVersions for Prefetched {
+    fn versions(&self, module: &str) -> Vec<Version> {
+        self.versions.get(module).cloned().unwrap_or_else(|| self.store.versions(module))
+    }
+
+    fn layout_for(&self, module: &str, version: &str) -> Option<StoreLayout> {
+        self.layouts.get(&(module.to_string(), version.to_string())).cloned().or_else(|| self.store.layout_for(module, version))
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
 /// The version `version = "next"` picks: the oldest release above `current`.
 ///
 /// Releases only: pre-releases and pseudo-versions are passed over, and so is
