@@ -229,7 +229,8 @@ async fn run_command(args: RunArgs) -> Result<bool> {
     let cells = match &suite {
         Some((suite, _)) => layerbench::suite::cells(suite, &app, scenarios_dir)?,
         None => {
-            let scenarios = shipped::select_scenarios(scenarios_dir, &args.scenarios)?;
+            let for_sample = app_arg == shipped::SAMPLE_APP || app == paths::sample_app_dir();
+            let scenarios = shipped::select_scenarios(scenarios_dir, &args.scenarios, for_sample)?;
             let mut variants = if args.dockerfiles.is_empty() {
                 runner::variants(&app, &args.variants)?
             } else {

@@ -30,6 +30,9 @@ pub enum ScenarioError {
 pub struct Scenario {
     pub name: String,
     pub description: String,
+    /// Written for the bundled sample (its module versions, its build argument): left out of a run on another app unless named.
+    #[serde(default)]
+    pub sample_only: bool,
     /// `module@version`s the module proxy hides until a `publish-module` change publishes them.
     #[serde(default)]
     pub unpublished: Vec<String>,

@@ -45,9 +45,10 @@ pub fn suite_names() -> Vec<String> {
 }
 
 /// The scenarios named (a name of a shipped scenario, or of one in `dir` when
-/// given, or a path to a `.toml` file), in the order given; every scenario of
-/// `dir` (or every shipped one) when `names` is empty.
-pub fn select_scenarios(dir: Option<&Path>, names: &[String]) -> Result<Vec<Scenario>, ScenarioError> {
+/// given, or a path to a `.toml` file), in the order given; when `names` is
+/// empty, every scenario of `dir` (or every shipped one), leaving out those
+/// marked `sample_only` unless `for_sample`.
+pub fn select_scenarios(dir: Option<&Path>, names: &[String], for_sample: bool) -> Result<Vec<Scenario>, ScenarioError> {
     let all = match dir {
         Some(dir) => scenario::load_dir(dir)?,
         None => {
@@ -60,7 +61,7 @@ pub fn select_scenarios(dir: Option<&Path>, names: &[String]) -> Result<Vec<Scen
         }
     };
     if names.is_empty() {
-        return Ok(all);
+        return Ok(all.into_iter().filter(|s| for_sample || !s.sample_only).collect());
     }
     names
         .iter()
@@ -123,8 +124,11 @@ mod tests {
     #[test]
     fn every_scenario_and_suite_in_the_source_tree_is_shipped_and_parses() {
         let on_disk = scenario::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")).unwrap();
-        let shipped = select_scenarios(None, &[]).unwrap();
+        let shipped = select_scenarios(None, &[], true).unwrap();
         assert_eq!(on_disk, shipped);
+        let for_any_app = select_scenarios(None, &[], false).unwrap();
+        assert!(for_any_app.len() < shipped.len() && for_any_app.iter().all(|s| !s.sample_only));
+        assert!(for_any_app.iter().any(|s| s.name == "edit-go-source"));
         assert!(suite_names().contains(&"claims".to_string()));
         assert!(suite_file("claims").is_some());
     }

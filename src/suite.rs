@@ -122,7 +122,7 @@ pub fn cells(suite: &Suite, app: &Path, scenarios_dir: Option<&Path>) -> Result<
         for v in &mut variants {
             v.probe.clone_from(&suite.probe);
         }
-        let scenarios = crate::shipped::select_scenarios(scenarios_dir, &group.scenarios)?;
+        let scenarios = crate::shipped::select_scenarios(scenarios_dir, &group.scenarios, true)?;
         for network in &group.networks {
             let profile = match suite.network.get(network) {
                 Some(spec) => NetworkProfile {
