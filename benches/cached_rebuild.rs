@@ -35,6 +35,7 @@ fn request(proxy_url: &str) -> BuildRequest {
         context_tar: context.tar,
         dockerfile: context.dockerfile,
         tag: TAG.into(),
+        target: None,
         build_args,
         labels: BTreeMap::new(),
         builder: Builder::Buildkit,

@@ -14,6 +14,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 pub enum Command {
     /// Provision everything: check the engine, make the base images, build the module store (a second run only checks).
     Setup {
@@ -50,6 +51,12 @@ pub enum Command {
         /// Cap on bytes per second for every answer.
         #[arg(long)]
         bandwidth: Option<u64>,
+        /// Forward what the store lacks to this GOPROXY (http or https); default: the first http(s) entry of $GOPROXY, if any.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Where upstream answers are kept (default: the cache's upstream/ folder).
+        #[arg(long)]
+        cache: Option<PathBuf>,
     },
     /// Provision, build the sample service with BuildKit, run its self-test from the image, and report.
     Selftest {
@@ -64,36 +71,8 @@ pub enum Command {
         #[arg(long)]
         no_cache: bool,
     },
-    /// Build variants over scenarios and record every step's cache outcome and time.
-    Run {
-        /// The app (default: the bundled sample-go-app).
-        #[arg(long)]
-        app: Option<PathBuf>,
-        /// A variant (dockerfiles/<NAME>.Dockerfile); repeat for several; default: all.
-        #[arg(long = "variant")]
-        variants: Vec<String>,
-        /// A scenario by name; repeat for several; default: all in the scenarios folder.
-        #[arg(long = "scenario")]
-        scenarios: Vec<String>,
-        /// The folder of scenario files (default: the shipped scenarios/).
-        #[arg(long)]
-        scenarios_dir: Option<PathBuf>,
-        #[arg(long, default_value_t = 3)]
-        repetitions: u32,
-        #[arg(long, value_enum, default_value_t = BuilderChoice::Buildkit)]
-        builder: BuilderChoice,
-        /// How each cell starts: cold (baseline built ignoring the cache) or warm (baseline already cached).
-        #[arg(long, value_enum, default_value_t = CacheChoice::Cold)]
-        cache: CacheChoice,
-        /// Write DIR/results.json instead of results/<run-id>/results.json.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Run a suite (`claims`, or a suite file) instead of --variant/--scenario/--builder/--repetitions, and print claim verdicts at the end.
-        #[arg(long, conflicts_with_all = ["variants", "scenarios", "repetitions", "builder"])]
-        suite: Option<String>,
-        #[arg(long = "proxy-port", default_value_t = DEFAULT_PORT)]
-        proxy_port: u16,
-    },
+    /// Build Dockerfile templates over change scenarios and record every step's cache outcome and time.
+    Run(RunArgs),
     /// Write REPORT.md, summary.csv and charts (SVG and PNG) next to a results file, from that file alone.
     Report { results: PathBuf },
     /// Recompute the claim verdicts from a results file alone.
@@ -119,6 +98,74 @@ pub enum Command {
         #[arg(long)]
         base_images: bool,
     },
+}
+
+/// `layerbench run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The Go app (its module root): a folder, or `@sample` for the bundled sample. Default: the suite's app, else the current folder.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// A Dockerfile template to build, as `PATH` or `NAME=PATH` (named after the file otherwise); repeat for several. Default: the app's `dockerfiles/*.Dockerfile`.
+    #[arg(long = "dockerfile", value_name = "[NAME=]PATH")]
+    pub dockerfiles: Vec<String>,
+    /// A variant of the app's `dockerfiles/<NAME>.Dockerfile`; repeat for several.
+    #[arg(long = "variant", conflicts_with = "dockerfiles")]
+    pub variants: Vec<String>,
+    /// The stage to build (every template).
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// A build argument for every template, `KEY=VALUE`; repeat for several.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// The build context (default: the app); the app and the context must be one inside the other.
+    #[arg(long)]
+    pub context: Option<PathBuf>,
+    /// A runtime probe: the command a container from each image runs with no network (after the image's entrypoint, if any), shell-quoted, e.g. `--probe "selftest"`.
+    #[arg(long, value_name = "CMD")]
+    pub probe: Option<String>,
+    /// The exit code the probe must give.
+    #[arg(long, default_value_t = 0, requires = "probe")]
+    pub probe_exit: i64,
+    /// Seconds before the probe is stopped and recorded as failed.
+    #[arg(long, default_value_t = 60, requires = "probe")]
+    pub probe_timeout: u64,
+    /// The binary to inspect (ELF linkage, Go modules) instead of the image's entrypoint.
+    #[arg(long, value_name = "PATH")]
+    pub inspect_binary: Option<String>,
+    /// A scenario: a shipped one by name, one of --scenarios-dir by name, or a file ending in `.toml`; repeat for several. Default: all.
+    #[arg(long = "scenario")]
+    pub scenarios: Vec<String>,
+    /// A folder of scenario files to use instead of the shipped ones.
+    #[arg(long)]
+    pub scenarios_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: u32,
+    #[arg(long, value_enum, default_value_t = BuilderChoice::Buildkit)]
+    pub builder: BuilderChoice,
+    /// How each cell starts: cold (baseline built ignoring the cache) or warm (baseline already cached).
+    #[arg(long, value_enum, default_value_t = CacheChoice::Cold)]
+    pub cache: CacheChoice,
+    /// Write DIR/results.json instead of ./layerbench-results/<run-id>/results.json.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run a suite (a shipped one such as `claims`, or a suite file) instead of --variant/--dockerfile/--scenario/--builder/--repetitions, and print claim verdicts at the end.
+    #[arg(long, conflicts_with_all = ["variants", "dockerfiles", "scenarios", "repetitions", "builder"])]
+    pub suite: Option<String>,
+    #[arg(long = "proxy-port", default_value_t = DEFAULT_PORT)]
+    pub proxy_port: u16,
+    /// An upstream GOPROXY (http or https URL) for the modules the store lacks; its answers are kept in the cache folder. Default: an http(s) entry of $GOPROXY, if any.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Forward nothing upstream, even when $GOPROXY names one.
+    #[arg(long, conflicts_with = "upstream")]
+    pub no_upstream: bool,
+    /// Serve this GOPROXY-layout folder as the module store instead of the built-in one (it is only read).
+    #[arg(long, value_name = "DIR", conflicts_with = "recipe")]
+    pub store: Option<PathBuf>,
+    /// Build the module store from this recipe (into its own folder in the cache; the built-in store is left alone).
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -9,8 +9,11 @@ pub struct Instruction {
     pub stage: String,
     /// The keyword in capitals (`FROM`, `RUN`, `COPY`, ...).
     pub keyword: String,
-    /// The instruction as written, on one line.
+    /// The instruction as written: a one-line instruction verbatim (trimmed);
+    /// continuation lines trimmed and joined with one space, their `\\` removed.
     pub text: String,
+    /// The 1-based line of the Dockerfile where the instruction starts.
+    pub line: usize,
 }
 
 /// The instructions of a Dockerfile in order.
@@ -24,25 +27,22 @@ impl DockerfileModel {
         let mut instructions = Vec::new();
         let mut stage = String::new();
         let mut stage_index = 0usize;
-        let mut pending = String::new();
-        for raw in text.lines() {
+        let mut pending: Vec<&str> = Vec::new();
+        let mut first_line = 0usize;
+        for (n, raw) in text.lines().enumerate() {
             let line = raw.trim();
-            if pending.is_empty() && (line.is_empty() || line.starts_with('#')) {
-                continue;
+            if line.is_empty() || line.starts_with('#') {
+                continue; // blank lines and comments, also inside a continued instruction
             }
-            if pending.is_empty() && line.is_empty() {
-                continue;
-            }
-            if line.starts_with('#') {
-                continue; // comments inside a continued instruction
+            if pending.is_empty() {
+                first_line = n + 1;
             }
             if let Some(body) = line.strip_suffix('\\') {
-                pending.push_str(body.trim_end());
-                pending.push(' ');
+                pending.push(body.trim_end());
                 continue;
             }
-            pending.push_str(line);
-            let text = std::mem::take(&mut pending).split_whitespace().collect::<Vec<_>>().join(" ");
+            pending.push(line);
+            let text = std::mem::take(&mut pending).into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ");
             let keyword = text.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
             if keyword == "FROM" {
                 let words: Vec<&str> = text.split_whitespace().collect();
@@ -56,6 +56,7 @@ impl DockerfileModel {
                 stage: stage.clone(),
                 keyword,
                 text,
+                line: first_line,
             });
         }
         DockerfileModel { instructions }
@@ -68,7 +69,13 @@ impl DockerfileModel {
 
     /// The instruction BuildKit calls `[stage i/n]`: BuildKit numbers only
     /// the instructions that make a vertex (FROM, RUN, COPY, ADD, WORKDIR).
+    /// A label without a stage name (`[2/5]`) comes from a Dockerfile of one stage, whatever its name.
     pub fn buildkit_step(&self, stage: &str, i: usize) -> Option<&Instruction> {
+        let stages: Vec<&str> = self.instructions.iter().filter(|ins| ins.keyword == "FROM").map(|ins| ins.stage.as_str()).collect();
+        let stage = match stages.as_slice() {
+            [only] if stage == UNNAMED_STAGE => only,
+            _ => stage,
+        };
         self.instructions
             .iter()
             .filter(|ins| ins.stage == stage && makes_vertex(ins))
@@ -103,12 +110,15 @@ fn makes_vertex(ins: &Instruction) -> bool {
     }
 }
 
+/// What a BuildKit label without a stage name is read as.
+const UNNAMED_STAGE: &str = "stage-0";
+
 /// Splits a BuildKit vertex name `[build 4/6] RUN go mod download` into (`build`, 4, `RUN go mod download`).
 pub fn split_buildkit_name(name: &str) -> Option<(String, usize, String)> {
     let rest = name.strip_prefix('[')?;
     let (label, text) = rest.split_once("] ")?;
     // A Dockerfile with one unnamed stage gives `[2/5]`, with no stage name.
-    let (stage, frac) = label.rsplit_once(' ').unwrap_or(("stage-0", label));
+    let (stage, frac) = label.rsplit_once(' ').unwrap_or((UNNAMED_STAGE, label));
     let (i, _) = frac.split_once('/')?;
     Some((stage.to_string(), i.parse().ok()?, text.trim().to_string()))
 }
@@ -132,8 +142,19 @@ mod tests {
         let m = DockerfileModel::parse(LAYERED);
         assert_eq!(m.instructions.len(), 11);
         assert_eq!(m.instructions[4].text, "RUN go mod download");
+        assert_eq!(m.instructions[4].line, 6, "an instruction's line is where it starts");
+        assert_eq!(m.instructions[5].line, 8);
         assert_eq!(m.instructions[4].stage, "build");
         assert_eq!(m.instructions[7].stage, "stage-1");
+    }
+
+    #[test]
+    fn instructions_keep_their_text_as_written() {
+        let m = DockerfileModel::parse("FROM golang:1.23\nARG V=1\nRUN  echo  \"$V\"   \\\n  && true\n");
+        assert_eq!(m.instructions[2].text, "RUN  echo  \"$V\" && true");
+        assert_eq!(m.instructions[2].line, 3);
+        let twice = DockerfileModel::parse("FROM x\nRUN true\nRUN true\n");
+        assert_eq!(twice.position(&twice.instructions[2]), Some(2), "equal texts on different lines are different steps");
     }
 
     #[test]
@@ -144,6 +165,12 @@ mod tests {
         assert_eq!(bk, legacy);
         assert_eq!(bk.text, "RUN go mod download");
         assert_eq!(m.buildkit_step("stage-1", 1).unwrap().keyword, "COPY", "FROM scratch makes no vertex");
+    }
+
+    #[test]
+    fn a_single_named_stage_maps_buildkit_labels_without_a_stage_name() {
+        let m = DockerfileModel::parse("FROM golang:1.23 AS final\nWORKDIR /src\nCOPY . .\nRUN go build .\n");
+        assert_eq!(m.buildkit_step("stage-0", 3).unwrap().text, "COPY . .");
     }
 
     #[test]

@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::engine::{Engine, EngineError, KIND_LABEL, MANAGED_LABEL};
 
 pub const GOLANG_IMAGE: &str = "golang:1.23";
@@ -46,18 +44,7 @@ pub enum ImageError {
     },
 }
 
-/// Where a base image came from, for reports.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BaseImage {
-    pub name: String,
-    pub id: String,
-    /// `local stand-in` or `as found` (an image layerbench did not make) or `pulled`.
-    pub provenance: String,
-    /// For stand-ins: the Debian packages it was made from.
-    pub packages: Vec<String>,
-    /// What happened in this run: `present`, `built`, `pulled`.
-    pub action: String,
-}
+pub use crate::results::BaseImage;
 
 struct Spec {
     name: &'static str,

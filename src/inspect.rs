@@ -2,63 +2,11 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::engine::{Engine, EngineError, ImageFacts};
+pub use crate::results::{BinaryFacts, Inspection, LayerSize, Probe, RuntimeCheck};
 
 /// Image label naming more files to read (space-separated paths): ELF binaries are inspected like the entrypoint, other files are kept as text.
 pub const INSPECT_LABEL: &str = "io.layerbench.inspect";
-
-/// Everything inspection learned about one image.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Inspection {
-    /// The entrypoint binary.
-    pub binary: Option<BinaryFacts>,
-    /// Binaries named by the image's `io.layerbench.inspect` label.
-    pub tools: Vec<BinaryFacts>,
-    /// Other files named by that label: path and text (at most 2,000 characters).
-    #[serde(default)]
-    pub files: Vec<(String, String)>,
-    pub runtime: Option<RuntimeCheck>,
-    /// The image's history, oldest first: what created each entry and its size in bytes.
-    #[serde(default)]
-    pub layer_sizes: Vec<LayerSize>,
-    /// Problems met while inspecting (a missing file, an unreadable ELF).
-    pub notes: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LayerSize {
-    pub created_by: String,
-    pub size_bytes: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BinaryFacts {
-    pub path: String,
-    pub size_bytes: u64,
-    /// `static` (no program interpreter, no needed libraries) or `dynamic`.
-    pub linkage: String,
-    pub interpreter: Option<String>,
-    pub needed: Vec<String>,
-    /// `path version` of the main module and every dependency, from the binary's Go build info.
-    pub go_modules: Vec<String>,
-}
-
-/// The sample's self-test run in a container with no network, as the image's user.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RuntimeCheck {
-    /// How the facts were gathered.
-    pub method: String,
-    pub exit_code: i64,
-    /// The self-test printed its success line.
-    pub selftest_passed: bool,
-    pub uid: Option<u32>,
-    pub can_write_binary: Option<bool>,
-    pub can_write_etc: Option<bool>,
-    /// The container's output (at most 2,000 characters).
-    pub output: String,
-}
 
 /// Reads an ELF binary's linkage. `None` when the bytes are not an ELF file.
 pub fn elf_facts(path: &str, bytes: &[u8]) -> Option<BinaryFacts> {
@@ -103,20 +51,29 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Reads the self-test's report lines.
-pub fn parse_selftest(exit_code: i64, output: &str) -> RuntimeCheck {
+/// Reads a probe's run: passed when it exited with the expected code. Facts
+/// the probe prints in the sample's self-test format are kept: `selftest:
+/// running as uid N`, `selftest: write-binary allowed|denied`, `selftest:
+/// write-etc allowed|denied`; a probe printing `selftest: ok` on some line
+/// must also print it to pass when it prints any `selftest:` line.
+pub fn read_probe(probe: &Probe, exit_code: i64, output: &str) -> RuntimeCheck {
     let after = |prefix: &str| output.lines().find_map(|l| l.strip_prefix(prefix).map(str::trim));
-    let permission = |what: &str| {
-        after(&format!("selftest: write-{what} ")).map(|rest| rest.starts_with("allowed"))
-    };
+    let permission = |what: &str| after(&format!("selftest: write-{what} ")).map(|rest| rest.starts_with("allowed"));
     let mut shown: String = output.chars().take(2000).collect();
     if shown.len() < output.len() {
         shown.push_str("\n[...]");
     }
+    let speaks_selftest = output.lines().any(|l| l.starts_with("selftest: "));
+    let success_line = !speaks_selftest || output.lines().any(|l| l.trim() == "selftest: ok");
     RuntimeCheck {
-        method: "the image's entrypoint run with `selftest` in a container with no network; the process reports its uid and tries to open its own binary for writing and to create a file in /etc".into(),
+        method: format!(
+            "the image run with command {:?} (after its entrypoint, if any) in a container with no network, as the image's user; expected exit code {}",
+            probe.command, probe.expected_exit
+        ),
+        command: probe.command.clone(),
         exit_code,
-        selftest_passed: exit_code == 0 && output.lines().any(|l| l.trim() == "selftest: ok"),
+        expected_exit: probe.expected_exit,
+        passed: exit_code == probe.expected_exit && success_line,
         uid: after("selftest: running as uid ").and_then(|u| u.parse().ok()),
         can_write_binary: permission("binary"),
         can_write_etc: permission("etc"),
@@ -124,30 +81,50 @@ pub fn parse_selftest(exit_code: i64, output: &str) -> RuntimeCheck {
     }
 }
 
-/// Inspects a built image: reads the entrypoint binary and any labelled
-/// tools out of it, then runs the self-test. Failures to start are recorded
-/// outcomes, not errors; only engine failures are errors.
-pub async fn inspect_image(engine: &Engine, image: &ImageFacts) -> Result<Inspection, EngineError> {
-    let mut inspection = Inspection {
-        layer_sizes: engine
-            .layer_sizes(&image.id)
-            .await?
-            .into_iter()
-            .map(|(created_by, size_bytes)| LayerSize { created_by, size_bytes })
-            .collect(),
-        ..Inspection::default()
-    };
+/// What to inspect beyond the image's own facts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InspectOptions {
+    /// The binary to read (default: the entrypoint, else the command's first word).
+    pub binary: Option<String>,
+    /// A runtime probe; none runs when absent.
+    pub probe: Option<Probe>,
+}
+
+/// The absolute path of the program the image starts: the entrypoint's first word, else the command's.
+pub fn program_path(image: &ImageFacts) -> Option<&str> {
+    let first = image.entrypoint.first().or_else(|| image.cmd.first())?;
+    first.starts_with('/').then_some(first.as_str())
+}
+
+/// Inspects a built image: its layer sizes, the binary it starts (or the one
+/// named), the files its `io.layerbench.inspect` label names, and the
+/// configured probe. Never fails: an engine error or a probe that cannot run
+/// is recorded in `error`, and what was learned before it is kept.
+pub async fn inspect_image(engine: &Engine, image: &ImageFacts, options: &InspectOptions) -> Inspection {
+    let mut inspection = Inspection::default();
+    if let Err(e) = inspect_into(engine, image, options, &mut inspection).await {
+        inspection.error = Some(e.to_string());
+    }
+    inspection
+}
+
+async fn inspect_into(engine: &Engine, image: &ImageFacts, options: &InspectOptions, inspection: &mut Inspection) -> Result<(), EngineError> {
+    inspection.layer_sizes = engine
+        .layer_sizes(&image.id)
+        .await?
+        .into_iter()
+        .map(|(created_by, size_bytes)| LayerSize { created_by, size_bytes })
+        .collect();
     let read = |path: String| async move { engine.read_file_from_image(&image.id, &path).await.map(|b| (path, b)) };
-    if let Some(entry) = image.entrypoint.first().filter(|p| p.starts_with('/')) {
-        match read(entry.clone()).await? {
+    match options.binary.as_deref().or_else(|| program_path(image)) {
+        Some(binary) => match read(binary.to_string()).await? {
             (path, Some(bytes)) => match elf_facts(&path, &bytes) {
                 Some(f) => inspection.binary = Some(f),
                 None => inspection.notes.push(format!("{path} is not an ELF binary")),
             },
-            (path, None) => inspection.notes.push(format!("the entrypoint {path} is not in the image")),
-        }
-    } else {
-        inspection.notes.push("the image has no absolute entrypoint path to inspect".into());
+            (path, None) => inspection.notes.push(format!("the binary {path} is not in the image")),
+        },
+        None => inspection.notes.push("the image starts no program named by an absolute path (entrypoint or command); name one with --inspect-binary".into()),
     }
     if let Some(paths) = image.labels.get(INSPECT_LABEL) {
         for p in paths.split_whitespace() {
@@ -160,9 +137,13 @@ pub async fn inspect_image(engine: &Engine, image: &ImageFacts) -> Result<Inspec
             }
         }
     }
-    let run = engine.run_to_completion(&image.id, &["selftest"], "none", Duration::from_secs(60)).await?;
-    inspection.runtime = Some(parse_selftest(run.exit_code, &run.output));
-    Ok(inspection)
+    if let Some(probe) = &options.probe {
+        let command: Vec<&str> = probe.command.iter().map(String::as_str).collect();
+        let timeout = Duration::from_secs(probe.timeout_seconds.max(1));
+        let run = engine.run_to_completion(&image.id, &command, "none", timeout).await?;
+        inspection.runtime = Some(read_probe(probe, run.exit_code, &run.output));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -171,15 +152,21 @@ mod tests {
 
     #[test]
     fn selftest_lines_are_read() {
+        let probe = Probe::selftest();
         let out = "selftest: version dev\nselftest: running as uid 65532\nselftest: write-binary denied (open /sample: permission denied)\nselftest: write-etc denied (open /etc/x: no such file or directory)\nselftest: ok\n";
-        let r = parse_selftest(0, out);
-        assert!(r.selftest_passed);
+        let r = read_probe(&probe, 0, out);
+        assert!(r.passed);
         assert_eq!(r.uid, Some(65532));
         assert_eq!(r.can_write_binary, Some(false));
         assert_eq!(r.can_write_etc, Some(false));
-        let r = parse_selftest(1, "exec /sample: no such file or directory\n");
-        assert!(!r.selftest_passed);
+        let r = read_probe(&probe, 1, "exec /sample: no such file or directory\n");
+        assert!(!r.passed);
         assert_eq!(r.uid, None);
+        let r = read_probe(&probe, 0, "selftest: version dev\nselftest: FAILED /healthz\n");
+        assert!(!r.passed, "a self-test that does not print its success line fails");
+        let custom = Probe { command: vec!["--check".into()], expected_exit: 3, timeout_seconds: 5 };
+        assert!(read_probe(&custom, 3, "fine\n").passed);
+        assert!(!read_probe(&custom, 0, "fine\n").passed);
     }
 
     #[test]

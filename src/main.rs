@@ -5,13 +5,15 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use layerbench::cli::{BuilderChoice, CacheChoice, Cli, Command};
+use layerbench::cli::{BuilderChoice, CacheChoice, Cli, Command, RunArgs};
 use layerbench::engine::{Engine, StepReport};
-use layerbench::goproxy::server::{ProxyConfig, ProxyServer, Shaping};
+use layerbench::goproxy::server::{ProxyConfig, ProxyServer, Shaping, Upstream};
+use layerbench::goproxy::upstream_from_env;
 use layerbench::goproxy::store::Recipe;
-use layerbench::engine::Builder;
-use layerbench::results::CacheState;
-use layerbench::{paths, progress, runner, scenario, selftest, setup, table};
+use layerbench::results::{BuildRecord, Builder, CacheState, Probe};
+use layerbench::runner::Variant;
+use layerbench::setup::StoreSpec;
+use layerbench::{paths, progress, runner, selftest, setup, shipped, table};
 
 /// Exit codes: 0 success, 1 a check failed, 2 usage (clap), 3 the environment could not be provisioned or reached.
 const EXIT_CHECK_FAILED: u8 = 1;
@@ -67,6 +69,7 @@ async fn run(command: Command) -> Result<bool> {
             Ok(true)
         }
         Command::Store { out, recipe, force } => {
+            let is_default = recipe.is_none();
             let recipe = match recipe {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
@@ -74,7 +77,8 @@ async fn run(command: Command) -> Result<bool> {
                 }
                 None => Recipe::default_recipe(),
             };
-            let out = out.unwrap_or(store);
+            // A recipe of the user's goes to its own folder: the built-in store is never overwritten by it.
+            let out = out.unwrap_or_else(|| if is_default { store } else { setup::recipe_store_dir(&recipe, &cache) });
             let status = setup::ensure_store(&recipe, &mirror, &cache, &out, force)?;
             println!(
                 "module store {}: {} ({} modules, {} versions, {:.1} MB of zips, {:.1} s)",
@@ -87,11 +91,17 @@ async fn run(command: Command) -> Result<bool> {
             );
             Ok(true)
         }
-        Command::Proxy { store: dir, port, latency_ms, bandwidth } => {
+        Command::Proxy { store: dir, port, latency_ms, bandwidth, upstream, cache: cache_dir } => {
             let mut config = ProxyConfig::loopback(dir.unwrap_or(store), port);
             config.shaping = Shaping { latency_ms, bandwidth_bytes_per_sec: bandwidth };
-            let proxy = ProxyServer::start(config).await?;
+            config.upstream = upstream
+                .or_else(layerbench::goproxy::upstream_from_env)
+                .map(|url| Upstream::new(url, cache_dir.unwrap_or_else(paths::upstream_cache_dir)));
+            let proxy = ProxyServer::start(config.clone()).await?;
             println!("serving GOPROXY={} (Ctrl-C stops)", proxy.url());
+            if let Some(up) = &config.upstream {
+                println!("forwarding what the store lacks to {} (answers kept in {})", up.url, up.cache_folder().display());
+            }
             let log = proxy.log();
             let mut seen = 0;
             loop {
@@ -99,7 +109,7 @@ async fn run(command: Command) -> Result<bool> {
                     _ = tokio::signal::ctrl_c() => break,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
                         for r in log.since(seen) {
-                            println!("{} {} {} bytes {:.1} ms", r.status, r.path, r.bytes, r.duration_ms);
+                            println!("{} {} {} bytes {:.1} ms from {}", r.status, r.path, r.bytes, r.duration_ms, r.served_from.as_str());
                             seen += 1;
                         }
                     }
@@ -111,7 +121,10 @@ async fn run(command: Command) -> Result<bool> {
         Command::Selftest { app, proxy_port, pull, no_cache } => {
             let (engine, p) = setup::provision(pull, &cache, &store, &mirror).await?;
             print_provisioned(&p);
-            let app = app.unwrap_or_else(paths::sample_app_dir);
+            let app = match app {
+                Some(app) => app,
+                None => layerbench::shipped::sample_app(&cache).with_context(|| format!("failed to write the bundled sample below {}", cache.display()))?,
+            };
             println!("selftest: building {} ({}) with BuildKit", app.display(), selftest::SELFTEST_DOCKERFILE);
             let mut progress = |s: &StepReport| println!("{}", progress::step_line(s));
             let report = selftest::run_selftest(&engine, &app, &store, proxy_port, no_cache, &mut progress).await?;
@@ -149,73 +162,7 @@ async fn run(command: Command) -> Result<bool> {
                 Ok(false)
             }
         }
-        Command::Run { app, variants, scenarios, scenarios_dir, repetitions, builder, cache: cache_choice, out, suite, proxy_port } => {
-            let app = app.unwrap_or_else(paths::sample_app_dir);
-            let scenarios_dir = scenarios_dir.unwrap_or_else(paths::scenarios_dir);
-            let builders = match builder {
-                BuilderChoice::Buildkit => vec![Builder::Buildkit],
-                BuilderChoice::Legacy => vec![Builder::Legacy],
-                BuilderChoice::Both => vec![Builder::Buildkit, Builder::Legacy],
-            };
-            let cache_state = match cache_choice {
-                CacheChoice::Cold => CacheState::Cold,
-                CacheChoice::Warm => CacheState::Warm,
-            };
-            let cells = match &suite {
-                Some(name) => {
-                    let suite = layerbench::suite::load(name, &scenarios_dir.join("suites"))?;
-                    layerbench::suite::cells(&suite, &app, &scenarios_dir)?
-                }
-                None => {
-                    let scenarios = scenario::select(&scenarios_dir, &scenarios)?;
-                    let variants = runner::variants(&app, &variants)?;
-                    runner::cells(&variants, &scenarios, &builders, repetitions.max(1))
-                }
-            };
-            let (engine, p) = setup::provision(false, &cache, &store, &mirror).await?;
-            print_provisioned(&p);
-            let run_id = paths::new_run_id();
-            let results_path = out.unwrap_or_else(|| paths::results_dir().join(&run_id)).join("results.json");
-            let proxy = ProxyServer::start(ProxyConfig::loopback(&store, proxy_port)).await?;
-            let plan = runner::Plan {
-                app: app.clone(),
-                cells,
-                cache_state,
-                work_dir: cache.join("workspaces").join(&run_id),
-                results_path: results_path.clone(),
-                proxy_url: proxy.url(),
-                store: layerbench::goproxy::layout::StoreLayout::new(&store),
-                inspect: true,
-            };
-            let mut results = runner::new_results(&run_id, &p, &store, &plan, repetitions.max(1));
-            results.options.suite = suite.clone();
-            println!(
-                "run {run_id}: {} cells, {} builds; results go to {}",
-                plan.cells.len(),
-                plan.total_builds(),
-                results_path.display()
-            );
-            let (stop, mut interrupt) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    let _ = stop.send(true);
-                }
-            });
-            let mut progress = progress::Progress::start();
-            let outcome = runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |e| progress.event(e), &mut interrupt).await;
-            progress.finish();
-            proxy.stop().await;
-            outcome?;
-            print!("{}", table::cell_tables(&results));
-            print!("{}", table::statistics_table(&results));
-            if suite.is_some() {
-                print!("{}", table::verdict_table(&layerbench::analysis::verdicts::verdicts(&results)));
-            }
-            print_report(&layerbench::report::write(&results, &results_path)?);
-            let failed = results.records.iter().filter(|r| r.outcome == "failed").count();
-            println!("run {run_id}: {} builds recorded, {failed} failed; results: {}", results.records.len(), results_path.display());
-            Ok(failed == 0)
-        }
+        Command::Run(args) => run_command(args).await,
         Command::Report { results: path } => {
             let results = layerbench::results::Results::read(&path)?;
             print_report(&layerbench::report::write(&results, &path)?);
@@ -253,6 +200,157 @@ async fn run(command: Command) -> Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// `layerbench run`: the cells from a suite or the options, provisioning, the run, then tables, verdicts and the report.
+async fn run_command(args: RunArgs) -> Result<bool> {
+    let cache = paths::cache_dir();
+    let mirror = paths::debian_mirror();
+    let cwd = std::env::current_dir().context("failed to read the current folder")?;
+    let suite = match &args.suite {
+        Some(name) => Some(layerbench::suite::load(name)?),
+        None => None,
+    };
+    let app_arg = args
+        .app
+        .clone()
+        .or_else(|| suite.as_ref().and_then(|(s, path)| s.app.as_ref().map(|a| resolve_beside(a, path))))
+        .unwrap_or_else(|| ".".to_string());
+    let app = if app_arg == shipped::SAMPLE_APP {
+        shipped::sample_app(&cache).with_context(|| format!("failed to write the bundled sample below {}", cache.display()))?
+    } else {
+        std::fs::canonicalize(cwd.join(&app_arg)).with_context(|| format!("the app folder {app_arg} does not exist"))?
+    };
+    let context = match &args.context {
+        Some(c) => std::fs::canonicalize(cwd.join(c)).with_context(|| format!("the build context {} does not exist", c.display()))?,
+        None => app.clone(),
+    };
+    let scenarios_dir = args.scenarios_dir.as_deref();
+    let cells = match &suite {
+        Some((suite, _)) => layerbench::suite::cells(suite, &app, scenarios_dir)?,
+        None => {
+            let for_sample = app_arg == shipped::SAMPLE_APP || app == paths::sample_app_dir();
+            let scenarios = shipped::select_scenarios(scenarios_dir, &args.scenarios, for_sample)?;
+            let mut variants = if args.dockerfiles.is_empty() {
+                runner::variants(&app, &args.variants)?
+            } else {
+                args.dockerfiles.iter().map(|d| Variant::from_arg(d, &cwd)).collect::<Result<Vec<_>, _>>()?
+            };
+            runner::check_unique(&variants)?;
+            let build_args = parse_build_args(&args.build_args)?;
+            let probe = match &args.probe {
+                Some(cmd) => Some(Probe {
+                    command: shlex::split(cmd).filter(|c| !c.is_empty()).with_context(|| format!("--probe {cmd:?} is not a command line"))?,
+                    expected_exit: args.probe_exit,
+                    timeout_seconds: args.probe_timeout,
+                }),
+                None => None,
+            };
+            for v in &mut variants {
+                v.target.clone_from(&args.target);
+                v.build_args.extend(build_args.clone());
+                v.probe.clone_from(&probe);
+                v.inspect_binary.clone_from(&args.inspect_binary);
+            }
+            let builders = match args.builder {
+                BuilderChoice::Buildkit => vec![Builder::Buildkit],
+                BuilderChoice::Legacy => vec![Builder::Legacy],
+                BuilderChoice::Both => vec![Builder::Buildkit, Builder::Legacy],
+            };
+            runner::cells(&variants, &scenarios, &builders, args.repetitions.max(1))
+        }
+    };
+    let store_spec = match (&args.store, &args.recipe) {
+        (Some(dir), _) => StoreSpec::Existing(cwd.join(dir)),
+        (None, Some(recipe)) => StoreSpec::from_recipe_file(&cwd.join(recipe), &cache)?,
+        (None, None) => StoreSpec::default_store(&paths::store_dir()),
+    };
+    let upstream = if args.no_upstream { None } else { args.upstream.clone().or_else(upstream_from_env) };
+    let (engine, p) = setup::provision_with(false, &cache, &store_spec, &mirror).await?;
+    print_provisioned(&p);
+    let run_id = paths::new_run_id();
+    let results_path = args.out.clone().unwrap_or_else(|| paths::results_dir().join(&run_id)).join("results.json");
+    let store = store_spec.path().to_path_buf();
+    let mut proxy_config = ProxyConfig::loopback(&store, args.proxy_port);
+    proxy_config.upstream = upstream.as_ref().map(|url| Upstream::new(url.clone(), paths::upstream_cache_dir()));
+    let proxy = ProxyServer::start(proxy_config).await?;
+    if let Some(url) = &upstream {
+        println!("module proxy {}: the store {}, then the upstream {url} (answers kept in {})", proxy.url(), store.display(), paths::upstream_cache_dir().display());
+    }
+    let plan = runner::Plan {
+        app: app.clone(),
+        context,
+        cells,
+        cache_state: match args.cache {
+            CacheChoice::Cold => CacheState::Cold,
+            CacheChoice::Warm => CacheState::Warm,
+        },
+        work_dir: cache.join("workspaces").join(&run_id),
+        results_path: results_path.clone(),
+        proxy_url: proxy.url(),
+        store: layerbench::goproxy::layout::StoreLayout::new(&store),
+        inspect: true,
+    };
+    let repetitions = plan.cells.iter().map(|c| c.repetition).max().unwrap_or(1);
+    let mut results = runner::new_results(&run_id, &p, &store, &plan, repetitions);
+    results.options.suite = args.suite.clone();
+    results.options.upstream = upstream;
+    println!(
+        "run {run_id}: {} cells, {} builds; results go to {}",
+        plan.cells.len(),
+        plan.total_builds(),
+        results_path.display()
+    );
+    let (stop, mut interrupt) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop.send(true);
+        }
+    });
+    let mut progress = progress::Progress::start();
+    let outcome = runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |e| progress.event(e), &mut interrupt).await;
+    progress.finish();
+    proxy.stop().await;
+    outcome?;
+    print!("{}", table::cell_tables(&results));
+    print!("{}", table::statistics_table(&results));
+    if suite.is_some() {
+        print!("{}", table::verdict_table(&layerbench::analysis::verdicts::verdicts(&results)));
+    }
+    print_report(&layerbench::report::write(&results, &results_path)?);
+    let failed: Vec<&BuildRecord> = results.records.iter().filter(|r| r.outcome == "failed").collect();
+    let probes_failed = results
+        .records
+        .iter()
+        .filter(|r| r.inspection.as_ref().is_some_and(|i| i.error.is_some() || i.runtime.as_ref().is_some_and(|rt| !rt.passed)))
+        .count();
+    println!(
+        "run {run_id}: {} builds recorded, {} failed, {probes_failed} with a failed inspection or probe; results: {}",
+        results.records.len(),
+        failed.len(),
+        results_path.display()
+    );
+    for r in &failed {
+        println!("  FAILED {} × {} · {} · {}: {}", r.variant, r.scenario, r.builder.name(), r.step, r.error.as_deref().unwrap_or("(no message)"));
+    }
+    Ok(failed.is_empty() && probes_failed == 0)
+}
+
+/// A suite's `app`: `@sample`, or a folder relative to the suite file.
+fn resolve_beside(app: &str, suite_file: &std::path::Path) -> String {
+    if app == shipped::SAMPLE_APP || std::path::Path::new(app).is_absolute() {
+        return app.to_string();
+    }
+    suite_file.parent().unwrap_or(std::path::Path::new(".")).join(app).display().to_string()
+}
+
+fn parse_build_args(args: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => anyhow::bail!("--build-arg {a:?} is not KEY=VALUE"),
+        })
+        .collect()
 }
 
 fn print_report(files: &layerbench::report::ReportFiles) {

@@ -19,22 +19,27 @@ pub fn store_dir() -> PathBuf {
     cache_dir().join("modstore")
 }
 
+/// Where the module proxy keeps the answers of upstream GOPROXYs (one subfolder each).
+pub fn upstream_cache_dir() -> PathBuf {
+    cache_dir().join("upstream")
+}
+
 /// The Debian archive used by debootstrap and `apt-get download`.
 pub fn debian_mirror() -> String {
     std::env::var("LAYERBENCH_DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".to_string())
 }
 
-/// The bundled sample service (inside the source tree layerbench was built from).
+/// The bundled sample service in the source tree (for tests; the binary uses the copy it ships, see `shipped`).
 pub fn sample_app_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sample-go-app")
 }
 
-/// Where runs write their results by default: `results/` of the source tree.
+/// Where runs write their results by default: `layerbench-results/` in the current folder.
 pub fn results_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")
+    PathBuf::from("layerbench-results")
 }
 
-/// The shipped scenarios.
+/// The scenarios folder of the source tree (for tests; the binary uses the scenarios it ships).
 pub fn scenarios_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")
 }

@@ -71,9 +71,15 @@ impl Progress {
                 if let Some(e) = &record.error {
                     text.push_str(&format!("\n     {e}"));
                 }
+                if let Some(e) = record.inspection.as_ref().and_then(|i| i.error.as_ref()) {
+                    text.push_str(&format!("\n     inspection: {e}"));
+                }
+                if let Some(rt) = record.inspection.as_ref().and_then(|i| i.runtime.as_ref()).filter(|rt| !rt.passed) {
+                    text.push_str(&format!("\n     probe {:?} exited {} (expected {})", rt.command, rt.exit_code, rt.expected_exit));
+                }
                 self.line(&text);
             }
-            Event::CellFailed { cell, message } => self.line(&format!("  cell {} failed: {message}", cell.label())),
+            Event::Warning { message } => self.line(&format!("  warning: {message}")),
         }
     }
 

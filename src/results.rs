@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Builder, EngineVersion, Machine};
-use crate::images::BaseImage;
-
 /// Bumped when a name in the schema changes meaning or disappears (adding fields keeps it).
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2: a layer's `instruction` is the Dockerfile text as written (both builders), with its `line` and the builder's own `vertex` label.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
@@ -64,6 +62,27 @@ pub struct RunOptions {
     /// The suite the cells came from, if any.
     #[serde(default)]
     pub suite: Option<String>,
+    /// Every template built: its Dockerfile, target, build arguments and probe (absent in version 1 files).
+    #[serde(default)]
+    pub templates: Vec<TemplateRecord>,
+    /// The build context, relative to the app when inside it (`` for the app itself).
+    #[serde(default)]
+    pub context: String,
+    /// The upstream GOPROXY the module proxy forwarded to, if any.
+    #[serde(default)]
+    pub upstream: Option<String>,
+}
+
+/// A template (variant) as the run built it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TemplateRecord {
+    pub name: String,
+    /// The Dockerfile, relative to the app when inside it.
+    pub dockerfile: String,
+    pub target: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub probe: Option<Probe>,
+    pub inspect_binary: Option<String>,
 }
 
 /// How a cell starts.
@@ -104,7 +123,7 @@ pub struct BuildRecord {
     pub network: String,
     /// What the built image is and does (absent when inspection was off or the build failed).
     #[serde(default)]
-    pub inspection: Option<crate::inspect::Inspection>,
+    pub inspection: Option<Inspection>,
 }
 
 fn loopback() -> String {
@@ -113,8 +132,16 @@ fn loopback() -> String {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LayerRecord {
+    /// The stage's `AS` name, or `stage-N` for an unnamed stage.
     pub stage: String,
+    /// The Dockerfile instruction as written (build args not expanded), the same text for both builders.
     pub instruction: String,
+    /// The 1-based line of the Dockerfile where the instruction starts (absent in version 1 files, and for steps that map to no line).
+    #[serde(default)]
+    pub line: Option<usize>,
+    /// What the builder called the step (`[build 4/6] RUN go mod download`, `Step 5/11 : RUN go mod download`).
+    #[serde(default)]
+    pub vertex: String,
     pub cached: bool,
     pub duration_ms: f64,
     /// Milliseconds after the build started: daemon-side (BuildKit) or arrival at the client (legacy).
@@ -138,6 +165,160 @@ pub struct ProxyRecord {
     pub misses: usize,
     /// `module@version` of every zip served during the build.
     pub modules: Vec<String>,
+    /// Every request the proxy received during the build, answered or not (absent in version 1 files).
+    #[serde(default)]
+    pub log: Vec<ServedRequest>,
+}
+
+/// One request to the module proxy during a build.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServedRequest {
+    pub path: String,
+    pub module: Option<String>,
+    pub version: Option<String>,
+    /// `list`, `info`, `mod`, `zip`, `latest` or `other`.
+    pub kind: String,
+    pub status: u16,
+    pub bytes: u64,
+    /// `store`, `upstream` (fetched from the upstream GOPROXY during this build), `upstream-cache` (an earlier upstream answer kept in the cache folder) or `none`.
+    pub served_from: String,
+}
+
+/// Which builder runs a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    Buildkit,
+    Legacy,
+}
+
+impl Builder {
+    /// The name used in results, tables and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Builder::Buildkit => "buildkit",
+            Builder::Legacy => "legacy",
+        }
+    }
+}
+
+/// The engine's version, as it reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EngineVersion {
+    pub engine: String,
+    pub api: String,
+}
+
+/// The machine the engine runs on, as the engine reports it (plus the CPU model from `/proc/cpuinfo`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Machine {
+    pub operating_system: String,
+    pub kernel: String,
+    pub architecture: String,
+    pub cpus: u32,
+    pub cpu_model: String,
+    pub memory_bytes: u64,
+    pub storage_driver: String,
+    pub cgroup_version: String,
+}
+
+/// Where a base image came from, for reports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BaseImage {
+    pub name: String,
+    pub id: String,
+    /// `local stand-in` or `as found` (an image layerbench did not make) or `pulled`.
+    pub provenance: String,
+    /// For stand-ins: the Debian packages it was made from.
+    pub packages: Vec<String>,
+    /// What happened in this run: `present`, `built`, `pulled`.
+    pub action: String,
+}
+
+/// Everything inspection learned about one image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Inspection {
+    /// The entrypoint binary (or the binary the run named).
+    pub binary: Option<BinaryFacts>,
+    /// Binaries named by the image's `io.layerbench.inspect` label.
+    pub tools: Vec<BinaryFacts>,
+    /// Other files named by that label: path and text (at most 2,000 characters).
+    #[serde(default)]
+    pub files: Vec<(String, String)>,
+    /// The configured probe's run (absent when no probe is configured).
+    pub runtime: Option<RuntimeCheck>,
+    /// The image's history, oldest first: what created each entry and its size in bytes.
+    #[serde(default)]
+    pub layer_sizes: Vec<LayerSize>,
+    /// Problems met while inspecting that did not stop it (a missing file, an unreadable ELF).
+    pub notes: Vec<String>,
+    /// The failure that stopped inspection or the probe (an engine error, a probe that timed out); the build itself is still recorded.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayerSize {
+    pub created_by: String,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BinaryFacts {
+    pub path: String,
+    pub size_bytes: u64,
+    /// `static` (no program interpreter, no needed libraries) or `dynamic`.
+    pub linkage: String,
+    pub interpreter: Option<String>,
+    pub needed: Vec<String>,
+    /// `path version` of the main module and every dependency, from the binary's Go build info.
+    pub go_modules: Vec<String>,
+}
+
+/// A runtime probe: the command a container from the image runs (with no network), and what it must exit with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    /// The container's command; the image's entrypoint, if any, runs with it as arguments.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub expected_exit: i64,
+    #[serde(default = "default_probe_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_probe_timeout() -> u64 {
+    60
+}
+
+impl Probe {
+    /// The bundled sample's self-test probe.
+    pub fn selftest() -> Probe {
+        Probe { command: vec!["selftest".into()], expected_exit: 0, timeout_seconds: default_probe_timeout() }
+    }
+}
+
+/// The configured probe, run in a container with no network as the image's user.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuntimeCheck {
+    /// How the facts were gathered.
+    pub method: String,
+    /// The container's command (the image's entrypoint, if any, runs with it).
+    #[serde(default)]
+    pub command: Vec<String>,
+    pub exit_code: i64,
+    /// The exit code the probe expects (0 unless configured).
+    #[serde(default)]
+    pub expected_exit: i64,
+    /// The probe exited with the expected code (and, for the sample's self-test, printed its success line).
+    #[serde(alias = "selftest_passed")]
+    pub passed: bool,
+    /// Facts the probe printed as `selftest: running as uid N`, `selftest: write-binary allowed|denied`, `selftest: write-etc allowed|denied`.
+    pub uid: Option<u32>,
+    pub can_write_binary: Option<bool>,
+    pub can_write_etc: Option<bool>,
+    /// The container's output (at most 2,000 characters).
+    pub output: String,
 }
 
 impl LayerRecord {
@@ -197,6 +378,9 @@ pub(crate) fn results_with(records: Vec<BuildRecord>) -> Results {
             cache_state: CacheState::Cold,
             proxy_url: "p".into(),
             suite: None,
+            templates: vec![],
+            context: String::new(),
+            upstream: None,
         },
         complete: true,
         records,
@@ -222,6 +406,8 @@ pub(crate) fn record_with(variant: &str, scenario: &str, step: &str, wall_second
             .map(|(instruction, cached, seconds)| LayerRecord {
                 stage: "build".into(),
                 instruction: instruction.to_string(),
+                line: None,
+                vertex: String::new(),
                 cached: *cached,
                 duration_ms: seconds * 1000.0,
                 start_ms: Some(0.0),

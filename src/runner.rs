@@ -6,20 +6,24 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::context::{build_context, ContextError};
+use crate::context::build_context;
 use crate::dockerfile::{split_buildkit_name, split_legacy_step, DockerfileModel};
 use crate::engine::{BuildRequest, Builder, Engine, EngineError, StepReport, KIND_LABEL};
+use crate::goproxy::gomod::{first_direct_requirement, requirements};
 use crate::goproxy::layout::StoreLayout;
+use crate::goproxy::{next_version, ModuleSource, ModuleVersions, Prefetched};
+use crate::roles::FIRST_DIRECT_DEPENDENCY;
+use crate::scenario::{Change, NEXT_VERSION};
 use crate::goproxy::server::{ProxyLog, ProxyRequest, ProxyServer, RequestKind, Shaping, ShapingControl, Unpublished};
 use crate::goproxy::store::StoreReport;
-use crate::inspect::{inspect_image, Inspection};
+use crate::inspect::{inspect_image, InspectOptions, Inspection};
 use crate::results::{
-    BuildRecord, CacheState, ImageRecord, LayerRecord, ProxyRecord, Results, ResultsError, RunOptions, StoreProvenance,
-    SCHEMA_VERSION,
+    BuildRecord, CacheState, ImageRecord, LayerRecord, Probe, ProxyRecord, Results, ResultsError, RunOptions, ServedRequest, StoreProvenance,
+    TemplateRecord, SCHEMA_VERSION,
 };
 use crate::setup::Provisioned;
 use crate::scenario::{Scenario, Step};
-use crate::workspace::{Applied, Workspace, WorkspaceError};
+use crate::workspace::{Applied, Layout, Workspace, WorkspaceError};
 
 /// Label carrying the run id on every image a run builds.
 pub const RUN_LABEL: &str = "io.layerbench.run";
@@ -28,8 +32,10 @@ pub const RUN_LABEL: &str = "io.layerbench.run";
 pub enum RunError {
     #[error("no variant named `{name}`: {dir} has {available}")]
     UnknownVariant { name: String, dir: PathBuf, available: String },
-    #[error("failed to list the variants in {dir}: {source}")]
+    #[error("failed to list the variants in {dir}: {source} (give templates with --dockerfile PATH)")]
     Variants { dir: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    BadTemplate(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -40,26 +46,95 @@ pub enum RunError {
     Interrupted(PathBuf),
 }
 
-/// A Dockerfile of the app: `dockerfiles/<name>.Dockerfile`.
+/// A Dockerfile template to build, with how to build and inspect it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Variant {
     pub name: String,
-    pub dockerfile: String,
+    /// The Dockerfile (absolute).
+    pub dockerfile: PathBuf,
+    /// The stage to build (`--target`); the last stage when absent.
+    pub target: Option<String>,
+    /// Build arguments of this template (the module proxy's GOPROXY and GOSUMDB are added to them).
+    pub build_args: BTreeMap<String, String>,
+    /// The runtime probe run on every image built; none when absent.
+    pub probe: Option<Probe>,
+    /// The binary to inspect instead of the image's entrypoint.
+    pub inspect_binary: Option<String>,
 }
 
-/// The variants of an app: every `dockerfiles/*.Dockerfile`, or those named.
+impl Variant {
+    /// A template from a Dockerfile path, named after the file (`build/service.Dockerfile` → `service`).
+    pub fn from_file(dockerfile: &Path) -> Variant {
+        let file = dockerfile.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+        let name = file
+            .strip_suffix(".Dockerfile")
+            .or_else(|| file.strip_suffix(".dockerfile"))
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&file)
+            .to_string();
+        Variant {
+            name,
+            dockerfile: dockerfile.to_path_buf(),
+            target: None,
+            build_args: BTreeMap::new(),
+            probe: None,
+            inspect_binary: None,
+        }
+    }
+
+    /// A `--dockerfile` argument: `PATH` or `NAME=PATH`, the path relative to `cwd` unless absolute.
+    pub fn from_arg(arg: &str, cwd: &Path) -> Result<Variant, RunError> {
+        let (name, path) = match arg.split_once('=') {
+            Some((n, p)) if !n.is_empty() && !n.contains('/') => (Some(n), p),
+            _ => (None, arg),
+        };
+        let path = cwd.join(path);
+        if !path.is_file() {
+            return Err(RunError::BadTemplate(format!("the Dockerfile {} (from --dockerfile {arg}) is not a file", path.display())));
+        }
+        let mut v = Variant::from_file(&path);
+        if let Some(n) = name {
+            v.name = n.to_string();
+        }
+        Ok(v)
+    }
+
+    /// What the results record about this template (the Dockerfile relative to the app when inside it).
+    pub fn record(&self, app: &Path) -> TemplateRecord {
+        TemplateRecord {
+            name: self.name.clone(),
+            dockerfile: self.dockerfile.strip_prefix(app).unwrap_or(&self.dockerfile).display().to_string(),
+            target: self.target.clone(),
+            build_args: self.build_args.clone(),
+            probe: self.probe.clone(),
+            inspect_binary: self.inspect_binary.clone(),
+        }
+    }
+}
+
+/// Refuses two templates with one name: every record is keyed by it.
+pub fn check_unique(variants: &[Variant]) -> Result<(), RunError> {
+    for (i, v) in variants.iter().enumerate() {
+        if let Some(other) = variants[..i].iter().find(|o| o.name == v.name) {
+            return Err(RunError::BadTemplate(format!(
+                "two templates are named `{}` ({} and {}); name them with --dockerfile NAME=PATH",
+                v.name,
+                other.dockerfile.display(),
+                v.dockerfile.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The default variants of an app: every `dockerfiles/*.Dockerfile`, or those named.
 pub fn variants(app: &Path, names: &[String]) -> Result<Vec<Variant>, RunError> {
     let dir = app.join("dockerfiles");
     let entries = std::fs::read_dir(&dir).map_err(|source| RunError::Variants { dir: dir.clone(), source })?;
     let mut all: Vec<Variant> = entries
         .filter_map(Result::ok)
-        .filter_map(|e| {
-            let file = e.file_name().to_string_lossy().to_string();
-            file.strip_suffix(".Dockerfile").map(|n| Variant {
-                name: n.to_string(),
-                dockerfile: format!("dockerfiles/{file}"),
-            })
-        })
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".Dockerfile"))
+        .map(|e| Variant::from_file(&e.path()))
         .collect();
     all.sort_by(|a, b| a.name.cmp(&b.name));
     if names.is_empty() {
@@ -107,6 +182,8 @@ impl NetworkProfile {
 /// The running proxy's handles the runner uses.
 #[derive(Debug, Clone)]
 pub struct ProxyHandles {
+    /// The store and upstream the proxy answers from (dependency bumps read versions through it).
+    pub source: ModuleSource,
     pub log: ProxyLog,
     pub unpublished: Unpublished,
     pub shaping: ShapingControl,
@@ -115,6 +192,7 @@ pub struct ProxyHandles {
 impl ProxyHandles {
     pub fn of(proxy: &ProxyServer) -> ProxyHandles {
         ProxyHandles {
+            source: proxy.source(),
             log: proxy.log(),
             unpublished: proxy.unpublished(),
             shaping: proxy.shaping(),
@@ -129,7 +207,7 @@ impl Cell {
             "{} × {} · {} · rep {}{network}",
             self.variant.name,
             self.scenario.name,
-            builder_name(self.builder),
+            self.builder.name(),
             self.repetition
         )
     }
@@ -140,17 +218,14 @@ impl Cell {
     }
 }
 
-pub fn builder_name(b: Builder) -> &'static str {
-    match b {
-        Builder::Buildkit => "buildkit",
-        Builder::Legacy => "legacy",
-    }
-}
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The app (its Go module root).
     pub app: PathBuf,
+    /// The build context: the app, a folder inside it, or a folder holding it.
+    pub context: PathBuf,
     pub cells: Vec<Cell>,
     pub cache_state: CacheState,
     /// Scratch workspaces go below this folder (one per cell, removed after it).
@@ -158,7 +233,7 @@ pub struct Plan {
     pub results_path: PathBuf,
     pub proxy_url: String,
     pub store: StoreLayout,
-    /// Inspect every image built (binary linkage, runtime checks).
+    /// Inspect every image built (sizes, binary linkage, the configured probe).
     pub inspect: bool,
 }
 
@@ -206,7 +281,7 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
         schema_version: SCHEMA_VERSION,
         run_id: run_id.to_string(),
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
-        git_commit: crate::workspace::source_commit(Path::new(env!("CARGO_MANIFEST_DIR"))),
+        git_commit: crate::shipped::git_commit(),
         started_unix_ms: crate::engine::unix_ms_now(),
         engine: provisioned.engine.clone(),
         machine: Some(provisioned.machine.clone()),
@@ -235,6 +310,17 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
             cache_state: plan.cache_state,
             proxy_url: plan.proxy_url.clone(),
             suite: None,
+            templates: {
+                let mut t: Vec<TemplateRecord> = Vec::new();
+                for c in &plan.cells {
+                    if !t.iter().any(|x| x.name == c.variant.name) {
+                        t.push(c.variant.record(&plan.app));
+                    }
+                }
+                t
+            },
+            context: plan.context.strip_prefix(&plan.app).map_or_else(|_| plan.context.display().to_string(), |p| p.display().to_string()),
+            upstream: None,
         },
         complete: false,
         records: Vec::new(),
@@ -248,12 +334,29 @@ pub enum Event<'a> {
     BuildStarted { cell: &'a Cell, step: &'a str, build: usize, of: usize },
     StepFinished { step: &'a StepReport },
     BuildFinished { record: &'a BuildRecord },
-    CellFailed { cell: &'a Cell, message: String },
+    /// Something went wrong that does not stop the run (a cleanup the engine refused).
+    Warning { message: String },
+}
+
+/// What every build of a run shares: the engine, the plan, the proxy and where results go.
+pub struct RunContext<'a> {
+    pub engine: &'a Engine,
+    pub plan: &'a Plan,
+    pub proxy: &'a ProxyHandles,
+    pub interrupt: watch::Receiver<bool>,
+}
+
+/// Progress through the run's builds, for events.
+struct Counter {
+    done: usize,
+    total: usize,
 }
 
 /// Runs every cell. `results` holds the provenance and receives the records;
-/// it is written to `plan.results_path` after every build. `interrupt`
-/// becoming `true` stops the run between or during builds.
+/// it is written to `plan.results_path` after every build. A build that
+/// fails, for any reason including an engine error, is recorded with its
+/// error and the run goes on with the next cell. `interrupt` becoming `true`
+/// stops the run between or during builds.
 pub async fn run(
     engine: &Engine,
     plan: &Plan,
@@ -263,8 +366,8 @@ pub async fn run(
     interrupt: &mut watch::Receiver<bool>,
 ) -> Result<(), RunError> {
     results.write(&plan.results_path)?;
-    let total = plan.total_builds();
-    let mut build_no = 0usize;
+    let mut ctx = RunContext { engine, plan, proxy: handles, interrupt: interrupt.clone() };
+    let mut counter = Counter { done: 0, total: plan.total_builds() };
     for cell in &plan.cells {
         on_event(Event::CellStarted { cell, of: plan.cells.len() });
         handles.unpublished.set(cell.scenario.unpublished.iter().filter_map(|u| {
@@ -272,23 +375,20 @@ pub async fn run(
             Some((m.to_string(), v.to_string()))
         }));
         handles.shaping.set(cell.network.shaping);
-        let outcome = run_cell(engine, plan, cell, &handles.log, &handles.unpublished, results, on_event, interrupt, &mut build_no, total).await;
+        let outcome = run_cell(&mut ctx, cell, results, on_event, &mut counter).await;
         handles.unpublished.set([]);
         handles.shaping.set(Shaping::default());
-        let cleanup = cleanup_cell(engine, plan, &cell_id(results, cell)).await;
-        match outcome {
-            Ok(()) => {}
-            Err(RunError::Interrupted(_)) => {
+        if let Err(e) = cleanup_cell(engine, plan, &cell_id(results, cell)).await {
+            on_event(Event::Warning { message: format!("after {}: {e}", cell.label()) });
+        }
+        if let Err(e) = outcome {
+            if let RunError::Interrupted(_) = e {
                 results.write(&plan.results_path)?;
                 let _ = std::fs::remove_dir(&plan.work_dir);
                 return Err(RunError::Interrupted(plan.results_path.clone()));
             }
-            Err(RunError::Workspace { cell: label, source }) => {
-                on_event(Event::CellFailed { cell, message: format!("{label}: {source}") });
-            }
-            Err(e) => return Err(e),
+            return Err(e);
         }
-        cleanup?;
     }
     results.complete = true;
     results.write(&plan.results_path)?;
@@ -307,96 +407,169 @@ fn cell_tag(results: &Results, cell: &Cell) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c.to_ascii_lowercase() } else { '-' })
         .collect();
-    format!("layerbench/{clean}:{}", cell_id(results, cell))
+    format!("layerbench/{}:{}", clean.trim_start_matches(['.', '-', '_']), cell_id(results, cell))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One cell: the workspace, the baseline and each step. Returns an error only
+/// when the run must stop (an interrupt, results that cannot be written).
 async fn run_cell(
-    engine: &Engine,
-    plan: &Plan,
+    ctx: &mut RunContext<'_>,
     cell: &Cell,
-    proxy: &ProxyLog,
-    unpublished: &Unpublished,
     results: &mut Results,
     on_event: &mut dyn FnMut(Event<'_>),
-    interrupt: &mut watch::Receiver<bool>,
-    build_no: &mut usize,
-    total: usize,
+    counter: &mut Counter,
 ) -> Result<(), RunError> {
+    let plan = ctx.plan;
     let id = cell_id(results, cell);
-    let root = plan.work_dir.join(&id);
-    if root.exists() {
-        let _ = std::fs::remove_dir_all(&root);
-    }
-    let ws = Workspace::create(&plan.app, &root, &cell.variant.dockerfile, Some(&id)).map_err(|source| RunError::Workspace {
-        cell: cell.label(),
-        source: Box::new(source),
-    })?;
-    let mut build_args = BTreeMap::new();
+    let mut build_args = cell.variant.build_args.clone();
     build_args.insert("GOPROXY".to_string(), plan.proxy_url.clone());
     build_args.insert("GOSUMDB".to_string(), "off".to_string());
+    let skip_rest = |counter: &mut Counter, from_step: usize| counter.done += cell.builds() - from_step;
+
+    let cell_dir = plan.work_dir.join(&id);
+    if cell_dir.exists() {
+        let _ = std::fs::remove_dir_all(&cell_dir);
+    }
+    let ws = match Layout::new(&plan.app, &plan.context, &cell.variant.dockerfile).and_then(|layout| Workspace::create(&layout, &cell_dir.join("tree"), Some(&id))).map(|ws| ws.with_origin(&plan.app, &cell.scenario.name)) {
+        Ok(ws) => ws,
+        Err(e) => {
+            let record = failed_record(cell, "baseline", results, &build_args, format!("the scratch workspace could not be made: {e}"));
+            push(results, plan, record, on_event)?;
+            skip_rest(counter, 0);
+            return Ok(());
+        }
+    };
 
     if cell.builder == Builder::Legacy {
-        let model = ws.dockerfile_model().map_err(|source| RunError::Workspace { cell: cell.label(), source: Box::new(source) })?;
-        if let Some(feature) = model.buildkit_only_feature() {
+        if let Some(feature) = ws.dockerfile_model().ok().and_then(|m| m.buildkit_only_feature()) {
             // Not a failure: the legacy builder cannot run this Dockerfile at all.
             let mut record = failed_record(cell, "baseline", results, &build_args, format!("not applicable: {feature} needs BuildKit"));
             record.outcome = "not-applicable".into();
             push(results, plan, record, on_event)?;
-            *build_no += cell.builds();
+            skip_rest(counter, 0);
             return Ok(());
         }
     }
 
     if plan.cache_state == CacheState::Warm {
         // The warm-up build is not recorded: it only puts the baseline into the cache.
-        let _ = build_once(engine, plan, cell, &ws, &build_args, results, proxy, false, "warm-up", &mut |_| {}, interrupt).await?;
+        let _ = build_once(ctx, cell, &ws, &build_args, results, false, "warm-up", &mut |_| {}).await?;
     }
-    *build_no += 1;
-    on_event(Event::BuildStarted { cell, step: "baseline", build: *build_no, of: total });
+    counter.done += 1;
+    on_event(Event::BuildStarted { cell, step: "baseline", build: counter.done, of: counter.total });
     let cold = plan.cache_state == CacheState::Cold;
-    let record = build_once(engine, plan, cell, &ws, &build_args, results, proxy, cold, "baseline", &mut |s| on_event(Event::StepFinished { step: s }), interrupt).await?;
+    let record = build_once(ctx, cell, &ws, &build_args, results, cold, "baseline", &mut |s| on_event(Event::StepFinished { step: s })).await?;
     let failed = record.outcome != "ok";
     push(results, plan, record, on_event)?;
     if failed {
-        *build_no += cell.scenario.steps.len();
+        skip_rest(counter, 1);
         return Ok(());
     }
 
     for (i, step) in cell.scenario.steps.iter().enumerate() {
-        *build_no += 1;
+        counter.done += 1;
         let nonce = format!("{id}-{}", i + 1);
         let mut applied = Applied::default();
-        if let Err(e) = apply_step(&ws, step, &nonce, &plan.store, &mut applied) {
+        let applied_ok = match prefetch_bumps(&ws, step, &ctx.proxy.source, &plan.store).await {
+            Ok(Some(versions)) => apply_step(&ws, step, &nonce, &versions, &mut applied),
+            Ok(None) => apply_step(&ws, step, &nonce, &plan.store, &mut applied),
+            Err(message) => {
+                let record = failed_record(cell, &step.name, results, &build_args, message);
+                push(results, plan, record, on_event)?;
+                skip_rest(counter, i + 2);
+                return Ok(());
+            }
+        };
+        if let Err(e) = applied_ok {
             let record = failed_record(cell, &step.name, results, &build_args, e.to_string());
             push(results, plan, record, on_event)?;
-            *build_no += cell.scenario.steps.len() - i - 1;
+            skip_rest(counter, i + 2);
             return Ok(());
         }
         for (k, v) in &applied.build_args {
             build_args.insert(k.clone(), v.clone());
         }
         for (m, v) in &applied.published {
-            unpublished.publish(m, v);
+            ctx.proxy.unpublished.publish(m, v);
         }
-        on_event(Event::BuildStarted { cell, step: &step.name, build: *build_no, of: total });
-        let mut record = build_once(engine, plan, cell, &ws, &build_args, results, proxy, false, &step.name, &mut |s| on_event(Event::StepFinished { step: s }), interrupt).await?;
+        on_event(Event::BuildStarted { cell, step: &step.name, build: counter.done, of: counter.total });
+        let mut record = build_once(ctx, cell, &ws, &build_args, results, false, &step.name, &mut |s| on_event(Event::StepFinished { step: s })).await?;
         record.notes = applied.notes;
         let failed = record.outcome != "ok";
         push(results, plan, record, on_event)?;
         if failed {
-            *build_no += cell.scenario.steps.len() - i - 1;
+            skip_rest(counter, i + 2);
             return Ok(());
         }
     }
     Ok(())
 }
 
-fn apply_step(ws: &Workspace, step: &Step, nonce: &str, store: &StoreLayout, applied: &mut Applied) -> Result<(), WorkspaceError> {
+pub fn apply_step(ws: &Workspace, step: &Step, nonce: &str, versions: &dyn ModuleVersions, applied: &mut Applied) -> Result<(), WorkspaceError> {
     for change in &step.changes {
-        ws.apply(change, nonce, &step.name, store, applied)?;
+        ws.apply(change, nonce, &step.name, versions, applied)?;
     }
     Ok(())
+}
+
+/// With an upstream GOPROXY, the versions a step's dependency bumps choose
+/// from are the store's and the upstream's, and the chosen version's files are
+/// fetched (and kept) before the bump rewrites go.sum with their hashes.
+/// `None` without an upstream or without bumps: the store alone answers.
+pub async fn prefetch_bumps(ws: &Workspace, step: &Step, source: &ModuleSource, store: &StoreLayout) -> Result<Option<Prefetched>, String> {
+    let Some(upstream) = source.upstream_url() else { return Ok(None) };
+    let bumps: Vec<(&String, &String)> = step
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::BumpModule { module, version } => Some((module, version)),
+            _ => None,
+        })
+        .collect();
+    if bumps.is_empty() {
+        return Ok(None);
+    }
+    let mut prefetched = Prefetched {
+        store: store.clone(),
+        description: format!("the module store {} and the upstream {upstream}", store.root().display()),
+        versions: BTreeMap::new(),
+        layouts: BTreeMap::new(),
+    };
+    let go_mod = std::fs::read_to_string(ws.root().join("go.mod")).unwrap_or_default();
+    for (module, version) in bumps {
+        // A module or version that cannot be resolved is left to the bump itself, whose error names it.
+        let module = if module == FIRST_DIRECT_DEPENDENCY {
+            match first_direct_requirement(&go_mod) {
+                Some(r) => r.module,
+                None => continue,
+            }
+        } else {
+            module.clone()
+        };
+        let versions = source
+            .versions(&module)
+            .await
+            .map_err(|e| format!("step `{}`: the versions of {module} could not be listed: {e}", step.name))?;
+        let version = if version == NEXT_VERSION {
+            let current = requirements(&go_mod).into_iter().find(|r| r.module == module).map(|r| r.version);
+            match current.and_then(|c| next_version(&c, &versions)) {
+                Some(v) => v.as_str().to_string(),
+                None => {
+                    prefetched.versions.insert(module, versions);
+                    continue;
+                }
+            }
+        } else {
+            version.clone()
+        };
+        prefetched.versions.insert(module.clone(), versions);
+        let layout = source
+            .ensure(&module, &version)
+            .await
+            .map_err(|e| format!("step `{}`: {module}@{version} could not be fetched: {e}", step.name))?;
+        prefetched.layouts.insert((module, version), layout);
+    }
+    Ok(Some(prefetched))
 }
 
 fn push(results: &mut Results, plan: &Plan, record: BuildRecord, on_event: &mut dyn FnMut(Event<'_>)) -> Result<(), RunError> {
@@ -431,24 +604,28 @@ fn failed_record(cell: &Cell, step: &str, results: &Results, build_args: &BTreeM
     }
 }
 
+/// One build, recorded whatever happens to it: a context that cannot be
+/// made, a build error and an engine error all give a failed record. Only an
+/// interrupt is an error.
 #[allow(clippy::too_many_arguments)]
 async fn build_once(
-    engine: &Engine,
-    plan: &Plan,
+    ctx: &mut RunContext<'_>,
     cell: &Cell,
     ws: &Workspace,
     build_args: &BTreeMap<String, String>,
     results: &Results,
-    proxy: &ProxyLog,
     no_cache: bool,
     step: &str,
     progress: &mut dyn FnMut(&StepReport),
-    interrupt: &mut watch::Receiver<bool>,
 ) -> Result<BuildRecord, RunError> {
-    let model = ws.dockerfile_model().map_err(|source| RunError::Workspace { cell: cell.label(), source: Box::new(source) })?;
-    let context = match build_context(ws.root(), std::path::Path::new(ws.dockerfile()), cell.builder) {
+    let failed = |message: String| failed_record(cell, step, results, build_args, message);
+    let model = match ws.dockerfile_model() {
+        Ok(m) => m,
+        Err(e) => return Ok(failed(format!("the Dockerfile could not be read: {e}"))),
+    };
+    let context = match build_context(ws.context_dir(), ws.dockerfile(), cell.builder) {
         Ok(c) => c,
-        Err(e) => return Ok(failed_record(cell, step, results, build_args, context_error(e))),
+        Err(e) => return Ok(failed(format!("the build context could not be made: {e}"))),
     };
     let mut labels = BTreeMap::new();
     labels.insert(KIND_LABEL.to_string(), "build".to_string());
@@ -458,26 +635,38 @@ async fn build_once(
         context_tar: context.tar,
         dockerfile: context.dockerfile,
         tag: cell_tag(results, cell),
+        target: cell.variant.target.clone(),
         build_args: build_args.clone(),
         labels,
         builder: cell.builder,
         network_mode: "host".to_string(),
         no_cache,
     };
+    let proxy = &ctx.proxy.log;
     let mark = proxy.len();
     let started_unix_ms = crate::engine::unix_ms_now();
     let started = Instant::now();
-    if *interrupt.borrow() {
-        return Err(RunError::Interrupted(plan.results_path.clone()));
+    if *ctx.interrupt.borrow() {
+        return Err(RunError::Interrupted(ctx.plan.results_path.clone()));
     }
     let outcome = tokio::select! {
-        r = engine.build(request, progress) => r?,
-        _ = interrupt.changed() => return Err(RunError::Interrupted(plan.results_path.clone())),
+        r = ctx.engine.build(request, progress) => r,
+        _ = ctx.interrupt.changed() => return Err(RunError::Interrupted(ctx.plan.results_path.clone())),
     };
     let wall_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
     let requests = proxy.since(mark);
-    let inspection = match (&outcome.image, plan.inspect) {
-        (Some(image), true) => Some(inspect_cached(engine, image, results).await?),
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            let mut record = failed(format!("the engine failed during the build: {e}"));
+            record.started_unix_ms = started_unix_ms;
+            record.wall_ms = wall_ms;
+            record.proxy = proxy_record(&requests);
+            return Ok(record);
+        }
+    };
+    let inspection = match (&outcome.image, ctx.plan.inspect) {
+        (Some(image), true) => Some(inspect_cached(ctx.engine, image, &cell.variant, results).await),
         _ => None,
     };
     let layers = layer_records(&model, cell.builder, &outcome.steps, started_unix_ms);
@@ -507,21 +696,20 @@ async fn build_once(
     })
 }
 
-/// Inspects an image, reusing an earlier inspection of the same image id in this run.
-async fn inspect_cached(engine: &Engine, image: &crate::engine::ImageFacts, results: &Results) -> Result<Inspection, RunError> {
+/// Inspects an image, reusing an earlier inspection of the same image id for the same template in this run.
+async fn inspect_cached(engine: &Engine, image: &crate::engine::ImageFacts, variant: &Variant, results: &Results) -> Inspection {
     let earlier = results
         .records
         .iter()
-        .filter(|r| r.image.as_ref().is_some_and(|i| i.id == image.id))
-        .find_map(|r| r.inspection.clone());
+        .filter(|r| r.variant == variant.name && r.image.as_ref().is_some_and(|i| i.id == image.id))
+        .find_map(|r| r.inspection.clone().filter(|i| i.error.is_none()));
     match earlier {
-        Some(i) => Ok(i),
-        None => Ok(inspect_image(engine, image).await?),
+        Some(i) => i,
+        None => {
+            let options = InspectOptions { binary: variant.inspect_binary.clone(), probe: variant.probe.clone() };
+            inspect_image(engine, image, &options).await
+        }
     }
-}
-
-fn context_error(e: ContextError) -> String {
-    format!("the build context could not be made: {e}")
 }
 
 /// Maps the builder's step reports onto the Dockerfile's instructions, in file order.
@@ -529,14 +717,20 @@ pub fn layer_records(model: &DockerfileModel, builder: Builder, steps: &[StepRep
     let mut rows: Vec<(usize, LayerRecord)> = Vec::new();
     for (n, s) in steps.iter().enumerate() {
         let mapped = match builder {
-            Builder::Buildkit => split_buildkit_name(&s.name).and_then(|(stage, i, _)| model.buildkit_step(&stage, i)),
-            Builder::Legacy => split_legacy_step(&s.name).and_then(|(i, _)| model.legacy_step(i)),
-        };
-        let (stage, instruction, position) = match mapped {
-            Some(ins) => (ins.stage.clone(), ins.text.clone(), model.position(ins).unwrap_or(usize::MAX)),
+            Builder::Buildkit => split_buildkit_name(&s.name).and_then(|(stage, i, text)| model.buildkit_step(&stage, i).map(|ins| (ins, text))),
+            Builder::Legacy => split_legacy_step(&s.name).and_then(|(i, text)| model.legacy_step(i).map(|ins| (ins, text))),
+        }
+        // A step maps onto an instruction of the same keyword only: the legacy builder
+        // numbers the build's labels after the last step it builds (with --target,
+        // not the file's last), so its step N may lie beyond the target stage.
+        .filter(|(ins, text)| text.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case(&ins.keyword)) && !text.starts_with("LABEL io.layerbench."))
+        .map(|(ins, _)| ins);
+        let (stage, instruction, line, position) = match mapped {
+            Some(ins) => (ins.stage.clone(), ins.text.clone(), Some(ins.line), model.position(ins).unwrap_or(usize::MAX)),
             // The legacy builder turns the build's labels into extra steps at the end: not Dockerfile steps.
             None if s.name.contains(" : LABEL io.layerbench.") => continue,
-            None => (String::new(), s.name.clone(), usize::MAX - steps.len() + n),
+            // The base image of a one-stage Dockerfile, as BuildKit names it (`[1/5] FROM docker.io/...`): kept, unmapped.
+            None => (String::new(), s.name.clone(), None, usize::MAX - steps.len() + n),
         };
         let rel = |t: Option<u64>| t.map(|t| t as f64 - build_start_unix_ms as f64);
         let duration_ms = match (s.started_unix_ms, s.completed_unix_ms) {
@@ -548,6 +742,8 @@ pub fn layer_records(model: &DockerfileModel, builder: Builder, steps: &[StepRep
             LayerRecord {
                 stage,
                 instruction,
+                line,
+                vertex: s.name.clone(),
                 cached: s.cached,
                 duration_ms,
                 start_ms: rel(s.started_unix_ms),
@@ -572,6 +768,18 @@ fn proxy_record(requests: &[ProxyRequest]) -> ProxyRecord {
         bytes: requests.iter().map(|r| r.bytes).sum(),
         misses: requests.iter().filter(|r| r.is_miss()).count(),
         modules,
+        log: requests
+            .iter()
+            .map(|r| ServedRequest {
+                path: r.path.clone(),
+                module: r.module.clone(),
+                version: r.version.clone(),
+                kind: serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                status: r.status,
+                bytes: r.bytes,
+                served_from: r.served_from.as_str().to_string(),
+            })
+            .collect(),
     }
 }
 
@@ -611,6 +819,19 @@ mod tests {
         assert_eq!(rows[3].stage, "stage-1");
         assert_eq!(rows[2].duration_ms, 10.0);
         assert_eq!(rows[2].start_ms, Some(20.0));
+    }
+
+    #[test]
+    fn legacy_label_steps_after_a_target_stage_are_not_mapped_onto_later_stages() {
+        let model = DockerfileModel::parse("FROM x AS build\nRUN a\nFROM scratch AS final\nCOPY --from=build /a /a\nFROM x AS debug\nRUN b\n");
+        let steps = vec![
+            report("Step 4/7 : COPY --from=build /a /a", false, 1, 2),
+            report("Step 5/7 : LABEL io.layerbench.kind=build", false, 2, 3),
+            report("Step 6/7 : LABEL io.layerbench.managed=true", false, 3, 4),
+        ];
+        let rows = layer_records(&model, Builder::Legacy, &steps, 0);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!((rows[0].line, rows[0].vertex.as_str()), (Some(4), "Step 4/7 : COPY --from=build /a /a"));
     }
 
     #[test]

@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::goproxy::gomod::Version;
+use crate::roles::{self, Role, FIRST_DIRECT_DEPENDENCY};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("failed to read scenario file {path}: {source}")]
@@ -27,6 +30,9 @@ pub enum ScenarioError {
 pub struct Scenario {
     pub name: String,
     pub description: String,
+    /// Written for the bundled sample (its module versions, its build argument): left out of a run on another app unless named.
+    #[serde(default)]
+    pub sample_only: bool,
     /// `module@version`s the module proxy hides until a `publish-module` change publishes them.
     #[serde(default)]
     pub unpublished: Vec<String>,
@@ -73,6 +79,91 @@ pub enum Change {
     BuildArg { name: String, value: String },
     /// The module proxy starts serving a version listed in the scenario's `unpublished`; no file changes.
     PublishModule { module: String, version: String },
+    /// Rename (move) a file, folder or symlink; `to` must not exist yet (its folders are created).
+    Rename { from: String, to: String },
+    /// Create a folder and its missing parents; it must not exist yet.
+    Mkdir { dir: String },
+    /// Create a symlink at `link` holding `target`, a relative path that must resolve inside the app.
+    Symlink { link: String, target: String },
+    /// Set the numeric owner (`"uid:gid"`) of a file, folder or symlink (the link itself).
+    Chown { file: String, owner: String },
+}
+
+impl Change {
+    /// The keys of this change that name a path in the app (roles allowed), with their values.
+    pub fn paths(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Change::Append { file, .. }
+            | Change::Replace { file, .. }
+            | Change::Write { file, .. }
+            | Change::Delete { file }
+            | Change::Touch { file }
+            | Change::Chmod { file, .. }
+            | Change::Chown { file, .. } => vec![("file", file)],
+            Change::Rename { from, to } => vec![("from", from), ("to", to)],
+            Change::Mkdir { dir } => vec![("dir", dir)],
+            Change::Symlink { link, .. } => vec![("link", link)],
+            Change::GitCommit { .. }
+            | Change::DockerfileReplace { .. }
+            | Change::DockerfileMove { .. }
+            | Change::BumpModule { .. }
+            | Change::BuildArg { .. }
+            | Change::PublishModule { .. } => Vec::new(),
+        }
+    }
+
+    /// What is wrong with this change as written, if anything (checked before any file is touched).
+    fn problem(&self) -> Option<String> {
+        for (key, value) in self.paths() {
+            if let Some(problem) = path_problem(value) {
+                return Some(format!("`{key}` = `{value}` {problem}"));
+            }
+            if let Some(name) = roles::placeholders(value).into_iter().find(|n| Role::from_name(n).is_none()) {
+                let known: Vec<String> = Role::ALL.iter().map(|r| format!("{{{}}}", r.name())).collect();
+                return Some(format!("`{key}` = `{value}` names `{{{name}}}`, which is not a role (roles: {})", known.join(", ")));
+            }
+        }
+        match self {
+            Change::Chmod { mode, .. } if u32::from_str_radix(mode, 8).is_err() => Some(format!("chmod mode `{mode}` is not octal")),
+            Change::Chown { owner, .. } if parse_owner(owner).is_none() => {
+                Some(format!("chown owner `{owner}` is not numeric `uid:gid` (such as \"1000:1000\")"))
+            }
+            Change::Symlink { target, .. } if target.is_empty() || Path::new(target).is_absolute() => {
+                Some(format!("symlink target `{target}` must be a relative path (it must resolve inside the app)"))
+            }
+            Change::BumpModule { module, .. } if module.contains('{') && module != FIRST_DIRECT_DEPENDENCY => Some(format!(
+                "bump-module module `{module}`: the only role a module may be named by is `{FIRST_DIRECT_DEPENDENCY}`"
+            )),
+            Change::BumpModule { version, .. } if version != NEXT_VERSION && Version::parse(version).is_none() => Some(format!(
+                "bump-module version `{version}` is neither `{NEXT_VERSION}` nor a module version such as `v1.2.3`"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The value of `bump-module`'s `version` that picks the next newer release.
+pub const NEXT_VERSION: &str = "next";
+
+/// Parses a numeric `"uid:gid"` owner.
+pub fn parse_owner(owner: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = owner.split_once(':')?;
+    let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<u32>().ok()).flatten();
+    Some((number(uid)?, number(gid)?))
+}
+
+/// Why a scenario path may not be used as written: empty, absolute, or going up with `..`.
+pub fn path_problem(path: &str) -> Option<&'static str> {
+    let p = Path::new(path);
+    if path.trim().is_empty() {
+        Some("is empty")
+    } else if p.is_absolute() {
+        Some("is absolute; scenario paths are relative to the app folder")
+    } else if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        Some("goes up with `..`; scenario paths stay inside the app folder")
+    } else {
+        None
+    }
 }
 
 impl Scenario {
@@ -105,10 +196,8 @@ impl Scenario {
                 return Err(bad(format!("two steps are named `{}`", step.name)));
             }
             for change in &step.changes {
-                if let Change::Chmod { mode, .. } = change {
-                    if u32::from_str_radix(mode, 8).is_err() {
-                        return Err(bad(format!("step `{}`: chmod mode `{mode}` is not octal", step.name)));
-                    }
+                if let Some(problem) = change.problem() {
+                    return Err(bad(format!("step `{}`: {problem}", step.name)));
                 }
                 if let Change::PublishModule { module, version } = change {
                     if !scenario.unpublished.contains(&format!("{module}@{version}")) {
@@ -218,10 +307,57 @@ change = [
   { kind = "bump-module", module = "github.com/BurntSushi/toml", version = "v1.3.2" },
   { kind = "build-arg", name = "X", value = "1" },
   { kind = "publish-module", module = "m", version = "v2" },
+  { kind = "rename", from = "{any_go}", to = "moved/{any_go}" },
+  { kind = "mkdir", dir = "empty" },
+  { kind = "symlink", link = "sub/l", target = "../x.go" },
+  { kind = "chown", file = "{main_go}", owner = "1000:1000" },
+  { kind = "bump-module", module = "{first_direct_dependency}", version = "next" },
 ]
 "#;
         let s = Scenario::parse(text, Path::new("all.toml")).unwrap();
-        assert_eq!(s.steps[0].changes.len(), 12);
+        assert_eq!(s.steps[0].changes.len(), 17);
+        assert_eq!(s.steps[0].changes[12], Change::Rename { from: "{any_go}".into(), to: "moved/{any_go}".into() });
+        assert_eq!(s.steps[0].changes[15], Change::Chown { file: "{main_go}".into(), owner: "1000:1000".into() });
+    }
+
+    #[test]
+    fn typos_in_the_new_change_kinds_name_the_line_and_key() {
+        for (change, key) in [
+            ("{ kind = \"symlink\", link = \"a\", targt = \"b\" }", "targt"),
+            ("{ kind = \"rename\", form = \"a\", to = \"b\" }", "form"),
+            ("{ kind = \"mkdir\", directory = \"a\" }", "directory"),
+            ("{ kind = \"chown\", file = \"a\", user = \"1:1\" }", "user"),
+        ] {
+            let text = format!("name = \"t\"\ndescription = \"d\"\n[[step]]\nname = \"s\"\nchange = [\n  {{ kind = \"mkdir\", dir = \"x\" }},\n  {change},\n]\n");
+            let err = Scenario::parse(&text, Path::new("new.toml")).unwrap_err().to_string();
+            assert!(err.contains("new.toml") && err.contains("line 7") && err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_paths_owners_roles_and_versions_are_refused_when_read() {
+        let parse = |change: &str| {
+            let text = format!("name = \"t\"\ndescription = \"d\"\n[[step]]\nname = \"the-step\"\nchange = [{change}]\n");
+            Scenario::parse(&text, Path::new("bad.toml")).map(|_| ()).map_err(|e| e.to_string())
+        };
+        for (change, problem) in [
+            ("{ kind = \"touch\", file = \"../go.mod\" }", "`..`"),
+            ("{ kind = \"rename\", from = \"a\", to = \"/tmp/a\" }", "absolute"),
+            ("{ kind = \"mkdir\", dir = \"\" }", "empty"),
+            ("{ kind = \"append\", file = \"{main-go}\", text = \"x\" }", "not a role"),
+            ("{ kind = \"touch\", file = \"{nonce}.txt\" }", "not a role"),
+            ("{ kind = \"chown\", file = \"a\", owner = \"root:root\" }", "uid:gid"),
+            ("{ kind = \"chown\", file = \"a\", owner = \"1000\" }", "uid:gid"),
+            ("{ kind = \"symlink\", link = \"a\", target = \"/etc\" }", "relative"),
+            ("{ kind = \"bump-module\", module = \"{first_dependency}\", version = \"next\" }", "{first_direct_dependency}"),
+            ("{ kind = \"bump-module\", module = \"m\", version = \"newest\" }", "neither `next`"),
+        ] {
+            let err = parse(change).unwrap_err();
+            assert!(err.contains("bad.toml") && err.contains("the-step") && err.contains(problem), "{change}: {err}");
+        }
+        assert!(parse("{ kind = \"chown\", file = \"{any_go}\", owner = \"0:65534\" }").is_ok());
+        assert_eq!(parse_owner("1000:1000"), Some((1000, 1000)));
+        assert_eq!(parse_owner("+1:1"), None);
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub async fn run_selftest(
         context_tar: context.tar,
         dockerfile: context.dockerfile,
         tag: SELFTEST_TAG.to_string(),
+        target: None,
         build_args,
         labels,
         builder: Builder::Buildkit,

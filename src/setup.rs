@@ -18,6 +18,8 @@ pub enum SetupError {
     Images(#[from] ImageError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Layout(#[from] crate::goproxy::layout::LayoutError),
 }
 
 /// What the store step did.
@@ -60,6 +62,66 @@ pub fn ensure_store(recipe: &Recipe, mirror: &str, cache: &Path, store: &Path, f
     })
 }
 
+/// Which module store a run serves.
+#[derive(Debug, Clone)]
+pub enum StoreSpec {
+    /// Built from a recipe into `out` (reused when complete and from the same recipe).
+    Recipe { recipe: Recipe, out: PathBuf },
+    /// A GOPROXY-layout folder the user made; it is only checked, never written.
+    Existing(PathBuf),
+}
+
+impl StoreSpec {
+    /// The built-in recipe in the default store folder.
+    pub fn default_store(store: &Path) -> StoreSpec {
+        StoreSpec::Recipe { recipe: Recipe::default_recipe(), out: store.to_path_buf() }
+    }
+
+    /// A recipe file's store: its own folder below the cache, named by the recipe's fingerprint, so it never overwrites the default store.
+    pub fn from_recipe_file(path: &Path, cache: &Path) -> Result<StoreSpec, StoreError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StoreError::Io {
+            action: "read the recipe",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let recipe = Recipe::parse(&text, &path.display().to_string())?;
+        let out = recipe_store_dir(&recipe, cache);
+        Ok(StoreSpec::Recipe { recipe, out })
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            StoreSpec::Recipe { out, .. } => out,
+            StoreSpec::Existing(p) => p,
+        }
+    }
+}
+
+/// Where the store of a recipe other than the built-in one lives.
+pub fn recipe_store_dir(recipe: &Recipe, cache: &Path) -> PathBuf {
+    let fp = recipe.fingerprint();
+    cache.join("stores").join(&fp[..fp.len().min(16)])
+}
+
+/// Checks a store the user gave, or builds one from a recipe.
+pub fn ensure_store_spec(spec: &StoreSpec, mirror: &str, cache: &Path) -> Result<StoreStatus, SetupError> {
+    match spec {
+        StoreSpec::Recipe { recipe, out } => Ok(ensure_store(recipe, mirror, cache, out, false)?),
+        StoreSpec::Existing(dir) => {
+            let started = Instant::now();
+            let modules = StoreLayout::new(dir).validate()?;
+            Ok(StoreStatus {
+                path: dir.clone(),
+                action: "given".into(),
+                modules: modules.len(),
+                versions: modules.iter().map(|m| m.versions.len()).sum(),
+                zip_bytes: 0,
+                seconds: started.elapsed().as_secs_f64(),
+            })
+        }
+    }
+}
+
 /// Everything `layerbench setup` provisions.
 #[derive(Debug, Clone, Serialize)]
 pub struct Provisioned {
@@ -69,13 +131,17 @@ pub struct Provisioned {
     pub store: StoreStatus,
 }
 
-/// Connects to the engine, ensures the base images and the module store.
+/// Connects to the engine, ensures the base images and the built-in module store.
 pub async fn provision(pull: bool, cache: &Path, store: &Path, mirror: &str) -> Result<(Engine, Provisioned), SetupError> {
+    provision_with(pull, cache, &StoreSpec::default_store(store), mirror).await
+}
+
+/// Connects to the engine, ensures the base images and the module store `spec` names.
+pub async fn provision_with(pull: bool, cache: &Path, spec: &StoreSpec, mirror: &str) -> Result<(Engine, Provisioned), SetupError> {
     let engine = Engine::connect().await?;
     let base_images = ensure_base_images(&engine, pull, cache, mirror).await?;
-    let recipe = Recipe::default_recipe();
-    let (cache, store, mirror) = (cache.to_path_buf(), store.to_path_buf(), mirror.to_string());
-    let store = tokio::task::spawn_blocking(move || ensure_store(&recipe, &mirror, &cache, &store, false))
+    let (cache, spec, mirror) = (cache.to_path_buf(), spec.clone(), mirror.to_string());
+    let store = tokio::task::spawn_blocking(move || ensure_store_spec(&spec, &mirror, &cache))
         .await
         .expect("the store task does not panic")?;
     let version = engine.version.clone();

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::engine::Builder;
 use crate::goproxy::server::Shaping;
+use crate::results::{Builder, Probe};
 use crate::runner::{self, Cell, NetworkProfile, RunError};
-use crate::scenario::{self, ScenarioError};
+use crate::scenario::ScenarioError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
@@ -27,6 +27,12 @@ pub enum SuiteError {
 pub struct Suite {
     pub name: String,
     pub description: String,
+    /// The app the suite is for: a folder relative to the suite file, or `@sample` (the bundled sample); `--app` overrides it.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// The runtime probe run on every image the suite builds.
+    #[serde(default)]
+    pub probe: Option<Probe>,
     #[serde(default)]
     pub network: BTreeMap<String, NetworkSpec>,
     pub cells: Vec<CellGroup>,
@@ -63,23 +69,42 @@ fn loopback_only() -> Vec<String> {
     vec!["loopback".to_string()]
 }
 
-/// A suite by name (`scenarios/suites/<name>.toml`) or by path.
-pub fn load(name_or_path: &str, suites_dir: &Path) -> Result<Suite, SuiteError> {
-    let path = if name_or_path.ends_with(".toml") {
-        PathBuf::from(name_or_path)
+/// A suite by name (a shipped suite, `scenarios/suites/<name>.toml`) or by path (ending in `.toml`).
+/// Returns the suite and the file it came from.
+pub fn load(name_or_path: &str) -> Result<(Suite, PathBuf), SuiteError> {
+    let (path, text) = if name_or_path.ends_with(".toml") {
+        let path = PathBuf::from(name_or_path);
+        let text = std::fs::read_to_string(&path).map_err(|source| SuiteError::Io { path: path.clone(), source })?;
+        (path, text)
     } else {
-        suites_dir.join(format!("{name_or_path}.toml"))
+        match crate::shipped::suite_file(name_or_path) {
+            Some((path, text)) => (path, text.to_string()),
+            None => {
+                return Err(SuiteError::Parse {
+                    path: PathBuf::from(name_or_path),
+                    message: format!(
+                        "no shipped suite named `{name_or_path}` (shipped: {}); give a suite file's path ending in .toml",
+                        crate::shipped::suite_names().join(", ")
+                    ),
+                })
+            }
+        }
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| SuiteError::Io { path: path.clone(), source })?;
-    let suite: Suite = toml::from_str(&text).map_err(|e| SuiteError::Parse {
-        path: path.clone(),
+    let suite = parse(&text, &path)?;
+    Ok((suite, path))
+}
+
+/// Parses suite text; `path` names the file in errors.
+pub fn parse(text: &str, path: &Path) -> Result<Suite, SuiteError> {
+    let suite: Suite = toml::from_str(text).map_err(|e| SuiteError::Parse {
+        path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })?;
     for group in &suite.cells {
         for n in &group.networks {
             if n != "loopback" && !suite.network.contains_key(n) {
                 return Err(SuiteError::Parse {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     message: format!("network `{n}` is not defined under [network]"),
                 });
             }
@@ -88,12 +113,16 @@ pub fn load(name_or_path: &str, suites_dir: &Path) -> Result<Suite, SuiteError> 
     Ok(suite)
 }
 
-/// The suite's cells, in file order.
-pub fn cells(suite: &Suite, app: &Path, scenarios_dir: &Path) -> Result<Vec<Cell>, SuiteError> {
+/// The suite's cells, in file order: its variants are `app`'s `dockerfiles/*.Dockerfile`,
+/// its scenarios the shipped ones (or those of `scenarios_dir`).
+pub fn cells(suite: &Suite, app: &Path, scenarios_dir: Option<&Path>) -> Result<Vec<Cell>, SuiteError> {
     let mut out = Vec::new();
     for group in &suite.cells {
-        let variants = runner::variants(app, &group.variants)?;
-        let scenarios = scenario::select(scenarios_dir, &group.scenarios)?;
+        let mut variants = runner::variants(app, &group.variants)?;
+        for v in &mut variants {
+            v.probe.clone_from(&suite.probe);
+        }
+        let scenarios = crate::shipped::select_scenarios(scenarios_dir, &group.scenarios, true)?;
         for network in &group.networks {
             let profile = match suite.network.get(network) {
                 Some(spec) => NetworkProfile {
@@ -122,8 +151,11 @@ mod tests {
     #[test]
     fn the_claims_suite_expands_into_cells_for_every_claim() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let suite = load("claims", &root.join("scenarios/suites")).unwrap();
-        let cells = cells(&suite, &root.join("sample-go-app"), &root.join("scenarios")).unwrap();
+        let (suite, _) = load("claims").unwrap();
+        assert_eq!(suite.app.as_deref(), Some(crate::shipped::SAMPLE_APP));
+        assert_eq!(suite.probe, Some(Probe::selftest()), "the sample declares its self-test as its probe");
+        let cells = cells(&suite, &root.join("sample-go-app"), None).unwrap();
+        assert!(cells.iter().all(|c| c.variant.probe.is_some()));
         assert!(cells.iter().any(|c| c.network.name == "remote-10mbit" && c.network.shaping.latency_ms == 40));
         assert!(cells.iter().any(|c| c.builder == Builder::Legacy && c.variant.name == "extra-stage"));
         let builds: usize = cells.iter().map(Cell::builds).sum();

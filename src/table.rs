@@ -1,7 +1,6 @@
 //! The end-of-run table: per cell, each build's cache outcomes, time and proxy requests (plain text, from results only).
 
 use crate::results::{BuildRecord, Results};
-use crate::runner::builder_name;
 
 /// One block per cell (variant, scenario, builder, repetition), in run order.
 pub fn cell_tables(results: &Results) -> String {
@@ -17,7 +16,7 @@ pub fn cell_tables(results: &Results) -> String {
             "{} × {} · {} · rep {} ({})\n",
             first.variant,
             first.scenario,
-            builder_name(first.builder),
+            first.builder.name(),
             first.repetition,
             match first.cache_state {
                 crate::results::CacheState::Cold => "cold",
@@ -64,7 +63,7 @@ pub fn statistics_table(results: &Results) -> String {
     type Group = ((String, String, String, String, String), Vec<f64>);
     let mut groups: Vec<Group> = Vec::new();
     for r in results.records.iter().filter(|r| r.outcome == "ok") {
-        let key = (r.variant.clone(), r.scenario.clone(), builder_name(r.builder).to_string(), r.network.clone(), r.step.clone());
+        let key = (r.variant.clone(), r.scenario.clone(), r.builder.name().to_string(), r.network.clone(), r.step.clone());
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(r.wall_ms / 1000.0),
             None => groups.push((key, vec![r.wall_ms / 1000.0])),

@@ -37,6 +37,7 @@ async fn cleanup_removes_labelled_images_and_leaves_an_unrelated_image_alone() {
         context_tar: ctx.tar,
         dockerfile: "Dockerfile".into(),
         tag: "layerbench-test/labelled:remove".into(),
+        target: None,
         build_args: Default::default(),
         labels: Default::default(),
         builder: layerbench::engine::Builder::Buildkit,

@@ -6,6 +6,11 @@
 //! count, modification time) into `/listing`; the listings of the CLI's image
 //! and layerbench's image must be equal. Folder modification times are left
 //! out: both builders stamp a folder with the time they write into it.
+//!
+//! Every build first writes its own tag into a layer (`NONCE`): the engine
+//! keys layers by a digest of their tar, whose times are whole seconds, so
+//! without it a `COPY` layer made in the same second by the other builder
+//! could be reused, with that builder's sub-second times.
 
 #![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
 
@@ -23,6 +28,8 @@ const DOCKER: &str = "/usr/bin/docker";
 const TAG_PREFIX: &str = "layerbench-test/context-parity";
 const LISTING: &str = "/listing";
 const DOCKERFILE: &str = r#"FROM debian:bookworm-slim
+ARG NONCE
+RUN echo "$NONCE" > /nonce
 COPY . /ctx
 RUN find /ctx \( -type d -printf '%P|%y|%m|%U:%G|||%n|\n' \) -o -printf '%P|%y|%m|%U:%G|%l|%s|%n|%T@\n' | LC_ALL=C sort > /listing
 "#;
@@ -226,7 +233,7 @@ async fn listing_by_cli(engine: &Engine, fixture: &Fixture, builder: Builder, ta
         .env("DOCKER_BUILDKIT", cli_flag(builder))
         .args(["build", "--quiet", "--no-cache", "--label", "layerbench.test=context-parity", "--file"])
         .arg(&fixture.dockerfile)
-        .args(["--tag", &tag])
+        .args(["--tag", &tag, "--build-arg", &format!("NONCE={tag}")])
         .arg(&fixture.context));
     read_listing(engine, &tag).await
 }
@@ -243,7 +250,8 @@ async fn listing_by_layerbench(engine: &Engine, fixture: &Fixture, builder: Buil
         context_tar: context.tar,
         dockerfile: context.dockerfile.clone(),
         tag: tag.clone(),
-        build_args: BTreeMap::new(),
+        target: None,
+        build_args: BTreeMap::from([("NONCE".to_string(), tag.clone())]),
         labels: BTreeMap::from([("layerbench.test".to_string(), "context-parity".to_string())]),
         builder,
         network_mode: "none".to_string(),

@@ -35,7 +35,7 @@ async fn static_and_dynamic_binaries_are_told_apart_and_the_dynamic_one_cannot_s
     assert_eq!(layers, image_size, "per-layer sizes add up to the image size: {:?}", s.layer_sizes);
     assert!(s.layer_sizes.iter().any(|l| l.created_by.contains("COPY") && l.size_bytes > 1_000_000));
     let run = s.runtime.as_ref().unwrap();
-    assert!(run.selftest_passed, "{}", run.output);
+    assert!(run.passed, "{}", run.output);
     assert_eq!(run.uid, Some(65532), "the non-root user is seen inside the container");
 
     let d = baseline(&r, "dynamic-scratch").inspection.as_ref().expect("inspected");
@@ -45,7 +45,7 @@ async fn static_and_dynamic_binaries_are_told_apart_and_the_dynamic_one_cannot_s
     assert!(bin.needed.iter().any(|n| n.starts_with("libc.")), "{:?}", bin.needed);
     let run = d.runtime.as_ref().unwrap();
     assert_ne!(run.exit_code, 0);
-    assert!(!run.selftest_passed);
+    assert!(!run.passed);
     assert!(run.output.contains("no such file or directory"), "{}", run.output);
 }
 

@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use crate::analysis::stats::{wall_seconds, Ratio, Summary};
 use crate::results::{BuildRecord, Results};
-use crate::runner::builder_name;
 
 /// One cell step (variant × scenario · builder · network, step) seen in either file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,7 +28,7 @@ impl StepComparison {
 
 fn key(r: &BuildRecord) -> (String, String) {
     (
-        format!("{} × {} · {} · {}", r.variant, r.scenario, builder_name(r.builder), r.network),
+        format!("{} × {} · {} · {}", r.variant, r.scenario, r.builder.name(), r.network),
         r.step.clone(),
     )
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::stats::{wall_seconds, Ratio, Summary};
-use crate::engine::Builder;
+use crate::results::Builder;
 use crate::results::{BuildRecord, LayerRecord, Results};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,11 +398,11 @@ fn c7(r: &Records) -> (Verdict, String) {
     (verdict, evidence)
 }
 
-fn binary_of<'r>(recs: &[&'r BuildRecord]) -> Option<&'r crate::inspect::BinaryFacts> {
+fn binary_of<'r>(recs: &[&'r BuildRecord]) -> Option<&'r crate::results::BinaryFacts> {
     recs.iter().filter_map(|r| r.inspection.as_ref()).find_map(|i| i.binary.as_ref())
 }
 
-fn runtime_of<'r>(recs: &[&'r BuildRecord]) -> Option<&'r crate::inspect::RuntimeCheck> {
+fn runtime_of<'r>(recs: &[&'r BuildRecord]) -> Option<&'r crate::results::RuntimeCheck> {
     recs.iter().filter_map(|r| r.inspection.as_ref()).find_map(|i| i.runtime.as_ref())
 }
 
@@ -437,11 +437,11 @@ fn c9(r: &Records) -> (Verdict, String) {
     let evidence = format!(
         "static-scratch: exit {}, self-test {}; dynamic-scratch: exit {}, `{}`",
         s.exit_code,
-        if s.selftest_passed { "passed" } else { "failed" },
+        if s.passed { "passed" } else { "failed" },
         d.exit_code,
         first_line(&d.output)
     );
-    let verdict = if s.selftest_passed && d.exit_code != 0 && !d.selftest_passed { Verdict::Confirmed } else { Verdict::Refuted };
+    let verdict = if s.passed && d.exit_code != 0 && !d.passed { Verdict::Confirmed } else { Verdict::Refuted };
     (verdict, evidence)
 }
 
@@ -553,7 +553,7 @@ fn x4(r: &Records) -> (Verdict, String) {
         let use_step = layer(rec, "RUN CGO_ENABLED=0 go build");
         let before = layer(rec, "COPY . .");
         let decl = layer(rec, "ARG APP_VERSION");
-        let name = crate::runner::builder_name(builder);
+        let name = builder.name();
         match (use_step, before) {
             (Some(u), Some(b)) => {
                 holds &= !u.cached && b.cached;
@@ -627,7 +627,7 @@ fn x5(r: &Records) -> (Verdict, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::{BinaryFacts, Inspection, RuntimeCheck};
+    use crate::results::{BinaryFacts, Inspection, RuntimeCheck};
     use crate::results::*;
 
     fn results(records: Vec<BuildRecord>) -> Results {
@@ -739,8 +739,10 @@ mod tests {
     fn ran(exit_code: i64, uid: Option<u32>, writes: Option<bool>) -> RuntimeCheck {
         RuntimeCheck {
             method: "m".into(),
+            command: vec!["selftest".into()],
             exit_code,
-            selftest_passed: exit_code == 0,
+            expected_exit: 0,
+            passed: exit_code == 0,
             uid,
             can_write_binary: writes,
             can_write_etc: writes,

@@ -17,6 +17,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+pub use crate::results::{Builder, EngineVersion, Machine};
+
 /// Every image and container layerbench creates carries this label.
 pub const MANAGED_LABEL: &str = "io.layerbench.managed";
 /// What a managed object is (`base-image`, `build`, `selftest`, ...).
@@ -57,39 +59,12 @@ fn api(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Engi
     move |source| EngineError::Api { action, source }
 }
 
-/// Which builder runs a build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Builder {
-    Buildkit,
-    Legacy,
-}
-
 /// A connected engine, API version negotiated.
 #[derive(Debug, Clone)]
 pub struct Engine {
     docker: Docker,
     target: String,
     pub version: EngineVersion,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct EngineVersion {
-    pub engine: String,
-    pub api: String,
-}
-
-/// The machine the engine runs on, as the engine reports it (plus the CPU model from `/proc/cpuinfo`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Machine {
-    pub operating_system: String,
-    pub kernel: String,
-    pub architecture: String,
-    pub cpus: u32,
-    pub cpu_model: String,
-    pub memory_bytes: u64,
-    pub storage_driver: String,
-    pub cgroup_version: String,
 }
 
 /// Facts about an image present in the engine.
@@ -101,6 +76,7 @@ pub struct ImageFacts {
     pub user: String,
     pub layers: usize,
     pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
 }
 
 /// A build to run.
@@ -111,6 +87,8 @@ pub struct BuildRequest {
     pub context_tar: Vec<u8>,
     pub dockerfile: String,
     pub tag: String,
+    /// The stage to build; the last one when absent.
+    pub target: Option<String>,
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub builder: Builder,
@@ -255,6 +233,7 @@ impl Engine {
                     labels: config.labels.unwrap_or_default().into_iter().collect(),
                     user: config.user.unwrap_or_default(),
                     entrypoint: config.entrypoint.unwrap_or_default(),
+                    cmd: config.cmd.unwrap_or_default(),
                     layers: i.root_fs.and_then(|r| r.layers).map_or(0, |l| l.len()),
                 }))
             }
@@ -351,6 +330,7 @@ impl Engine {
         let options = BuildImageOptions {
             dockerfile: request.dockerfile.clone(),
             t: Some(request.tag.clone()),
+            target: request.target.clone().unwrap_or_default(),
             rm: true,
             forcerm: true,
             nocache: request.no_cache,

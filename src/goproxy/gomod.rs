@@ -49,6 +49,11 @@ impl Version {
     pub fn major(&self) -> u64 {
         self.major
     }
+
+    /// A release: neither a pre-release nor a pseudo-version (`+incompatible` is a release).
+    pub fn is_release(&self) -> bool {
+        self.pre.is_empty()
+    }
 }
 
 fn parse_num(s: &str) -> Option<u64> {
@@ -147,25 +152,46 @@ pub fn module_path(go_mod: &str) -> Option<String> {
 
 /// Every requirement of a go.mod, single-line and block form.
 pub fn requirements(go_mod: &str) -> Vec<Requirement> {
+    requirement_lines(go_mod).into_iter().map(|(r, _)| r).collect()
+}
+
+/// The first requirement of a go.mod, in file order, not marked `// indirect`.
+pub fn first_direct_requirement(go_mod: &str) -> Option<Requirement> {
+    requirement_lines(go_mod).into_iter().find(|(_, indirect)| !indirect).map(|(r, _)| r)
+}
+
+/// Every requirement in file order, with whether its comment marks it `// indirect`.
+fn requirement_lines(go_mod: &str) -> Vec<(Requirement, bool)> {
     let mut out = Vec::new();
     let mut in_block = false;
     for line in go_mod.lines() {
         let code = strip_comment(line).trim();
-        if in_block {
+        let body = if in_block {
             if code == ")" {
                 in_block = false;
-            } else if let Some(r) = parse_requirement(code) {
-                out.push(r);
+                None
+            } else {
+                Some(code)
             }
         } else if code == "require (" || code == "require(" {
             in_block = true;
-        } else if let Some(rest) = code.strip_prefix("require ") {
-            if let Some(r) = parse_requirement(rest) {
-                out.push(r);
-            }
+            None
+        } else {
+            code.strip_prefix("require ")
+        };
+        if let Some(r) = body.and_then(parse_requirement) {
+            out.push((r, is_indirect(line)));
         }
     }
     out
+}
+
+/// Go's rule: the line comment starts with `indirect`, alone or followed by `;`.
+fn is_indirect(line: &str) -> bool {
+    line.find("//").is_some_and(|i| {
+        let comment = line[i + 2..].trim();
+        comment == "indirect" || comment.starts_with("indirect;")
+    })
 }
 
 fn strip_comment(line: &str) -> &str {
@@ -302,6 +328,18 @@ mod tests {
         let r = requirements(m);
         assert_eq!(r.len(), 2);
         assert_eq!(r[1], Requirement { module: "github.com/c/d".into(), version: "v0.3.0".into() });
+    }
+
+    #[test]
+    fn the_first_direct_requirement_skips_indirect_ones_in_file_order() {
+        let m = "module x\n\nrequire (\n\tgolang.org/x/sys v0.3.0 // indirect\n\tgithub.com/a/b v1.0.0 // pinned\n)\n\nrequire github.com/c/d v0.1.0\n";
+        assert_eq!(first_direct_requirement(m), Some(Requirement { module: "github.com/a/b".into(), version: "v1.0.0".into() }));
+        let all_indirect = "module x\nrequire golang.org/x/sys v0.3.0 // indirect; for the build\n";
+        assert_eq!(first_direct_requirement(all_indirect), None);
+        assert_eq!(first_direct_requirement("module x\n\ngo 1.23\n"), None);
+        let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sample-go-app/go.mod")).unwrap();
+        let first = first_direct_requirement(&sample).unwrap();
+        assert_eq!((first.module.as_str(), first.version.as_str()), ("github.com/BurntSushi/toml", "v1.2.0"));
     }
 
     #[test]

@@ -7,17 +7,25 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use crate::goproxy::gomod::{self, Version};
-use crate::goproxy::layout::StoreLayout;
+use crate::goproxy::versions::ModuleVersions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BumpError {
     #[error("{go_mod} does not require {module}; a bump can only change a module it requires")]
     NotRequired { go_mod: PathBuf, module: String },
-    #[error("the module store {store} has no {module}@{version} (it has: {available})")]
+    #[error("{source_name} has no {module}@{version} (it has: {available})")]
     NotInStore {
-        store: PathBuf,
+        source_name: String,
         module: String,
         version: String,
+        available: String,
+    },
+    #[error("{source_name} has no release of {module} newer than {current}, the version {go_mod} requires (it has: {available})")]
+    NoNewerVersion {
+        source_name: String,
+        go_mod: PathBuf,
+        module: String,
+        current: String,
         available: String,
     },
     #[error("{module}@{version} requires {needs}, newer than what {go_mod} selects ({has}); bumping it would change other requirements, which a bump change does not do")]
@@ -87,36 +95,34 @@ pub struct Bumped {
     pub from_version: String,
 }
 
-/// Points `module` at `version` in go.mod and puts the store's hashes for
-/// that version into go.sum (the old version's zip hash goes; its go.mod hash
-/// stays, as other modules may still name that version). Refuses a bump that
-/// would need other requirements to change.
+/// Points `module` at `version` in go.mod and puts the hashes of that
+/// version's files (wherever `versions` holds them) into go.sum (the old
+/// version's zip hash goes; its go.mod hash stays, as other modules may still
+/// name that version). Refuses a bump that would need other requirements to
+/// change.
 pub fn bump(
     go_mod_path: &Path,
     go_mod: &str,
     go_sum: &str,
     module: &str,
     version: &str,
-    store: &StoreLayout,
+    versions: &dyn ModuleVersions,
 ) -> Result<Bumped, BumpError> {
     let required = gomod::requirements(go_mod);
     let current = required.iter().find(|r| r.module == module).ok_or_else(|| BumpError::NotRequired {
         go_mod: go_mod_path.to_path_buf(),
         module: module.to_string(),
     })?;
-    let zip = store.file(module, version, "zip");
-    let mod_file = store.file(module, version, "mod");
-    if !zip.is_file() || !mod_file.is_file() {
-        let available = std::fs::read_to_string(store.version_dir(module).join("list"))
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(", "))
-            .unwrap_or_else(|_| "no version".into());
+    let Some(store) = versions.layout_for(module, version) else {
         return Err(BumpError::NotInStore {
-            store: store.root().to_path_buf(),
+            source_name: versions.describe(),
             module: module.to_string(),
             version: version.to_string(),
-            available,
+            available: available(versions, module),
         });
-    }
+    };
+    let zip = store.file(module, version, "zip");
+    let mod_file = store.file(module, version, "mod");
     let mod_content = std::fs::read(&mod_file).map_err(|source| BumpError::Io {
         path: mod_file.clone(),
         source,
@@ -161,6 +167,36 @@ pub fn bump(
         go_sum: lines.join("\n") + "\n",
         from_version,
     })
+}
+
+/// Where `version = "next"` leads from what `go_mod` requires of `module`.
+pub fn next_for(go_mod_path: &Path, go_mod: &str, module: &str, versions: &dyn ModuleVersions) -> Result<String, BumpError> {
+    let current = gomod::requirements(go_mod)
+        .into_iter()
+        .find(|r| r.module == module)
+        .ok_or_else(|| BumpError::NotRequired {
+            go_mod: go_mod_path.to_path_buf(),
+            module: module.to_string(),
+        })?;
+    match crate::goproxy::versions::next_version(&current.version, &versions.versions(module)) {
+        Some(next) => Ok(next.as_str().to_string()),
+        None => Err(BumpError::NoNewerVersion {
+            source_name: versions.describe(),
+            go_mod: go_mod_path.to_path_buf(),
+            module: module.to_string(),
+            current: current.version,
+            available: available(versions, module),
+        }),
+    }
+}
+
+fn available(versions: &dyn ModuleVersions, module: &str) -> String {
+    let listed: Vec<String> = versions.versions(module).iter().map(|v| v.as_str().to_string()).collect();
+    if listed.is_empty() {
+        "no version".into()
+    } else {
+        listed.join(", ")
+    }
 }
 
 fn sum_key(line: &str) -> (String, Option<Version>, bool, String) {

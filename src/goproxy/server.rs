@@ -1,7 +1,7 @@
-//! A GOPROXY server on loopback over a store directory: serves `list`, `.info`, `.mod`, `.zip` and `@latest`, logs every request, and can shape its answers.
+//! A GOPROXY server on loopback over a store directory (and optionally an upstream GOPROXY behind it): serves `list`, `.info`, `.mod`, `.zip` and `@latest`, logs every request with where its answer came from, and can shape its answers.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,8 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::goproxy::gomod::Version;
 use crate::goproxy::layout::{unescape_path, LayoutError, StoreLayout};
+pub use crate::goproxy::source::ServedFrom;
+use crate::goproxy::source::{Lookup, ModuleSource, SourceError, VersionFile};
+pub use crate::goproxy::upstream::Upstream;
 
 /// The proxy's default port. It must stay fixed between builds: the GOPROXY
 /// build argument is part of the cache key of every `RUN` after its `ARG`.
@@ -30,6 +32,12 @@ pub enum ProxyError {
     },
     #[error(transparent)]
     Store(#[from] LayoutError),
+    #[error(transparent)]
+    Upstream(#[from] SourceError),
+    #[error("the upstream GOPROXY {url} is this proxy itself ({addr}); choose another upstream or port")]
+    UpstreamIsItself { url: String, addr: SocketAddr },
+    #[error("failed to create the upstream cache folder {path}: {source}")]
+    CacheFolder { path: PathBuf, source: std::io::Error },
 }
 
 /// Network shaping: off by default.
@@ -46,6 +54,8 @@ pub struct ProxyConfig {
     pub store: PathBuf,
     pub addr: SocketAddr,
     pub shaping: Shaping,
+    /// Where to forward what the store lacks (answers kept in its cache folder).
+    pub upstream: Option<Upstream>,
 }
 
 impl ProxyConfig {
@@ -54,6 +64,7 @@ impl ProxyConfig {
             store: store.into(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             shaping: Shaping::default(),
+            upstream: None,
         }
     }
 }
@@ -84,10 +95,12 @@ pub struct ProxyRequest {
     /// When the request arrived, in milliseconds since the Unix epoch.
     pub at_unix_ms: u64,
     pub duration_ms: f64,
+    /// Where the answer came from (`none` when it was not answered 200).
+    pub served_from: ServedFrom,
 }
 
 impl ProxyRequest {
-    /// A request the store could not answer.
+    /// A request the proxy did not answer 200 (from the store or the upstream).
     pub fn is_miss(&self) -> bool {
         self.status != 200
     }
@@ -182,17 +195,24 @@ pub struct ProxyServer {
     log: ProxyLog,
     unpublished: Unpublished,
     shaping: ShapingControl,
+    source: ModuleSource,
     shutdown: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ProxyServer {
-    /// Checks the store's layout, binds the port and starts serving.
+    /// Checks the store's layout and the upstream, binds the port and starts serving.
     pub async fn start(config: ProxyConfig) -> Result<ProxyServer, ProxyError> {
         if !config.addr.ip().is_loopback() {
             return Err(ProxyError::NotLoopback(config.addr.ip()));
         }
         StoreLayout::new(&config.store).validate()?;
+        let source = ModuleSource::new(StoreLayout::new(&config.store), config.upstream.as_ref())?;
+        if let Some(upstream) = &config.upstream {
+            check_not_itself(&source, config.addr)?;
+            let path = upstream.cache_folder();
+            std::fs::create_dir_all(&path).map_err(|source| ProxyError::CacheFolder { path, source })?;
+        }
         let listener = TcpListener::bind(config.addr).await.map_err(|source| {
             if source.kind() == std::io::ErrorKind::AddrInUse {
                 ProxyError::PortInUse(config.addr)
@@ -209,7 +229,7 @@ impl ProxyServer {
         })?;
         let log = ProxyLog::default();
         let (shutdown, mut stop) = watch::channel(false);
-        let store = Arc::new(StoreLayout::new(config.store));
+        let task_source = Arc::new(source.clone());
         let shaping = ShapingControl::default();
         shaping.set(config.shaping);
         let task_shaping = shaping.clone();
@@ -222,11 +242,11 @@ impl ProxyServer {
                     _ = stop.changed() => break,
                     accepted = listener.accept() => {
                         if let Ok((stream, _)) = accepted {
-                            let store = Arc::clone(&store);
+                            let source = Arc::clone(&task_source);
                             let log = task_log.clone();
                             let hidden = task_unpublished.clone();
                             let shaping = task_shaping.get();
-                            tokio::spawn(async move { serve_connection(stream, &store, &hidden, shaping, &log).await });
+                            tokio::spawn(async move { serve_connection(stream, &source, &hidden, shaping, &log).await });
                         }
                     }
                 }
@@ -237,6 +257,7 @@ impl ProxyServer {
             log,
             unpublished,
             shaping,
+            source,
             shutdown,
             task: Some(task),
         })
@@ -265,6 +286,11 @@ impl ProxyServer {
         self.unpublished.clone()
     }
 
+    /// The lookup path this proxy answers from (store, cache folder, upstream), for dependency bumps.
+    pub fn source(&self) -> ModuleSource {
+        self.source.clone()
+    }
+
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         if let Some(task) = self.task.take() {
@@ -279,8 +305,23 @@ impl Drop for ProxyServer {
     }
 }
 
+/// Refuses an upstream that is this very proxy (a `GOPROXY` pointing at it would loop).
+fn check_not_itself(source: &ModuleSource, addr: SocketAddr) -> Result<(), ProxyError> {
+    let Some((host, port)) = source.upstream_client().and_then(|c| c.host_and_port()) else {
+        return Ok(());
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback && addr.port() != 0 && port == addr.port() {
+        return Err(ProxyError::UpstreamIsItself {
+            url: source.upstream_url().unwrap_or_default().to_string(),
+            addr,
+        });
+    }
+    Ok(())
+}
+
 /// Serves one connection: one request, then close (`Connection: close`).
-async fn serve_connection(mut stream: TcpStream, store: &StoreLayout, hidden: &Unpublished, shaping: Shaping, log: &ProxyLog) {
+async fn serve_connection(mut stream: TcpStream, source: &ModuleSource, hidden: &Unpublished, shaping: Shaping, log: &ProxyLog) {
     let started = Instant::now();
     let at_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -290,10 +331,10 @@ async fn serve_connection(mut stream: TcpStream, store: &StoreLayout, hidden: &U
         return;
     };
     let target = parse_target(&path);
-    let (status, body) = if method != "GET" && method != "HEAD" {
-        (405, b"method not allowed\n".to_vec())
+    let (status, body, served_from) = if method != "GET" && method != "HEAD" {
+        (405, b"method not allowed\n".to_vec(), ServedFrom::None)
     } else {
-        answer(store, hidden, &target)
+        answer(source, hidden, &target).await
     };
     if shaping.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(shaping.latency_ms)).await;
@@ -301,7 +342,8 @@ async fn serve_connection(mut stream: TcpStream, store: &StoreLayout, hidden: &U
     let reason = match status {
         200 => "OK",
         404 => "Not Found",
-        _ => "Method Not Allowed",
+        405 => "Method Not Allowed",
+        _ => "Bad Gateway",
     };
     let content_type = match target.kind {
         RequestKind::Zip => "application/zip",
@@ -326,6 +368,7 @@ async fn serve_connection(mut stream: TcpStream, store: &StoreLayout, hidden: &U
         bytes: sent,
         at_unix_ms,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        served_from,
     });
 }
 
@@ -377,8 +420,6 @@ pub struct Target {
     pub module: Option<String>,
     pub version: Option<String>,
     pub kind: RequestKind,
-    escaped_module: String,
-    file: String,
 }
 
 /// Parses a GOPROXY request path (`/<escaped module>/@v/<file>` or `/<escaped module>/@latest`).
@@ -387,8 +428,6 @@ pub fn parse_target(path: &str) -> Target {
         module: None,
         version: None,
         kind: RequestKind::Other,
-        escaped_module: String::new(),
-        file: String::new(),
     };
     let Some(decoded) = percent_decode(path.split('?').next().unwrap_or(path)) else {
         return other;
@@ -402,8 +441,6 @@ pub fn parse_target(path: &str) -> Target {
             module: unescape_path(escaped),
             version: None,
             kind: RequestKind::Latest,
-            escaped_module: escaped.to_string(),
-            file: String::new(),
         };
     }
     let Some((escaped, file)) = path.split_once("/@v/") else {
@@ -427,8 +464,6 @@ pub fn parse_target(path: &str) -> Target {
         module: unescape_path(escaped),
         version: version.and_then(unescape_path),
         kind,
-        escaped_module: escaped.to_string(),
-        file: file.to_string(),
     }
 }
 
@@ -450,65 +485,134 @@ fn percent_decode(path: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn answer(store: &StoreLayout, hidden: &Unpublished, target: &Target) -> (u16, Vec<u8>) {
-    let not_found = |what: &str| (404, format!("not found: {what}\n").into_bytes());
+/// The status, body and origin of the answer to one request; unpublished
+/// versions are hidden the same way whichever source answered.
+async fn answer(source: &ModuleSource, hidden: &Unpublished, target: &Target) -> (u16, Vec<u8>, ServedFrom) {
+    let not_found = |what: &str| (404, format!("not found: {what}\n").into_bytes(), ServedFrom::None);
     let Some(module) = &target.module else {
         return not_found("not a module proxy request");
     };
-    let vdir = store.root().join(&target.escaped_module).join("@v");
-    match target.kind {
-        RequestKind::Other => not_found("not a module proxy request"),
-        RequestKind::Latest => match latest(&vdir, module, hidden) {
-            Some(v) => match std::fs::read(vdir.join(format!("{v}.info"))) {
-                Ok(b) => (200, b),
-                Err(_) => not_found(&format!("{module}@latest")),
-            },
-            None => not_found(&format!("module {module}: no versions")),
-        },
-        RequestKind::List => match std::fs::read_to_string(vdir.join("list")) {
-            Ok(text) => (
-                200,
-                text.lines()
-                    .filter(|v| !hidden.is_hidden(module, v.trim()))
-                    .map(|v| format!("{v}\n"))
-                    .collect::<String>()
-                    .into_bytes(),
-            ),
+    let version = target.version.clone().unwrap_or_default();
+    let (lookup, what) = match target.kind {
+        RequestKind::Other => return not_found("not a module proxy request"),
+        RequestKind::Latest => (source.latest(module, hidden).await, format!("module {module}: no versions")),
+        RequestKind::List => match source.list(module).await {
             // An empty list is how a proxy says "no tagged versions"; an
             // unknown module is "not found".
-            Err(_) => not_found(&format!("module {module}")),
+            Lookup::Found { body, from } => {
+                let visible: String = String::from_utf8_lossy(&body)
+                    .lines()
+                    .filter(|v| !hidden.is_hidden(module, v.trim()))
+                    .map(|v| format!("{v}\n"))
+                    .collect();
+                (Lookup::Found { body: visible.into_bytes(), from }, String::new())
+            }
+            other => (other, format!("module {module}")),
         },
         RequestKind::Info | RequestKind::Mod | RequestKind::Zip => {
-            let version = target.version.clone().unwrap_or_default();
             if hidden.is_hidden(module, &version) {
                 return not_found(&format!("{module}@{version} (not published yet)"));
             }
-            match read_store_file(&vdir, &target.file) {
-                Some(b) => (200, b),
-                None => not_found(&format!("{module}@{version}")),
-            }
+            let file = match target.kind {
+                RequestKind::Info => VersionFile::Info,
+                RequestKind::Mod => VersionFile::Mod,
+                _ => VersionFile::Zip,
+            };
+            (source.version_file(module, &version, file).await, format!("{module}@{version}"))
         }
+    };
+    match lookup {
+        Lookup::Found { body, from } => (200, body, from),
+        Lookup::NotFound => not_found(&what),
+        Lookup::Failed(message) => (502, format!("{message}\n").into_bytes(), ServedFrom::None),
     }
-}
-
-fn read_store_file(vdir: &Path, file: &str) -> Option<Vec<u8>> {
-    std::fs::read(vdir.join(file)).ok()
-}
-
-fn latest(vdir: &Path, module: &str, hidden: &Unpublished) -> Option<String> {
-    let text = std::fs::read_to_string(vdir.join("list")).ok()?;
-    let mut versions: Vec<Version> = text
-        .lines()
-        .filter(|l| !hidden.is_hidden(module, l.trim()))
-        .filter_map(|l| Version::parse(l.trim()))
-        .collect();
-    versions.sort();
-    versions.last().map(|v| crate::goproxy::escape_path(v.as_str()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let status = String::from_utf8_lossy(&buf[..split]).split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, buf[split + 4..].to_vec())
+    }
+
+    fn store_with(root: &std::path::Path, module_dir: &str, versions: &[&str]) {
+        let v = root.join(module_dir).join("@v");
+        std::fs::create_dir_all(&v).unwrap();
+        std::fs::write(v.join("list"), versions.iter().map(|v| format!("{v}\n")).collect::<String>()).unwrap();
+        for ver in versions {
+            std::fs::write(v.join(format!("{ver}.info")), format!("{{\"Version\":\"{ver}\"}}")).unwrap();
+            std::fs::write(v.join(format!("{ver}.mod")), "module m\n").unwrap();
+            std::fs::write(v.join(format!("{ver}.zip")), format!("zip {module_dir} {ver}")).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_proxy_with_an_upstream_serves_and_logs_what_its_store_lacks() {
+        let (up_store, store, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        store_with(up_store.path(), "example.com/!up", &["v1.0.0", "v1.2.0"]);
+        store_with(store.path(), "example.com/local", &["v0.1.0"]);
+        let up = ProxyServer::start(ProxyConfig::loopback(up_store.path(), 0)).await.unwrap();
+        let mut config = ProxyConfig::loopback(store.path(), 0);
+        config.upstream = Some(Upstream::new(up.url(), cache.path()));
+        let proxy = ProxyServer::start(config).await.unwrap();
+        proxy.unpublished().set([("example.com/Up".to_string(), "v1.2.0".to_string())]);
+
+        let (status, body) = get(proxy.addr(), "/example.com/!up/@v/v1.0.0.zip").await;
+        assert_eq!((status, body.as_slice()), (200, &b"zip example.com/!up v1.0.0"[..]));
+        let (_, body) = get(proxy.addr(), "/example.com/!up/@v/list").await;
+        assert_eq!(body, b"v1.0.0\n", "a hidden version is hidden in an upstream list too");
+        let (status, _) = get(proxy.addr(), "/example.com/!up/@v/v1.2.0.zip").await;
+        assert_eq!(status, 404, "and its files are not fetched");
+        let (status, _) = get(proxy.addr(), "/example.com/local/@v/v0.1.0.mod").await;
+        assert_eq!(status, 200);
+        let (status, _) = get(proxy.addr(), "/example.com/!up/@v/v1.0.0.zip").await;
+        assert_eq!(status, 200);
+        let (status, _) = get(proxy.addr(), "/example.com/absent/@v/v1.0.0.info").await;
+        assert_eq!(status, 404);
+
+        let log = proxy.log().snapshot();
+        let from: Vec<ServedFrom> = log.iter().map(|r| r.served_from).collect();
+        let (store_, up_, cached, none) = (ServedFrom::Store, ServedFrom::Upstream, ServedFrom::UpstreamCache, ServedFrom::None);
+        assert_eq!(from, [up_, up_, none, store_, cached, none]);
+        assert_eq!(log[0].module.as_deref(), Some("example.com/Up"));
+        assert_eq!((log[0].version.as_deref(), log[0].bytes), (Some("v1.0.0"), 26));
+        assert!(log[5].is_miss() && !log[4].is_miss());
+        let upstream_paths: Vec<String> = up.log().snapshot().into_iter().map(|r| r.path).collect();
+        assert_eq!(upstream_paths, ["/example.com/!up/@v/v1.0.0.zip", "/example.com/!up/@v/list", "/example.com/absent/@v/v1.0.0.info"]);
+        proxy.stop().await;
+        up.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_upstream_is_a_bad_gateway_naming_it_and_a_proxy_cannot_be_its_own_upstream() {
+        let (store, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        store_with(store.path(), "example.com/local", &["v0.1.0"]);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let mut config = ProxyConfig::loopback(store.path(), 0);
+        config.upstream = Some(Upstream::new(&url, cache.path()));
+        let proxy = ProxyServer::start(config).await.unwrap();
+        let (status, body) = get(proxy.addr(), "/example.com/x/@v/v1.0.0.zip").await;
+        assert_eq!(status, 502);
+        assert!(String::from_utf8_lossy(&body).contains(&url), "{}", String::from_utf8_lossy(&body));
+        let log = proxy.log().snapshot();
+        assert!(log[0].is_miss() && log[0].served_from == ServedFrom::None);
+        proxy.stop().await;
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut config = ProxyConfig::loopback(store.path(), port);
+        config.upstream = Some(Upstream::new(format!("http://localhost:{port}/"), cache.path()));
+        let err = ProxyServer::start(config).await.err().unwrap();
+        assert!(matches!(err, ProxyError::UpstreamIsItself { .. }), "{err}");
+    }
 
     #[test]
     fn request_paths_are_parsed_with_escapes() {

@@ -1,9 +1,8 @@
 //! The data behind each chart, taken from a results file: what to draw, already summarised, so drawing computes nothing.
 
 use crate::analysis::stats::wall_seconds;
-use crate::engine::Builder;
+use crate::results::Builder;
 use crate::results::{BuildRecord, CacheState, LayerRecord, Results};
-use crate::runner::builder_name;
 
 /// One chart: the file it goes to, its title, a sentence for readers who cannot see it, and what it shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -230,7 +229,7 @@ pub fn charts(results: &Results) -> Vec<Chart> {
 pub fn cell_label(r: &BuildRecord) -> String {
     let mut label = r.variant.clone();
     if r.builder != Builder::Buildkit {
-        label.push_str(&format!(" · {}", builder_name(r.builder)));
+        label.push_str(&format!(" · {}", r.builder.name()));
     }
     if r.network != "loopback" {
         label.push_str(&format!(" · {}", r.network));

@@ -2,7 +2,6 @@
 
 use crate::analysis::stats::{wall_seconds, Summary};
 use crate::results::{BuildRecord, CacheState, Results};
-use crate::runner::builder_name;
 
 use super::charts::{cells_of, repetitions, scenarios, steps_of};
 
@@ -53,7 +52,7 @@ fn rows(cell: &BuildRecord, reps: &[&BuildRecord]) -> Vec<Vec<String>> {
     let build = vec![
         cell.variant.clone(),
         cell.scenario.clone(),
-        builder_name(cell.builder).to_string(),
+        cell.builder.name().to_string(),
         cell.network.clone(),
         match cell.cache_state {
             CacheState::Cold => "cold".into(),

@@ -2,7 +2,6 @@
 
 use crate::analysis::verdicts::{claim_summary, verdicts};
 use crate::results::{BuildRecord, CacheState, Results};
-use crate::runner::builder_name;
 
 use super::charts::{cell_label, cells_of, repetitions, scenarios, steps_of, Chart};
 
@@ -194,33 +193,65 @@ fn reproduce_section(results: &Results, results_name: &str) -> String {
     let run = match &results.options.suite {
         Some(s) => format!("./target/release/layerbench run --suite {s}"),
         None => {
-            let mut cmd = String::from("./target/release/layerbench run");
-            for v in &results.options.variants {
-                cmd.push_str(&format!(" --variant {v}"));
+            let mut cmd = format!("./target/release/layerbench run --app {}", shell_word(&results.app));
+            if !results.options.context.is_empty() {
+                cmd.push_str(&format!(" --context {}", shell_word(&results.options.context)));
+            }
+            if results.options.templates.is_empty() {
+                for v in &results.options.variants {
+                    cmd.push_str(&format!(" --variant {v}"));
+                }
+            }
+            for t in &results.options.templates {
+                cmd.push_str(&format!(" --dockerfile {}", shell_word(&format!("{}={}", t.name, t.dockerfile))));
+            }
+            // Options shared by every template (as the command line sets them).
+            if let Some(first) = results.options.templates.first() {
+                if let Some(target) = &first.target {
+                    cmd.push_str(&format!(" --target {}", shell_word(target)));
+                }
+                for (k, v) in &first.build_args {
+                    cmd.push_str(&format!(" --build-arg {}", shell_word(&format!("{k}={v}"))));
+                }
+                if let Some(probe) = &first.probe {
+                    cmd.push_str(&format!(" --probe {}", shell_word(&probe.command.join(" "))));
+                }
             }
             for s in &results.options.scenarios {
                 cmd.push_str(&format!(" --scenario {s}"));
             }
             let builder = match results.options.builders.as_slice() {
-                [b] => builder_name(*b).to_string(),
+                [b] => b.name().to_string(),
                 _ => "both".to_string(),
             };
             cmd.push_str(&format!(" --builder {builder} --repetitions {}", results.options.repetitions));
             if results.options.cache_state == CacheState::Warm {
                 cmd.push_str(" --cache warm");
             }
+            if let Some(upstream) = &results.options.upstream {
+                cmd.push_str(&format!(" --upstream {}", shell_word(upstream)));
+            }
             cmd
         }
     };
     format!(
-        "## How to reproduce\n\nOn Debian 12 with this repository checked out (the setup script installs and starts Debian's Docker engine, and `run` builds the base images and the module store when they are missing):\n\n```sh\nscripts/setup-engine.sh\ncargo build --release\n{run}\n```\n\nThe run writes `results/<run-id>/results.json` and this report beside it. To regenerate this page, `summary.csv` and the charts from the results alone, give `report` this folder's `{results_name}`:\n\n```sh\n./target/release/layerbench report <this folder>/{results_name}\n```\n"
+        "## How to reproduce\n\nOn Debian 12 with this repository checked out (the setup script installs and starts Debian's Docker engine, and `run` builds the base images and the module store when they are missing):\n\n```sh\nscripts/setup-engine.sh\ncargo build --release\n{run}\n```\n\nThe run writes `layerbench-results/<run-id>/results.json` and this report beside it. To regenerate this page, `summary.csv` and the charts from the results alone, give `report` this folder's `{results_name}`:\n\n```sh\n./target/release/layerbench report <this folder>/{results_name}\n```\n"
     )
 }
 
-fn builder_display(b: crate::engine::Builder) -> &'static str {
+/// A word for a POSIX shell: quoted when it holds anything but plain characters.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn builder_display(b: crate::results::Builder) -> &'static str {
     match b {
-        crate::engine::Builder::Buildkit => "BuildKit",
-        crate::engine::Builder::Legacy => "legacy builder",
+        crate::results::Builder::Buildkit => "BuildKit",
+        crate::results::Builder::Legacy => "legacy builder",
     }
 }
 

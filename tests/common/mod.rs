@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use layerbench::engine::{Builder, Engine};
 use layerbench::goproxy::layout::StoreLayout;
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
-use layerbench::results::{CacheState, Results};
+use layerbench::results::{CacheState, Probe, Results};
 use layerbench::runner::{self, Plan};
 use layerbench::scenario::{self, Scenario};
 use layerbench::{paths, setup};
@@ -61,12 +61,16 @@ pub async fn run_cells(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, 
     let cache = paths::cache_dir();
     let (engine, provisioned) = setup::provision(false, &cache, &store, &paths::debian_mirror()).await.unwrap();
     let names: Vec<String> = variants.iter().map(|v| v.to_string()).collect();
-    let variants = runner::variants(app, &names).unwrap();
+    let mut variants = runner::variants(app, &names).unwrap();
+    for v in &mut variants {
+        v.probe = Some(Probe::selftest()); // both the sample and the tiny app answer `selftest`
+    }
     let proxy = ProxyServer::start(ProxyConfig::loopback(&store, port)).await.unwrap();
     let out = tempfile::tempdir().unwrap();
     let run_id = format!("test-{}", paths::new_run_id());
     let plan = Plan {
         app: app.to_path_buf(),
+        context: app.to_path_buf(),
         cells: runner::cells(&variants, &scenarios, builders, 1),
         cache_state: CacheState::Cold,
         work_dir: cache.join("workspaces").join(&run_id),

@@ -1,0 +1,192 @@
+//! layerbench on an app that is not the sample, through the `layerbench` binary as a user runs it: templates outside `dockerfiles/`, a target stage, build arguments, a configured probe, shipped scenarios that find the app's files by role, both builders; and a run that goes on past a template that fails and a probe that fails.
+
+#![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use layerbench::results::{BuildRecord, Builder, Results};
+
+const PROXY_PORT: &str = "48161";
+
+fn other_app() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/other-app")
+}
+
+/// Every file under `dir` with its bytes and mode (and every folder), to show nothing was written.
+fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            if meta.is_dir() {
+                stack.push(p.clone());
+                out.insert(rel, (Vec::new(), meta.permissions().mode()));
+            } else {
+                out.insert(rel, (std::fs::read(&p).unwrap(), meta.permissions().mode()));
+            }
+        }
+    }
+    out
+}
+
+/// Runs the binary with `args` from `cwd`; returns its exit code and output.
+fn layerbench(cwd: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_layerbench")).args(args).current_dir(cwd).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn record<'a>(results: &'a Results, variant: &str, builder: Builder, step: &str) -> &'a BuildRecord {
+    results
+        .records
+        .iter()
+        .find(|r| r.variant == variant && r.builder == builder && r.step == step)
+        .unwrap_or_else(|| panic!("no record for {variant} {builder:?} {step}"))
+}
+
+fn cached(r: &BuildRecord, prefix: &str) -> bool {
+    r.layers
+        .iter()
+        .find(|l| l.instruction.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{} {}: no step `{prefix}` in {:#?}", r.variant, r.step, r.layers))
+        .cached
+}
+
+#[tokio::test]
+async fn an_app_unlike_the_sample_runs_with_two_templates_three_shipped_scenarios_and_both_builders() {
+    let _guard = common::engine_lock();
+    common::provisioned().await;
+    let app = other_app();
+    let before = tree(&app);
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().join("run");
+    // Paths relative to the current folder, as a user types them from the app's parent.
+    let (code, text) = layerbench(
+        app.parent().unwrap(),
+        &[
+            "run",
+            "--app", "other-app",
+            "--dockerfile", "other-app/build/service.Dockerfile",
+            "--dockerfile", "flat=other-app/build/single.Dockerfile",
+            "--target", "final",
+            "--build-arg", "GREETING=hi",
+            "--probe", "check",
+            "--scenario", "edit-go-source",
+            "--scenario", "touch-only",
+            "--scenario", "no-change",
+            "--builder", "both",
+            "--repetitions", "1",
+            "--proxy-port", PROXY_PORT,
+            "--out", out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(tree(&app), before, "the app folder was modified");
+    let results = Results::read(&out_dir.join("results.json")).unwrap();
+    assert!(results.complete);
+    assert_eq!(results.schema_version, 2);
+    assert_eq!(results.records.len(), 2 * 3 * 2 * 2, "two templates × three one-step scenarios × two builders, baseline and step");
+    for r in &results.records {
+        assert_eq!(r.outcome, "ok", "{} {} {:?} {}: {:?}", r.variant, r.scenario, r.builder, r.step, r.error);
+        let inspection = r.inspection.as_ref().expect("every image is inspected");
+        assert_eq!(inspection.error, None);
+        let probe = inspection.runtime.as_ref().expect("the configured probe ran");
+        assert!(probe.passed && probe.command == ["check"], "{probe:?}");
+        assert!(probe.output.starts_with("hi, other "), "the build argument reached the build: {}", probe.output);
+        assert_eq!(r.build_args.get("GREETING").map(String::as_str), Some("hi"));
+    }
+    let names: Vec<&str> = results.options.templates.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["service", "flat"]);
+    assert_eq!(results.options.templates[0].dockerfile, "build/service.Dockerfile");
+    assert_eq!(results.options.templates[0].target.as_deref(), Some("final"));
+
+    for builder in [Builder::Buildkit, Builder::Legacy] {
+        // The target stops the build at `final`: the debug stage after it is never built.
+        let base = record(&results, "service", builder, "baseline");
+        assert!(base.layers.iter().all(|l| l.stage != "debug"), "{builder:?}: {:#?}", base.layers);
+        assert_eq!(base.image.as_ref().unwrap().user, "10001:10001");
+        assert_eq!(base.inspection.as_ref().unwrap().binary.as_ref().unwrap().linkage, "static");
+        // `{main_go}` found cmd/server/main.go: the edit misses COPY . . and keeps the download.
+        let edit = record(&results, "service", builder, "edit-handler");
+        assert!(cached(edit, "RUN go mod download"), "{builder:?}");
+        assert!(!cached(edit, "COPY . ."), "{builder:?}");
+        assert_eq!(edit.proxy.requests, 0, "{builder:?}");
+        let flat = record(&results, "flat", builder, "edit-handler");
+        assert!(!cached(flat, "RUN go mod download"), "{builder:?}: the flat template copies everything first");
+        for r in results.records.iter().filter(|r| r.builder == builder && r.scenario == "no-change" && r.step != "baseline") {
+            assert!(r.layers.iter().filter(|l| !l.is_base_image()).all(|l| l.cached), "{builder:?} {}: {:#?}", r.variant, r.layers);
+        }
+    }
+    // One vocabulary: a step has the same instruction and line whichever builder ran it.
+    for variant in ["service", "flat"] {
+        let bk = record(&results, variant, Builder::Buildkit, "baseline");
+        let legacy = record(&results, variant, Builder::Legacy, "baseline");
+        for l in &bk.layers {
+            let line = l.line.unwrap_or_else(|| panic!("{variant}: `{}` ({}) has no line", l.instruction, l.vertex));
+            let twin = legacy.layers.iter().find(|x| x.line == Some(line)).unwrap_or_else(|| panic!("{variant}: the legacy builder has no step on line {line}"));
+            assert_eq!((&twin.instruction, &twin.stage), (&l.instruction, &l.stage));
+            assert_ne!(twin.vertex, l.vertex, "each builder's own label is kept apart");
+        }
+    }
+    assert!(bk_instruction_keeps_build_args_unexpanded(&results));
+    assert!(out_dir.join("REPORT.md").is_file() && out_dir.join("summary.csv").is_file());
+}
+
+/// BuildKit names the build step with `${GREETING}` expanded; the record keeps the Dockerfile's text.
+fn bk_instruction_keeps_build_args_unexpanded(results: &Results) -> bool {
+    let r = record(results, "flat", Builder::Buildkit, "baseline");
+    let build = r.layers.iter().find(|l| l.instruction.starts_with("RUN go build")).unwrap();
+    build.instruction.contains("${GREETING}") && build.vertex.contains("main.greeting=hi")
+}
+
+#[tokio::test]
+async fn a_template_that_fails_and_a_probe_that_fails_are_recorded_and_the_run_completes_with_exit_1() {
+    let _guard = common::engine_lock();
+    common::provisioned().await;
+    let app = other_app();
+    let before = tree(&app);
+    let templates = tempfile::tempdir().unwrap();
+    let broken = templates.path().join("broken.Dockerfile");
+    std::fs::write(&broken, "FROM golang:1.23\nWORKDIR /src\nCOPY go.mod ./\nRUN echo about to fail && false\n").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (code, text) = layerbench(
+        &app,
+        &[
+            "run",
+            "--dockerfile", broken.to_str().unwrap(),
+            "--dockerfile", "build/service.Dockerfile",
+            "--target", "final",
+            "--probe", "not-a-command",
+            "--scenario", "no-change",
+            "--repetitions", "1",
+            "--proxy-port", PROXY_PORT,
+            "--out", out.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(tree(&app), before, "the app folder was modified");
+    let results = Results::read(&out.path().join("results.json")).unwrap();
+    assert!(results.complete, "the run went on past the failures");
+    let failed = record(&results, "broken", Builder::Buildkit, "baseline");
+    assert_eq!(failed.outcome, "failed");
+    let error = failed.error.as_deref().unwrap();
+    assert!(error.contains("RUN echo about to fail && false"), "the error names the failing step: {error}");
+    assert_eq!(results.records.iter().filter(|r| r.variant == "broken").count(), 1, "the failed cell skips its steps");
+    for step in ["baseline", "rebuild"] {
+        let r = record(&results, "service", Builder::Buildkit, step);
+        assert_eq!(r.outcome, "ok", "{:?}", r.error);
+        let probe = r.inspection.as_ref().unwrap().runtime.as_ref().unwrap();
+        assert!(!probe.passed && probe.exit_code == 2, "{probe:?}");
+        assert!(probe.output.contains("unknown argument"), "{}", probe.output);
+    }
+    assert!(out.path().join("REPORT.md").is_file(), "the report is written after failures");
+    assert!(text.contains("FAILED broken"), "{text}");
+}
