@@ -155,7 +155,7 @@ async fn a_template_that_fails_and_a_probe_that_fails_are_recorded_and_the_run_c
     let before = tree(&app);
     let templates = tempfile::tempdir().unwrap();
     let broken = templates.path().join("broken.Dockerfile");
-    std::fs::write(&broken, "FROM golang:1.23\nWORKDIR /src\nCOPY go.mod ./\nRUN echo about to fail && false\n").unwrap();
+    std::fs::write(&broken, "FROM golang:1.23 AS final\nWORKDIR /src\nCOPY go.mod ./\nRUN echo about to fail && false\n").unwrap();
     let out = tempfile::tempdir().unwrap();
     let (code, text) = layerbench(
         &app,
