@@ -25,6 +25,9 @@ use crate::setup::Provisioned;
 use crate::scenario::{Scenario, Step};
 use crate::workspace::{Applied, Layout, Workspace, WorkspaceError};
 
+/// How the context names a Dockerfile the Docker CLI would hide from COPY (see `context`).
+const HIDDEN_DOCKERFILE_PREFIX: &str = ".dockerfile.";
+
 /// Label carrying the run id on every image a run builds.
 pub const RUN_LABEL: &str = "io.layerbench.run";
 
@@ -494,7 +497,7 @@ async fn run_cell(
         }
         on_event(Event::BuildStarted { cell, step: &step.name, build: counter.done, of: counter.total });
         let mut record = build_once(ctx, cell, &ws, &build_args, results, false, &step.name, &mut |s| on_event(Event::StepFinished { step: s })).await?;
-        record.notes = applied.notes;
+        record.notes.splice(0..0, applied.notes);
         let failed = record.outcome != "ok";
         push(results, plan, record, on_event)?;
         if failed {
@@ -627,6 +630,13 @@ async fn build_once(
         Ok(c) => c,
         Err(e) => return Ok(failed(format!("the build context could not be made: {e}"))),
     };
+    let mut notes = Vec::new();
+    if cell.builder == Builder::Buildkit && context.dockerfile.starts_with(HIDDEN_DOCKERFILE_PREFIX) {
+        notes.push(format!(
+            "the Dockerfile is in this build's context as `{}`: the Docker CLI hides it from COPY (the ignore rules exclude it, or it lies outside the context), but BuildKit reads it from the tar layerbench sends, so an edit of the Dockerfile can miss a `COPY . .` that the CLI's build would hit",
+            context.dockerfile
+        ));
+    }
     let mut labels = BTreeMap::new();
     labels.insert(KIND_LABEL.to_string(), "build".to_string());
     labels.insert(RUN_LABEL.to_string(), results.run_id.clone());
@@ -690,7 +700,7 @@ async fn build_once(
         }),
         proxy: proxy_record(&requests),
         build_args: build_args.clone(),
-        notes: Vec::new(),
+        notes,
         network: cell.network.name.clone(),
         inspection,
     })

@@ -139,7 +139,7 @@ mod tests {
         let dir = sample_app(cache.path()).unwrap();
         assert_eq!(sample_app(cache.path()).unwrap(), dir);
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-go-app");
-        for rel in ["go.mod", "go.sum", "main.go", "dockerfiles/layered.Dockerfile"] {
+        for rel in ["go.mod", "go.sum", "main.go", ".dockerignore", "dockerfiles/layered.Dockerfile", "dockerfiles/naive-no-dockerignore.Dockerfile.dockerignore"] {
             assert_eq!(std::fs::read(dir.join(rel)).unwrap(), std::fs::read(source.join(rel)).unwrap(), "{rel}");
         }
     }

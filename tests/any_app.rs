@@ -4,11 +4,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use common::{cached, record, tree_digest};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use layerbench::results::{BuildRecord, Builder, Results};
+use layerbench::results::{Builder, Results};
 
 const PROXY_PORT: &str = "48161";
 
@@ -16,26 +17,6 @@ fn other_app() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/other-app")
 }
 
-/// Every file under `dir` with its bytes and mode (and every folder), to show nothing was written.
-fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(dir).unwrap().display().to_string();
-            if meta.is_dir() {
-                stack.push(p.clone());
-                out.insert(rel, (Vec::new(), meta.permissions().mode()));
-            } else {
-                out.insert(rel, (std::fs::read(&p).unwrap(), meta.permissions().mode()));
-            }
-        }
-    }
-    out
-}
 
 /// Runs the binary with `args` from `cwd`; returns its exit code and output.
 fn layerbench(cwd: &Path, args: &[&str]) -> (i32, String) {
@@ -44,28 +25,14 @@ fn layerbench(cwd: &Path, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-fn record<'a>(results: &'a Results, variant: &str, builder: Builder, step: &str) -> &'a BuildRecord {
-    results
-        .records
-        .iter()
-        .find(|r| r.variant == variant && r.builder == builder && r.step == step)
-        .unwrap_or_else(|| panic!("no record for {variant} {builder:?} {step}"))
-}
 
-fn cached(r: &BuildRecord, prefix: &str) -> bool {
-    r.layers
-        .iter()
-        .find(|l| l.instruction.starts_with(prefix))
-        .unwrap_or_else(|| panic!("{} {}: no step `{prefix}` in {:#?}", r.variant, r.step, r.layers))
-        .cached
-}
 
 #[tokio::test]
 async fn an_app_unlike_the_sample_runs_with_two_templates_three_shipped_scenarios_and_both_builders() {
     let _guard = common::engine_lock();
     common::provisioned().await;
     let app = other_app();
-    let before = tree(&app);
+    let before = tree_digest(&app);
     let out = tempfile::tempdir().unwrap();
     let out_dir = out.path().join("run");
     // Paths relative to the current folder, as a user types them from the app's parent.
@@ -89,7 +56,7 @@ async fn an_app_unlike_the_sample_runs_with_two_templates_three_shipped_scenario
         ],
     );
     assert_eq!(code, 0, "{text}");
-    assert_eq!(tree(&app), before, "the app folder was modified");
+    assert_eq!(tree_digest(&app), before, "the app folder was modified");
     let results = Results::read(&out_dir.join("results.json")).unwrap();
     assert!(results.complete);
     assert_eq!(results.schema_version, 2);
@@ -152,7 +119,7 @@ async fn a_template_that_fails_and_a_probe_that_fails_are_recorded_and_the_run_c
     let _guard = common::engine_lock();
     common::provisioned().await;
     let app = other_app();
-    let before = tree(&app);
+    let before = tree_digest(&app);
     let templates = tempfile::tempdir().unwrap();
     let broken = templates.path().join("broken.Dockerfile");
     std::fs::write(&broken, "FROM golang:1.23 AS final\nWORKDIR /src\nCOPY go.mod ./\nRUN echo about to fail && false\n").unwrap();
@@ -172,7 +139,7 @@ async fn a_template_that_fails_and_a_probe_that_fails_are_recorded_and_the_run_c
         ],
     );
     assert_eq!(code, 1, "{text}");
-    assert_eq!(tree(&app), before, "the app folder was modified");
+    assert_eq!(tree_digest(&app), before, "the app folder was modified");
     let results = Results::read(&out.path().join("results.json")).unwrap();
     assert!(results.complete, "the run went on past the failures");
     let failed = record(&results, "broken", Builder::Buildkit, "baseline");
@@ -180,6 +147,11 @@ async fn a_template_that_fails_and_a_probe_that_fails_are_recorded_and_the_run_c
     let error = failed.error.as_deref().unwrap();
     assert!(error.contains("RUN echo about to fail && false"), "the error names the failing step: {error}");
     assert_eq!(results.records.iter().filter(|r| r.variant == "broken").count(), 1, "the failed cell skips its steps");
+    assert!(
+        failed.notes.iter().any(|n| n.contains("`.dockerfile.") && n.contains("CLI hides it")),
+        "a Dockerfile from outside the app is visible to BuildKit's COPY, and the record says so: {:?}",
+        failed.notes
+    );
     for step in ["baseline", "rebuild"] {
         let r = record(&results, "service", Builder::Buildkit, step);
         assert_eq!(r.outcome, "ok", "{:?}", r.error);

@@ -4,17 +4,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use layerbench::engine::Builder;
 use layerbench::paths;
-use layerbench::results::{BuildRecord, Results};
+use layerbench::results::Results;
 use layerbench::scenario::Scenario;
 
 const PROXY_PORT: u16 = 48125;
 
-use common::{shipped, tiny_app};
+use common::{cached, record, shipped, tiny_app, tree_digest};
 
 fn inline(text: &str) -> Scenario {
     Scenario::parse(text, Path::new("(test)")).unwrap()
@@ -24,41 +23,8 @@ async fn run(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, builders: 
     common::run_cells(app, variants, scenarios, builders, PROXY_PORT).await
 }
 
-fn record<'a>(results: &'a Results, variant: &str, builder: Builder, step: &str) -> &'a BuildRecord {
-    results
-        .records
-        .iter()
-        .find(|r| r.variant == variant && r.builder == builder && r.step == step)
-        .unwrap_or_else(|| panic!("no record for {variant} {builder:?} {step}"))
-}
 
-/// The cache outcome of the step whose instruction starts with `prefix`.
-fn cached(r: &BuildRecord, prefix: &str) -> bool {
-    r.layers
-        .iter()
-        .find(|l| l.instruction.starts_with(prefix))
-        .unwrap_or_else(|| panic!("{} {}: no step `{prefix}` in {:#?}", r.variant, r.step, r.layers))
-        .cached
-}
 
-fn tree_digest(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32, std::time::SystemTime)> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            if meta.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().display().to_string();
-                out.insert(rel, (std::fs::read(&p).unwrap(), meta.permissions().mode(), meta.modified().unwrap()));
-            }
-        }
-    }
-    out
-}
 
 #[tokio::test]
 async fn editing_a_go_file_of_the_sample_keeps_the_download_layer_cached_and_fetches_nothing() {

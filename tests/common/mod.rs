@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use layerbench::engine::{Builder, Engine};
 use layerbench::goproxy::layout::StoreLayout;
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
-use layerbench::results::{CacheState, Probe, Results};
+use layerbench::results::{BuildRecord, Builder as RecordBuilder, CacheState, Probe, Results};
 use layerbench::runner::{self, Plan};
 use layerbench::scenario::{self, Scenario};
 use layerbench::{paths, setup};
@@ -89,4 +89,37 @@ pub async fn run_cells(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, 
     assert_eq!(on_disk, results, "the results file holds what the run measured");
     assert!(on_disk.complete);
     on_disk
+}
+
+/// The record of `variant`'s build at `step` by `builder`.
+pub fn record<'a>(results: &'a Results, variant: &str, builder: RecordBuilder, step: &str) -> &'a BuildRecord {
+    results
+        .records
+        .iter()
+        .find(|r| r.variant == variant && r.builder == builder && r.step == step)
+        .unwrap_or_else(|| panic!("no record for {variant} {builder:?} {step}"))
+}
+
+/// The cache outcome of the step whose instruction starts with `prefix`.
+pub fn cached(r: &BuildRecord, prefix: &str) -> bool {
+    r.layers
+        .iter()
+        .find(|l| l.instruction.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{} {}: no step `{prefix}` in {:#?}", r.variant, r.step, r.layers))
+        .cached
+}
+
+/// Every entry under `dir` (files with their bytes, folders and links) with its mode and modification time, to show nothing was written.
+pub fn tree_digest(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, u32, std::time::SystemTime)> {
+    use std::os::unix::fs::PermissionsExt;
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            let bytes = if meta.is_file() { std::fs::read(e.path()).unwrap() } else { Vec::new() };
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            (rel, (bytes, meta.permissions().mode(), meta.modified().unwrap()))
+        })
+        .collect()
 }
