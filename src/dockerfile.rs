@@ -96,6 +96,36 @@ impl DockerfileModel {
         })
     }
 
+    /// The stages whose `RUN`s call the go command while the stage declares no
+    /// `ARG GOPROXY` (a global one counts only when the stage declares it again,
+    /// as Docker scopes ARGs) and does not start from a stage that does (whose
+    /// downloaded modules it inherits).
+    pub fn stages_running_go_without_goproxy(&self) -> Vec<String> {
+        let declares = |stage: &str| {
+            self.instructions.iter().any(|a| {
+                a.stage == stage && a.keyword == "ARG" && a.text.split_whitespace().nth(1).is_some_and(|n| n == "GOPROXY" || n.starts_with("GOPROXY="))
+            })
+        };
+        let base = |stage: &str| {
+            self.instructions
+                .iter()
+                .find(|i| i.stage == stage && i.keyword == "FROM")
+                .and_then(|i| i.text.split_whitespace().skip(1).find(|w| !w.starts_with("--")).map(str::to_string))
+        };
+        let mut stages: Vec<String> = Vec::new();
+        for ins in &self.instructions {
+            let runs_go = ins.keyword == "RUN" && ins.text.split(|c: char| c.is_whitespace() || c == ';' || c == '&' || c == '|').any(|w| w == "go");
+            if !runs_go || stages.contains(&ins.stage) || declares(&ins.stage) {
+                continue;
+            }
+            let inherits = base(&ins.stage).is_some_and(|b| b != ins.stage && declares(&b));
+            if !inherits {
+                stages.push(ins.stage.clone());
+            }
+        }
+        stages
+    }
+
     /// Position of an instruction in the file, for ordering step reports.
     pub fn position(&self, ins: &Instruction) -> Option<usize> {
         self.instructions.iter().position(|x| x == ins)
@@ -165,6 +195,23 @@ mod tests {
         assert_eq!(bk, legacy);
         assert_eq!(bk.text, "RUN go mod download");
         assert_eq!(m.buildkit_step("stage-1", 1).unwrap().keyword, "COPY", "FROM scratch makes no vertex");
+    }
+
+    #[test]
+    fn stages_that_run_go_without_the_proxy_argument_are_found() {
+        assert!(DockerfileModel::parse(LAYERED).stages_running_go_without_goproxy().is_empty());
+        let m = DockerfileModel::parse("ARG GOPROXY\nFROM golang:1.23 AS build\nRUN go build .\nFROM golang:1.23 AS test\nARG GOPROXY\nRUN cd x && go test ./...\nFROM scratch\nRUN echo gopher\n");
+        assert_eq!(m.stages_running_go_without_goproxy(), ["build"]);
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for dir in ["sample-go-app/dockerfiles", "tests/fixtures/tiny-app/dockerfiles", "tests/fixtures/other-app/build"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|x| x == "Dockerfile") {
+                    let m = DockerfileModel::parse(&std::fs::read_to_string(&path).unwrap());
+                    assert!(m.stages_running_go_without_goproxy().is_empty(), "{}", path.display());
+                }
+            }
+        }
     }
 
     #[test]

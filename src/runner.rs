@@ -130,9 +130,14 @@ pub fn check_unique(variants: &[Variant]) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The default variants of an app: every `dockerfiles/*.Dockerfile`, or those named.
+/// The default variants of an app: every `dockerfiles/*.Dockerfile`, or those
+/// named; an app without that folder but with a `Dockerfile` has that one.
 pub fn variants(app: &Path, names: &[String]) -> Result<Vec<Variant>, RunError> {
     let dir = app.join("dockerfiles");
+    let root_dockerfile = app.join("Dockerfile");
+    if !dir.is_dir() && root_dockerfile.is_file() && names.is_empty() {
+        return Ok(vec![Variant::from_file(&root_dockerfile)]);
+    }
     let entries = std::fs::read_dir(&dir).map_err(|source| RunError::Variants { dir: dir.clone(), source })?;
     let mut all: Vec<Variant> = entries
         .filter_map(Result::ok)
@@ -630,7 +635,11 @@ async fn build_once(
         Ok(c) => c,
         Err(e) => return Ok(failed(format!("the build context could not be made: {e}"))),
     };
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = model
+        .stages_running_go_without_goproxy()
+        .into_iter()
+        .map(|stage| format!("stage `{stage}` runs the go command but declares no `ARG GOPROXY`: its module downloads do not go through layerbench's proxy (and are not recorded)"))
+        .collect();
     if cell.builder == Builder::Buildkit && context.dockerfile.starts_with(HIDDEN_DOCKERFILE_PREFIX) {
         notes.push(format!(
             "the Dockerfile is in this build's context as `{}`: the Docker CLI hides it from COPY (the ignore rules exclude it, or it lies outside the context), but BuildKit reads it from the tar layerbench sends, so an edit of the Dockerfile can miss a `COPY . .` that the CLI's build would hit",
@@ -829,6 +838,16 @@ mod tests {
         assert_eq!(rows[3].stage, "stage-1");
         assert_eq!(rows[2].duration_ms, 10.0);
         assert_eq!(rows[2].start_ms, Some(20.0));
+    }
+
+    #[test]
+    fn an_app_with_a_root_dockerfile_and_no_dockerfiles_folder_has_that_template() {
+        let app = tempfile::tempdir().unwrap();
+        std::fs::write(app.path().join("Dockerfile"), "FROM x\n").unwrap();
+        let v = variants(app.path(), &[]).unwrap();
+        assert_eq!((v.len(), v[0].name.as_str()), (1, "Dockerfile"));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(variants(empty.path(), &[]).unwrap_err().to_string().contains("--dockerfile"));
     }
 
     #[test]
