@@ -1,10 +1,11 @@
 //! The module proxy over a store directory: answers, misses, shaping, and faults.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer, RequestKind, Shaping};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn tiny_store(root: &Path) {
     let v = root.join("example.com/!big!mod/@v");
@@ -17,16 +18,6 @@ fn tiny_store(root: &Path) {
     }
 }
 
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, buf[split + 4..].to_vec())
-}
 
 #[tokio::test]
 async fn the_proxy_serves_the_store_and_records_every_request_including_misses() {
@@ -35,17 +26,17 @@ async fn the_proxy_serves_the_store_and_records_every_request_including_misses()
     let proxy = ProxyServer::start(ProxyConfig::loopback(dir.path(), 0)).await.unwrap();
     let addr = proxy.addr();
 
-    let (status, body) = get(addr, "/example.com/%21big%21mod/@v/list").await;
+    let (status, body) = common::http_get(addr, "/example.com/%21big%21mod/@v/list").await;
     assert_eq!((status, body.as_slice()), (200, &b"v1.0.0\nv1.1.0\n"[..]));
-    let (status, body) = get(addr, "/example.com/!big!mod/@v/v1.1.0.zip").await;
+    let (status, body) = common::http_get(addr, "/example.com/!big!mod/@v/v1.1.0.zip").await;
     assert_eq!((status, body.len()), (200, 64 * 1024));
-    let (status, body) = get(addr, "/example.com/!big!mod/@latest").await;
+    let (status, body) = common::http_get(addr, "/example.com/!big!mod/@latest").await;
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains("v1.1.0"));
-    let (status, body) = get(addr, "/example.com/!big!mod/@v/v9.9.9.mod").await;
+    let (status, body) = common::http_get(addr, "/example.com/!big!mod/@v/v9.9.9.mod").await;
     assert_eq!(status, 404);
     assert!(String::from_utf8_lossy(&body).starts_with("not found:"));
-    let (status, _) = get(addr, "/golang.org/x/absent/@v/list").await;
+    let (status, _) = common::http_get(addr, "/golang.org/x/absent/@v/list").await;
     assert_eq!(status, 404);
 
     let log = proxy.log().snapshot();
@@ -66,7 +57,7 @@ async fn shaping_adds_latency_and_caps_bandwidth() {
     config.shaping = Shaping { latency_ms: 150, bandwidth_bytes_per_sec: Some(256 * 1024) };
     let proxy = ProxyServer::start(config).await.unwrap();
     let started = Instant::now();
-    let (status, body) = get(proxy.addr(), "/example.com/!big!mod/@v/v1.0.0.zip").await;
+    let (status, body) = common::http_get(proxy.addr(), "/example.com/!big!mod/@v/v1.0.0.zip").await;
     let took = started.elapsed();
     assert_eq!((status, body.len()), (200, 64 * 1024));
     // 150 ms of latency plus 64 KiB at 256 KiB/s (250 ms): a lower bound that holds on any machine.
@@ -101,16 +92,16 @@ async fn an_unpublished_version_is_hidden_until_it_is_published() {
     let proxy = ProxyServer::start(ProxyConfig::loopback(dir.path(), 0)).await.unwrap();
     let hidden = proxy.unpublished();
     hidden.set([("example.com/BigMod".to_string(), "v1.1.0".to_string())]);
-    let (_, body) = get(proxy.addr(), "/example.com/!big!mod/@v/list").await;
+    let (_, body) = common::http_get(proxy.addr(), "/example.com/!big!mod/@v/list").await;
     assert_eq!(body, b"v1.0.0\n");
-    let (_, body) = get(proxy.addr(), "/example.com/!big!mod/@latest").await;
+    let (_, body) = common::http_get(proxy.addr(), "/example.com/!big!mod/@latest").await;
     assert!(String::from_utf8_lossy(&body).contains("v1.0.0"));
-    let (status, _) = get(proxy.addr(), "/example.com/!big!mod/@v/v1.1.0.zip").await;
+    let (status, _) = common::http_get(proxy.addr(), "/example.com/!big!mod/@v/v1.1.0.zip").await;
     assert_eq!(status, 404);
     hidden.publish("example.com/BigMod", "v1.1.0");
-    let (_, body) = get(proxy.addr(), "/example.com/!big!mod/@v/list").await;
+    let (_, body) = common::http_get(proxy.addr(), "/example.com/!big!mod/@v/list").await;
     assert_eq!(body, b"v1.0.0\nv1.1.0\n");
-    let (status, _) = get(proxy.addr(), "/example.com/!big!mod/@v/v1.1.0.zip").await;
+    let (status, _) = common::http_get(proxy.addr(), "/example.com/!big!mod/@v/v1.1.0.zip").await;
     assert_eq!(status, 200);
     proxy.stop().await;
 }

@@ -15,7 +15,6 @@ use layerbench::goproxy::layout::StoredModule;
 use layerbench::goproxy::server::{ProxyConfig, ProxyRequest, ProxyServer, RequestKind, ServedFrom, Upstream};
 use layerbench::goproxy::{escape_path, Recipe, StoreLayout};
 use layerbench::{paths, setup};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A `layerbench proxy` process serving `store` on `port`, killed when dropped.
 struct UpstreamProcess {
@@ -70,15 +69,6 @@ fn real_store() -> std::path::PathBuf {
     store
 }
 
-async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = String::from_utf8_lossy(&buf[..split]).split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, buf[split + 4..].to_vec())
-}
 
 #[tokio::test]
 async fn a_zip_missing_from_the_store_comes_from_the_upstream_process_and_then_from_the_cache_folder() {
@@ -103,15 +93,15 @@ async fn a_zip_missing_from_the_store_comes_from_the_upstream_process_and_then_f
     let proxy = ProxyServer::start(config).await.unwrap();
     let zip = format!("/{}/@v/{}.zip", escape_path(&module), escape_path(&version));
 
-    let (status, body) = get(proxy.addr(), &zip).await;
+    let (status, body) = common::http_get(proxy.addr(), &zip).await;
     assert_eq!(status, 200);
     assert!(body == expected, "the zip of {module}@{version} differs from the upstream store's");
     upstream.kill().await;
-    let (status, again) = get(proxy.addr(), &zip).await;
+    let (status, again) = common::http_get(proxy.addr(), &zip).await;
     assert_eq!(status, 200);
     assert!(again == expected, "the cached zip of {module}@{version} differs");
     // Something never fetched before now fails, naming the upstream that is gone.
-    let (status, body) = get(proxy.addr(), &format!("/{}/@v/list", escape_path(&module))).await;
+    let (status, body) = common::http_get(proxy.addr(), &format!("/{}/@v/list", escape_path(&module))).await;
     assert_eq!(status, 502);
     assert!(String::from_utf8_lossy(&body).contains(&upstream_url), "{}", String::from_utf8_lossy(&body));
 
