@@ -148,6 +148,57 @@ pub struct LayerRecord {
     pub start_ms: Option<f64>,
     pub end_ms: Option<f64>,
     pub error: Option<String>,
+    /// Why an executed step of a rebuild missed the cache (absent for cached steps, baselines of older files, and steps that did not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miss_reason: Option<MissReason>,
+}
+
+/// Why a step executed instead of coming from the build cache, computed from what changed since the cell's previous build.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MissReason {
+    pub kind: MissKind,
+    /// What changed, named: files (first few), the build argument and its `ARG` line, the instruction, the base image, or the earlier miss.
+    pub detail: String,
+}
+
+/// The kinds of [`MissReason`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissKind {
+    /// Files under the step's COPY/ADD sources changed content, mode, owner or presence.
+    Files,
+    /// A build argument the step uses (explicitly or, for `RUN`, implicitly after its `ARG`) changed value.
+    BuildArg,
+    /// The instruction's text, or an earlier instruction of its stage, changed.
+    Instruction,
+    /// The stage's base image resolved to another image.
+    BaseImage,
+    /// The build ignored the cache (a cold baseline).
+    Cold,
+    /// An earlier step of the stage (or a stage it copies from) missed.
+    Follows,
+    /// Nothing recorded explains the miss.
+    Unexplained,
+}
+
+impl MissKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MissKind::Files => "files",
+            MissKind::BuildArg => "build-arg",
+            MissKind::Instruction => "instruction",
+            MissKind::BaseImage => "base-image",
+            MissKind::Cold => "cold",
+            MissKind::Follows => "follows",
+            MissKind::Unexplained => "unexplained",
+        }
+    }
+}
+
+impl std::fmt::Display for MissReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.name(), self.detail)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -413,6 +464,7 @@ pub(crate) fn record_with(variant: &str, scenario: &str, step: &str, wall_second
                 start_ms: Some(0.0),
                 end_ms: Some(seconds * 1000.0),
                 error: None,
+                miss_reason: None,
             })
             .collect(),
         image: None,

@@ -768,6 +768,7 @@ pub fn layer_records(model: &DockerfileModel, builder: Builder, steps: &[StepRep
                 start_ms: rel(s.started_unix_ms),
                 end_ms: rel(s.completed_unix_ms),
                 error: s.error.clone(),
+                miss_reason: None,
             },
         ));
     }
