@@ -9,6 +9,7 @@ pub mod goproxy;
 pub mod images;
 pub mod inspect;
 pub mod paths;
+pub mod project;
 pub mod plot;
 pub mod progress;
 pub mod report;

@@ -223,7 +223,7 @@ impl Scenario {
 
 /// The parser reports an unknown key at the start of its table; this points
 /// at the line where the key itself is written.
-fn locate_unknown_key(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn locate_unknown_key(text: &str, e: &toml::de::Error) -> String {
     let message = e.to_string().trim_end().to_string();
     let key = message
         .split("unknown field `")

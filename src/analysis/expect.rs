@@ -44,3 +44,919 @@ pub struct Judgement {
     pub dockerfile: String,
     pub line: Option<usize>,
 }
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::analysis::stats::Summary;
+use crate::dockerfile::{DockerfileModel, Instruction};
+use crate::results::{BuildRecord, Builder, LayerRecord, MissKind, Results};
+
+/// A time expectation needs at least this many repetitions on each side.
+pub const MIN_TIME_REPETITIONS: usize = 3;
+/// The normal quantile of a two-sided 95% interval.
+const Z95: f64 = 1.96;
+/// The standard error of a median is about this times σ/√n (for roughly normal times).
+const MEDIAN_SE: f64 = 1.2533;
+
+/// One `[[template.expect]]` table of a project file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// The scenario whose rebuilds it covers; absent: it holds after every build of the template.
+    #[serde(default)]
+    pub scenario: Option<String>,
+    /// One step of the scenario (or `baseline`); absent: every rebuild of the scenario.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// One builder only; absent: every builder of the project.
+    #[serde(default)]
+    pub builder: Option<Builder>,
+    /// Step patterns that must come from the cache.
+    #[serde(default)]
+    pub cached: Vec<String>,
+    /// Step patterns that must execute.
+    #[serde(default)]
+    pub executed: Vec<String>,
+    /// Every step (other than `FROM`) comes from the cache.
+    #[serde(default)]
+    pub all_cached: Option<bool>,
+    #[serde(default)]
+    pub max_proxy_requests: Option<usize>,
+    /// `30MB`, `1.5 GiB`, `800kB` or a number of bytes.
+    #[serde(default)]
+    pub max_image_size: Option<ByteSize>,
+    #[serde(default)]
+    pub max_layers: Option<usize>,
+    #[serde(default)]
+    pub binary: Option<Linkage>,
+    /// `non-root`, `root`, or the exact `USER` the image must have.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The template's probe passes.
+    #[serde(default)]
+    pub probe: Option<bool>,
+    /// The build's wall time, in seconds (a time expectation).
+    #[serde(default)]
+    pub max_rebuild_seconds: Option<f64>,
+    /// The build's wall time over the same build in the baseline results (a time expectation).
+    #[serde(default)]
+    pub max_slowdown: Option<f64>,
+}
+
+impl Expectation {
+    /// Whether it judges wall times (its cells need repetitions).
+    pub fn needs_repetitions(&self) -> bool {
+        self.max_rebuild_seconds.is_some() || self.max_slowdown.is_some()
+    }
+
+    /// Every step pattern, with the key it sits under.
+    pub fn patterns(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.cached.iter().map(|p| ("cached", p.as_str())).chain(self.executed.iter().map(|p| ("executed", p.as_str())))
+    }
+
+    /// Whether it checks anything at all.
+    pub fn is_empty(&self) -> bool {
+        self.cached.is_empty()
+            && self.executed.is_empty()
+            && self.all_cached.is_none()
+            && self.max_proxy_requests.is_none()
+            && self.max_image_size.is_none()
+            && self.max_layers.is_none()
+            && self.binary.is_none()
+            && self.user.is_none()
+            && self.probe.is_none()
+            && self.max_rebuild_seconds.is_none()
+            && self.max_slowdown.is_none()
+    }
+}
+
+/// A binary's linkage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Linkage {
+    Static,
+    Dynamic,
+}
+
+impl Linkage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Linkage::Static => "static",
+            Linkage::Dynamic => "dynamic",
+        }
+    }
+}
+
+/// A size in bytes, written `30MB` (decimal units), `1.5GiB` (binary units) or as a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a size (write 30MB, 1.5GiB, 800kB or a number of bytes)"))?;
+        let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "kb" => 1e3,
+            "mb" => 1e6,
+            "gb" => 1e9,
+            "kib" => 1024.0,
+            "mib" => 1024.0 * 1024.0,
+            "gib" => 1024.0 * 1024.0 * 1024.0,
+            other => return Err(format!("`{text}`: unknown unit `{other}` (use B, kB, MB, GB, KiB, MiB or GiB)")),
+        };
+        Ok(ByteSize((number * factor).round() as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(b) => Ok(ByteSize(b)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// A step pattern: an instruction prefix, a glob (`*`, `?`), or `line:N`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepPattern {
+    Line(usize),
+    Glob(String),
+    Prefix(String),
+}
+
+impl StepPattern {
+    pub fn parse(text: &str) -> Result<StepPattern, String> {
+        let t = text.trim();
+        if let Some(n) = t.strip_prefix("line:") {
+            return n.trim().parse().map(StepPattern::Line).map_err(|_| format!("`{text}`: `line:` takes a line number"));
+        }
+        if t.is_empty() {
+            return Err("an empty step pattern".to_string());
+        }
+        Ok(if t.contains(['*', '?']) { StepPattern::Glob(normalize(t)) } else { StepPattern::Prefix(normalize(t)) })
+    }
+
+    fn matches(&self, instruction: &str, line: Option<usize>) -> bool {
+        match self {
+            StepPattern::Line(n) => line == Some(*n),
+            StepPattern::Prefix(p) => normalize(instruction).starts_with(p.as_str()),
+            StepPattern::Glob(g) => glob_match(g.as_bytes(), normalize(instruction).as_bytes()),
+        }
+    }
+
+    pub fn matches_instruction(&self, ins: &Instruction) -> bool {
+        self.matches(&ins.text, Some(ins.line))
+    }
+
+    pub fn matches_layer(&self, layer: &LayerRecord) -> bool {
+        !layer.is_base_image() && self.matches(&layer.instruction, layer.line)
+    }
+}
+
+/// Runs of whitespace as one space: the pattern and the instruction compare as words.
+fn normalize(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `*` matches any run of characters, `?` one character; the whole text must match.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// A template and what is expected of it, as judging needs them.
+#[derive(Debug, Clone)]
+pub struct TemplateExpectations {
+    pub name: String,
+    /// The Dockerfile as the project names it (for messages and annotations).
+    pub dockerfile: String,
+    /// The Dockerfile's instructions, for the lines expectations point at.
+    pub model: DockerfileModel,
+    pub expectations: Vec<Expectation>,
+    /// The steps of every scenario an expectation names, by scenario name.
+    pub scenario_steps: BTreeMap<String, Vec<String>>,
+    /// The builders of the project.
+    pub builders: Vec<Builder>,
+}
+
+/// The builds an expectation covers for one builder and, for a scenario, one step.
+struct Group<'a> {
+    scenario: Option<String>,
+    step: Option<String>,
+    builder: Builder,
+    records: Vec<&'a BuildRecord>,
+}
+
+/// Judges every expectation of every template against `results` (and, for
+/// `max_slowdown` and lost builds, against `baseline`). Pure: reads results only.
+pub fn judge(templates: &[TemplateExpectations], results: &Results, baseline: Option<&Results>) -> Vec<Judgement> {
+    let mut out = Vec::new();
+    for t in templates {
+        for e in &t.expectations {
+            for group in groups(t, e, results) {
+                judge_group(t, e, &group, baseline, &mut out);
+            }
+        }
+        if let Some(before) = baseline {
+            out.extend(lost_builds(t, results, before));
+        }
+    }
+    out
+}
+
+fn groups<'a>(t: &TemplateExpectations, e: &Expectation, results: &'a Results) -> Vec<Group<'a>> {
+    let builders: Vec<Builder> = match e.builder {
+        Some(b) => vec![b],
+        None => t.builders.clone(),
+    };
+    let of_template = |r: &&BuildRecord| r.variant == t.name;
+    let mut groups = Vec::new();
+    for builder in builders {
+        match &e.scenario {
+            None => groups.push(Group {
+                scenario: None,
+                step: None,
+                builder,
+                records: results.records.iter().filter(of_template).filter(|r| r.builder == builder).collect(),
+            }),
+            Some(scenario) => {
+                let steps: Vec<String> = match &e.step {
+                    Some(s) => vec![s.clone()],
+                    None => t.scenario_steps.get(scenario).cloned().unwrap_or_default(),
+                };
+                for step in steps {
+                    let records = results
+                        .records
+                        .iter()
+                        .filter(of_template)
+                        .filter(|r| r.builder == builder && &r.scenario == scenario && r.step == step)
+                        .collect();
+                    groups.push(Group { scenario: Some(scenario.clone()), step: Some(step), builder, records });
+                }
+            }
+        }
+    }
+    groups
+}
+
+/// The last line of the final stage's `USER`, or of its `FROM`: where an image property is decided.
+fn image_line(model: &DockerfileModel, keyword: &str) -> Option<usize> {
+    let last_stage = model.instructions.iter().rev().find(|i| i.keyword == "FROM").map(|i| i.stage.clone())?;
+    let stage: Vec<&Instruction> = model.instructions.iter().filter(|i| i.stage == last_stage).collect();
+    stage.iter().rev().find(|i| i.keyword == keyword).or_else(|| stage.first()).map(|i| i.line)
+}
+
+fn judge_group(t: &TemplateExpectations, e: &Expectation, g: &Group<'_>, baseline: Option<&Results>, out: &mut Vec<Judgement>) {
+    let mut push = |expectation: String, expected: String, verdict: Measured, line: Option<usize>| {
+        out.push(Judgement {
+            template: t.name.clone(),
+            scenario: g.scenario.clone(),
+            step: g.step.clone(),
+            builder: Some(g.builder),
+            expectation,
+            expected,
+            measured: verdict.measured,
+            outcome: verdict.outcome,
+            reason: verdict.reason,
+            dockerfile: t.dockerfile.clone(),
+            line: verdict.line.or(line),
+        })
+    };
+    let ok: Vec<&BuildRecord> = g.records.iter().copied().filter(|r| r.outcome == "ok").collect();
+    // A missing or failed build fails every check of the group: it is never silent.
+    let unusable = if g.records.is_empty() {
+        Some(Measured::fail("no build recorded".into(), format!("no build of {} was recorded (the cell was not run, or the run stopped before it)", where_(g, &t.name))))
+    } else if let Some(bad) = g.records.iter().find(|r| r.outcome != "ok") {
+        Some(Measured::fail(
+            format!("{} in {} of {} builds", if bad.outcome == "not-applicable" { "not applicable" } else { "build failed" }, g.records.len() - ok.len(), g.records.len()),
+            format!("{} · {}: {}", bad.step, rep(bad), bad.error.as_deref().unwrap_or("(no message)")),
+        ))
+    } else {
+        None
+    };
+    for (key, pattern) in e.patterns() {
+        let name = format!("{key} = {pattern:?}");
+        let expected = if key == "cached" { "cached in every build" } else { "executed in every build" };
+        let line = StepPattern::parse(pattern).ok().and_then(|p| t.model.instructions.iter().find(|i| p.matches_instruction(i)).map(|i| i.line));
+        let m = unusable.clone().unwrap_or_else(|| step_pattern(pattern, key == "cached", &ok));
+        push(name, expected.into(), m, line);
+    }
+    if e.all_cached == Some(true) {
+        let m = unusable.clone().unwrap_or_else(|| all_cached(&ok));
+        push("all_cached = true".into(), "every step cached in every build".into(), m, None);
+    }
+    if let Some(max) = e.max_proxy_requests {
+        let m = unusable.clone().unwrap_or_else(|| proxy_requests(max, &ok));
+        push(format!("max_proxy_requests = {max}"), format!("at most {max}"), m, None);
+    }
+    if let Some(max) = e.max_image_size {
+        let m = unusable.clone().unwrap_or_else(|| image_size(max.0, &ok));
+        push(format!("max_image_size = {:?}", megabytes(max.0)), format!("at most {}", megabytes(max.0)), m, image_line(&t.model, "FROM"));
+    }
+    if let Some(max) = e.max_layers {
+        let m = unusable.clone().unwrap_or_else(|| layers(max, &ok));
+        push(format!("max_layers = {max}"), format!("at most {max}"), m, image_line(&t.model, "FROM"));
+    }
+    if let Some(linkage) = e.binary {
+        let m = unusable.clone().unwrap_or_else(|| binary(linkage, &ok));
+        push(format!("binary = {:?}", linkage.name()), format!("a {} binary", linkage.name()), m, image_line(&t.model, "FROM"));
+    }
+    if let Some(user) = &e.user {
+        let m = unusable.clone().unwrap_or_else(|| user_check(user, &ok));
+        push(format!("user = {user:?}"), if user == "non-root" || user == "root" { format!("runs as {user}") } else { format!("USER {user}") }, m, image_line(&t.model, "USER"));
+    }
+    if let Some(want) = e.probe {
+        let m = unusable.clone().unwrap_or_else(|| probe(want, &ok));
+        push(format!("probe = {want}"), if want { "the probe passes".into() } else { "the probe fails".into() }, m, image_line(&t.model, "FROM"));
+    }
+    if let Some(max) = e.max_rebuild_seconds {
+        let m = unusable.clone().unwrap_or_else(|| rebuild_seconds(max, &ok));
+        push(format!("max_rebuild_seconds = {max}"), format!("at most {max:.2} s"), m, None);
+    }
+    if let Some(max) = e.max_slowdown {
+        let m = unusable.clone().unwrap_or_else(|| slowdown(max, &ok, g, &t.name, baseline));
+        push(format!("max_slowdown = {max}"), format!("at most {max:.2}× the baseline's time"), m, None);
+    }
+}
+
+/// The measured side of one judgement.
+#[derive(Debug, Clone)]
+struct Measured {
+    measured: String,
+    outcome: Outcome,
+    reason: Option<String>,
+    line: Option<usize>,
+}
+
+impl Measured {
+    fn pass(measured: String) -> Measured {
+        Measured { measured, outcome: Outcome::Pass, reason: None, line: None }
+    }
+    fn fail(measured: String, reason: String) -> Measured {
+        Measured { measured, outcome: Outcome::Fail, reason: Some(reason), line: None }
+    }
+    fn inconclusive(measured: String, reason: String) -> Measured {
+        Measured { measured, outcome: Outcome::Inconclusive, reason: Some(reason), line: None }
+    }
+}
+
+fn where_(g: &Group<'_>, template: &str) -> String {
+    let mut w = template.to_string();
+    if let Some(s) = &g.scenario {
+        w.push_str(&format!(" × {s}"));
+    }
+    if let Some(s) = &g.step {
+        w.push_str(&format!(" · {s}"));
+    }
+    w.push_str(&format!(" · {}", g.builder.name()));
+    w
+}
+
+fn rep(r: &BuildRecord) -> String {
+    format!("rep {}", r.repetition)
+}
+
+fn step_name(l: &LayerRecord) -> String {
+    match l.line {
+        Some(n) => format!("`{}` (line {n})", l.instruction),
+        None => format!("`{}`", l.instruction),
+    }
+}
+
+/// Why an executed step missed, following a `follows` reason back to the miss it follows.
+pub fn why(record: &BuildRecord, layer: &LayerRecord) -> String {
+    let Some(reason) = &layer.miss_reason else {
+        return "no reason recorded".to_string();
+    };
+    if reason.kind != MissKind::Follows {
+        return reason.to_string();
+    }
+    let root = record
+        .layers
+        .iter()
+        .filter(|l| !l.cached && !l.is_base_image() && l.stage == layer.stage)
+        .find_map(|l| l.miss_reason.as_ref().filter(|r| r.kind != MissKind::Follows).map(|r| (l, r)));
+    match root {
+        Some((first, r)) => format!("{reason}; {} missed because {r}", step_name(first)),
+        None => reason.to_string(),
+    }
+}
+
+fn step_pattern(pattern: &str, want_cached: bool, builds: &[&BuildRecord]) -> Measured {
+    let p = match StepPattern::parse(pattern) {
+        Ok(p) => p,
+        Err(e) => return Measured::fail("-".into(), e),
+    };
+    let mut wrong = 0;
+    let mut reason = None;
+    let mut line = None;
+    for r in builds {
+        let matched: Vec<&LayerRecord> = r.layers.iter().filter(|l| p.matches_layer(l)).collect();
+        if matched.is_empty() {
+            return Measured::fail(
+                format!("not built ({} · {})", r.step, rep(r)),
+                format!("no step of this build matches `{pattern}` (its stage was not built, or the Dockerfile changed); built steps: {}", r.layers.iter().filter(|l| !l.is_base_image()).map(|l| l.instruction.as_str()).collect::<Vec<_>>().join(" | ")),
+            );
+        }
+        line = line.or(matched[0].line);
+        if let Some(off) = matched.iter().find(|l| l.cached != want_cached) {
+            wrong += 1;
+            if reason.is_none() {
+                reason = Some(if want_cached {
+                    format!("{} executed ({} · {}): {}", step_name(off), r.step, rep(r), why(r, off))
+                } else {
+                    format!("{} came from the cache ({} · {}): nothing it depends on changed", step_name(off), r.step, rep(r))
+                });
+            }
+        }
+    }
+    let (good, bad) = if want_cached { ("cached", "executed") } else { ("executed", "cached") };
+    let mut m = if wrong == 0 {
+        Measured::pass(format!("{good} in {} of {} builds", builds.len(), builds.len()))
+    } else {
+        Measured::fail(format!("{bad} in {wrong} of {} builds", builds.len()), reason.unwrap_or_default())
+    };
+    m.line = line;
+    m
+}
+
+fn all_cached(builds: &[&BuildRecord]) -> Measured {
+    let mut worst: Option<(&BuildRecord, Vec<&LayerRecord>)> = None;
+    let mut wrong = 0;
+    for r in builds {
+        let executed: Vec<&LayerRecord> = r.layers.iter().filter(|l| !l.cached && !l.is_base_image()).collect();
+        if !executed.is_empty() {
+            wrong += 1;
+            if worst.as_ref().is_none_or(|(_, w)| executed.len() > w.len()) {
+                worst = Some((r, executed));
+            }
+        }
+    }
+    match worst {
+        None => Measured::pass(format!("all cached in {} of {} builds", builds.len(), builds.len())),
+        Some((r, executed)) => {
+            let first = executed[0];
+            let mut m = Measured::fail(
+                format!("{} steps executed in {wrong} of {} builds", executed.len(), builds.len()),
+                format!("{} executed ({} · {}): {}", step_name(first), r.step, rep(r), why(r, first)),
+            );
+            m.line = first.line;
+            m
+        }
+    }
+}
+
+fn proxy_requests(max: usize, builds: &[&BuildRecord]) -> Measured {
+    let Some(worst) = builds.iter().max_by_key(|r| r.proxy.requests) else {
+        return Measured::pass("0".into());
+    };
+    if worst.proxy.requests <= max {
+        return Measured::pass(worst.proxy.requests.to_string());
+    }
+    let paths: Vec<String> = worst.proxy.log.iter().take(3).map(|q| format!("{} ({})", q.path, q.served_from)).collect();
+    let more = worst.proxy.log.len().saturating_sub(3);
+    Measured::fail(
+        worst.proxy.requests.to_string(),
+        format!(
+            "{} · {} asked the module proxy {} times: {}{}",
+            worst.step,
+            rep(worst),
+            worst.proxy.requests,
+            paths.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ),
+    )
+}
+
+fn image_size(max: u64, builds: &[&BuildRecord]) -> Measured {
+    let Some(worst) = builds.iter().filter_map(|r| r.image.as_ref().map(|i| (r, i))).max_by_key(|(_, i)| i.size_bytes) else {
+        return Measured::fail("no image".into(), "no build produced an image".into());
+    };
+    let size = worst.1.size_bytes;
+    if size <= max {
+        return Measured::pass(megabytes(size));
+    }
+    let mut largest: Vec<&crate::results::LayerSize> = worst.0.inspection.as_ref().map(|i| i.layer_sizes.iter().collect()).unwrap_or_default();
+    largest.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    let named: Vec<String> = largest.iter().take(3).map(|l| format!("{} `{}`", megabytes(l.size_bytes), l.created_by.chars().take(60).collect::<String>())).collect();
+    Measured::fail(megabytes(size), if named.is_empty() { format!("the image is {}", megabytes(size)) } else { format!("largest layers: {}", named.join(", ")) })
+}
+
+fn layers(max: usize, builds: &[&BuildRecord]) -> Measured {
+    match builds.iter().filter_map(|r| r.image.as_ref()).map(|i| i.layer_count).max() {
+        None => Measured::fail("no image".into(), "no build produced an image".into()),
+        Some(n) if n <= max => Measured::pass(n.to_string()),
+        Some(n) => Measured::fail(n.to_string(), format!("the image has {n} layers")),
+    }
+}
+
+fn binary(want: Linkage, builds: &[&BuildRecord]) -> Measured {
+    for r in builds {
+        let inspection = r.inspection.as_ref();
+        let Some(b) = inspection.and_then(|i| i.binary.as_ref()) else {
+            let why = inspection
+                .and_then(|i| i.error.clone().or_else(|| (!i.notes.is_empty()).then(|| i.notes.join("; "))))
+                .unwrap_or_else(|| "the image was not inspected".to_string());
+            return Measured::fail("no binary inspected".into(), format!("{} · {}: {why}", r.step, rep(r)));
+        };
+        if b.linkage != want.name() {
+            let detail = match (&b.interpreter, b.needed.is_empty()) {
+                (Some(i), _) => format!("{} has the program interpreter {i} and needs {}", b.path, if b.needed.is_empty() { "no library".into() } else { b.needed.join(", ") }),
+                (None, false) => format!("{} needs {}", b.path, b.needed.join(", ")),
+                (None, true) => format!("{} has no program interpreter and needs no library", b.path),
+            };
+            return Measured::fail(b.linkage.clone(), detail);
+        }
+    }
+    Measured::pass(format!("{} in {} of {} builds", want.name(), builds.len(), builds.len()))
+}
+
+/// Whether a `USER` value runs as root (no USER at all does).
+fn is_root(user: &str) -> bool {
+    let name = user.split(':').next().unwrap_or("");
+    name.is_empty() || name == "root" || name == "0"
+}
+
+fn user_check(want: &str, builds: &[&BuildRecord]) -> Measured {
+    for r in builds {
+        let Some(image) = &r.image else {
+            return Measured::fail("no image".into(), "no build produced an image".into());
+        };
+        let uid = r.inspection.as_ref().and_then(|i| i.runtime.as_ref()).and_then(|rt| rt.uid);
+        let shown = if image.user.is_empty() { "no USER (root)".to_string() } else { format!("USER {}", image.user) };
+        let ok = match want {
+            "non-root" => !is_root(&image.user) && uid != Some(0),
+            "root" => is_root(&image.user) || uid == Some(0),
+            exact => image.user == exact,
+        };
+        if !ok {
+            let detail = match uid {
+                Some(u) => format!("the image's config has {shown}; the probe ran as uid {u}"),
+                None => format!("the image's config has {shown}"),
+            };
+            return Measured::fail(shown, detail);
+        }
+    }
+    let user = builds.first().and_then(|r| r.image.as_ref()).map(|i| i.user.clone()).unwrap_or_default();
+    Measured::pass(if user.is_empty() { "no USER (root)".into() } else { format!("USER {user}") })
+}
+
+fn probe(want: bool, builds: &[&BuildRecord]) -> Measured {
+    for r in builds {
+        let Some(rt) = r.inspection.as_ref().and_then(|i| i.runtime.as_ref()) else {
+            let why = r.inspection.as_ref().and_then(|i| i.error.clone()).unwrap_or_else(|| "no probe ran (the template configures none, or inspection was off)".into());
+            return Measured::fail("no probe".into(), format!("{} · {}: {why}", r.step, rep(r)));
+        };
+        if rt.passed != want {
+            let tail: String = rt.output.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" / ");
+            return Measured::fail(
+                format!("exit {} (expected {})", rt.exit_code, rt.expected_exit),
+                format!("{} · {}: `{}` exited {}{}", r.step, rep(r), rt.command.join(" "), rt.exit_code, if tail.is_empty() { String::new() } else { format!(": {tail}") }),
+            );
+        }
+    }
+    Measured::pass(format!("{} in {} of {} builds", if want { "passed" } else { "failed" }, builds.len(), builds.len()))
+}
+
+/// A 95% interval for a median, in log space: `(ln median, half width)`; `None` for a median of 0.
+fn log_interval(s: &Summary) -> Option<(f64, f64)> {
+    (s.median > 0.0).then(|| (s.median.ln(), Z95 * MEDIAN_SE * s.relative_spread() / (s.n as f64).sqrt()))
+}
+
+/// Judges `value` (with a log-space half width `u`, from `n` repetitions and relative spread `rs`) against `max`.
+fn time_verdict(what: &str, log_value: f64, u: f64, max: f64, n: usize, rs: f64, shown: String) -> Measured {
+    let (low, high) = ((log_value - u).exp(), (log_value + u).exp());
+    let interval = format!("{shown} (95% interval {low:.2}–{high:.2}, n = {n}, spread {:.1}%)", rs * 100.0);
+    if high < max {
+        return Measured::pass(interval);
+    }
+    if low > max {
+        return Measured::fail(interval, format!("even the interval's lower end, {low:.2}, is above {max}"));
+    }
+    // How many repetitions, or how small a spread, would put the interval on one side of the threshold.
+    let gap = (log_value - max.ln()).abs();
+    let settle = if gap <= 0.0 || rs <= 0.0 {
+        "the median sits on the threshold: no n settles it".to_string()
+    } else {
+        let need_n = ((Z95 * MEDIAN_SE * rs / gap).powi(2)).ceil() as usize;
+        let need_spread = gap * (n as f64).sqrt() / (Z95 * MEDIAN_SE);
+        format!("about n = {} repetitions at this spread, or a spread below {:.1}% at n = {n}, would settle it", need_n.max(n + 1), need_spread * 100.0)
+    };
+    Measured::inconclusive(interval, format!("{what} is inside the noise: the interval {low:.2}–{high:.2} contains {max}; {settle}"))
+}
+
+fn rebuild_seconds(max: f64, builds: &[&BuildRecord]) -> Measured {
+    let Some(s) = crate::analysis::stats::wall_seconds(builds) else {
+        return Measured::fail("no time".into(), "no successful build was timed".into());
+    };
+    if s.n < MIN_TIME_REPETITIONS {
+        return Measured::inconclusive(
+            format!("median {:.2} s (n = {})", s.median, s.n),
+            format!("a time needs at least {MIN_TIME_REPETITIONS} repetitions (set `repetitions = {MIN_TIME_REPETITIONS}` or more)"),
+        );
+    }
+    let Some((log_value, u)) = log_interval(&s) else {
+        return Measured::pass(format!("median {:.2} s", s.median));
+    };
+    time_verdict("the rebuild time", log_value, u, max, s.n, s.relative_spread(), format!("median {:.2} s", s.median))
+}
+
+fn slowdown(max: f64, builds: &[&BuildRecord], g: &Group<'_>, template: &str, baseline: Option<&Results>) -> Measured {
+    let Some(before) = baseline else {
+        return Measured::inconclusive("no baseline".into(), "no --baseline results to compare with".into());
+    };
+    let same = |r: &&BuildRecord| {
+        r.outcome == "ok" && r.variant == template && r.builder == g.builder && g.scenario.as_ref().is_none_or(|s| &r.scenario == s) && g.step.as_ref().is_none_or(|s| &r.step == s)
+    };
+    let old: Vec<&BuildRecord> = before.records.iter().filter(same).collect();
+    let (Some(a), Some(b)) = (crate::analysis::stats::wall_seconds(&old), crate::analysis::stats::wall_seconds(builds)) else {
+        return Measured::fail("no time".into(), format!("{} has no successful build of {} to compare with", if old.is_empty() { "the baseline" } else { "this run" }, where_(g, template)));
+    };
+    if a.n < MIN_TIME_REPETITIONS || b.n < MIN_TIME_REPETITIONS {
+        return Measured::inconclusive(
+            format!("{:.2}× (n = {} before, {} now)", b.median / a.median.max(f64::MIN_POSITIVE), a.n, b.n),
+            format!("a slowdown needs at least {MIN_TIME_REPETITIONS} repetitions on each side"),
+        );
+    }
+    let (Some((la, ua)), Some((lb, ub))) = (log_interval(&a), log_interval(&b)) else {
+        return Measured::fail("no time".into(), "a median time of 0 cannot be compared".into());
+    };
+    let u = (ua * ua + ub * ub).sqrt();
+    let rs = (a.relative_spread().powi(2) + b.relative_spread().powi(2)).sqrt();
+    time_verdict("the slowdown", lb - la, u, max, a.n.min(b.n), rs, format!("{:.2}× ({:.2} s → {:.2} s)", (lb - la).exp(), a.median, b.median))
+}
+
+/// Builds that succeeded in the baseline and now fail or are missing: regressions, whatever the expectations say.
+fn lost_builds(t: &TemplateExpectations, results: &Results, before: &Results) -> Vec<Judgement> {
+    let mut keys: Vec<(String, String, Builder)> = Vec::new();
+    for r in before.records.iter().filter(|r| r.variant == t.name && r.outcome == "ok") {
+        let k = (r.scenario.clone(), r.step.clone(), r.builder);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut out = Vec::new();
+    for (scenario, step, builder) in keys {
+        let now: Vec<&BuildRecord> = results.records.iter().filter(|r| r.variant == t.name && r.scenario == scenario && r.step == step && r.builder == builder).collect();
+        if now.iter().any(|r| r.outcome == "ok") {
+            continue;
+        }
+        let in_run = results.options.scenarios.contains(&scenario) && results.options.builders.contains(&builder);
+        let (measured, reason) = match now.first() {
+            Some(r) => ("build failed".to_string(), r.error.clone().unwrap_or_else(|| "(no message)".into())),
+            None if in_run => ("missing".to_string(), "built in the baseline, but this run recorded no build of it".to_string()),
+            // A cell this run was not asked to build is not lost.
+            None => continue,
+        };
+        out.push(Judgement {
+            template: t.name.clone(),
+            scenario: Some(scenario),
+            step: Some(step),
+            builder: Some(builder),
+            expectation: "builds as in --baseline".into(),
+            expected: "built".into(),
+            measured,
+            outcome: Outcome::Fail,
+            reason: Some(reason),
+            dockerfile: t.dockerfile.clone(),
+            line: None,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{record_with, results_with, ImageRecord, MissReason};
+
+    const DOCKERFILE: &str = "FROM golang:1.23 AS build\nWORKDIR /src\nCOPY go.mod go.sum ./\nRUN go mod download\nCOPY . .\nRUN go build -o /app .\nFROM scratch\nCOPY --from=build /app /app\nUSER 65532\n";
+
+    fn template(expectations: Vec<Expectation>) -> TemplateExpectations {
+        TemplateExpectations {
+            name: "service".into(),
+            dockerfile: "build/service.Dockerfile".into(),
+            model: DockerfileModel::parse(DOCKERFILE),
+            expectations,
+            scenario_steps: BTreeMap::from([("edit-go-source".to_string(), vec!["edit-handler".to_string()])]),
+            builders: vec![Builder::Buildkit],
+        }
+    }
+
+    /// An edit-go-source rebuild: `download_cached` says whether `RUN go mod download` came from the cache.
+    fn rebuild(download_cached: bool, seconds: f64, repetition: u32) -> BuildRecord {
+        let mut r = record_with(
+            "service",
+            "edit-go-source",
+            "edit-handler",
+            seconds,
+            &[("COPY go.mod go.sum ./", download_cached, 0.0), ("RUN go mod download", download_cached, 1.0), ("COPY . .", false, 0.1), ("RUN go build -o /app .", false, 5.0)],
+            if download_cached { 0 } else { 12 },
+        );
+        r.repetition = repetition;
+        for (i, l) in r.layers.iter_mut().enumerate() {
+            l.line = Some(i + 3);
+            if !l.cached {
+                l.miss_reason = Some(if i == 0 || (download_cached && i == 2) {
+                    MissReason { kind: MissKind::Files, detail: if i == 0 { "go.mod (content)".into() } else { "main.go (content)".into() } }
+                } else {
+                    MissReason { kind: MissKind::Follows, detail: "follows line 3".into() }
+                });
+            }
+        }
+        r.image = Some(ImageRecord { id: "sha256:1".into(), size_bytes: 12_000_000, layer_count: 2, user: "65532".into() });
+        r
+    }
+
+    fn expect(f: impl FnOnce(&mut Expectation)) -> Expectation {
+        let mut e = Expectation { scenario: Some("edit-go-source".into()), ..Default::default() };
+        f(&mut e);
+        e
+    }
+
+    fn outcomes(j: &[Judgement]) -> Vec<(String, Outcome)> {
+        j.iter().map(|j| (j.expectation.clone(), j.outcome)).collect()
+    }
+
+    #[test]
+    fn a_kept_property_passes_with_its_measured_value() {
+        let t = template(vec![expect(|e| {
+            e.cached = vec!["RUN go mod download".into()];
+            e.executed = vec!["COPY . .".into()];
+            e.max_proxy_requests = Some(0);
+            e.max_image_size = Some(ByteSize(30_000_000));
+            e.user = Some("non-root".into());
+        })]);
+        let results = results_with(vec![rebuild(true, 6.0, 1)]);
+        let j = judge(&[t], &results, None);
+        assert!(j.iter().all(|j| j.outcome == Outcome::Pass), "{j:#?}");
+        assert_eq!(j[0].measured, "cached in 1 of 1 builds");
+        assert_eq!(j[0].line, Some(4), "the line of the matched step");
+        assert_eq!(j[3].measured, "12.0 MB");
+    }
+
+    #[test]
+    fn a_lost_cache_hit_fails_and_says_why_the_step_missed() {
+        let t = template(vec![expect(|e| {
+            e.cached = vec!["RUN go mod download".into()];
+            e.max_proxy_requests = Some(0);
+        })]);
+        let results = results_with(vec![rebuild(false, 9.0, 1)]);
+        let j = judge(&[t], &results, None);
+        assert_eq!(outcomes(&j), [("cached = \"RUN go mod download\"".to_string(), Outcome::Fail), ("max_proxy_requests = 0".to_string(), Outcome::Fail)]);
+        assert_eq!(j[0].measured, "executed in 1 of 1 builds");
+        let reason = j[0].reason.as_deref().unwrap();
+        assert!(reason.contains("follows line 3") && reason.contains("`COPY go.mod go.sum ./` (line 3) missed because files: go.mod (content)"), "{reason}");
+        assert_eq!(j[1].measured, "12");
+    }
+
+    #[test]
+    fn image_properties_fail_with_what_was_measured() {
+        let t = template(vec![Expectation {
+            max_image_size: Some(ByteSize(10_000_000)),
+            user: Some("non-root".into()),
+            max_layers: Some(1),
+            binary: Some(Linkage::Static),
+            ..Default::default()
+        }]);
+        let mut r = rebuild(true, 6.0, 1);
+        r.image.as_mut().unwrap().user = String::new();
+        let j = judge(&[t], &results_with(vec![r]), None);
+        assert!(j.iter().all(|j| j.outcome == Outcome::Fail), "{j:#?}");
+        let by = |name: &str| j.iter().find(|j| j.expectation.starts_with(name)).unwrap();
+        assert_eq!(by("max_image_size").measured, "12.0 MB");
+        assert_eq!(by("user").measured, "no USER (root)");
+        assert_eq!(by("user").line, Some(9), "points at the final stage's USER");
+        assert_eq!(by("max_layers").measured, "2");
+        assert_eq!(by("binary").measured, "no binary inspected");
+    }
+
+    #[test]
+    fn a_missing_cell_and_a_failed_build_fail_every_check() {
+        let t = template(vec![expect(|e| e.all_cached = Some(true))]);
+        let j = judge(std::slice::from_ref(&t), &results_with(vec![]), None);
+        assert_eq!((j[0].outcome, j[0].measured.as_str()), (Outcome::Fail, "no build recorded"));
+        let mut failed = rebuild(true, 1.0, 1);
+        failed.outcome = "failed".into();
+        failed.error = Some("at `RUN go build -o /app .`: exit code 1".into());
+        let j = judge(&[t], &results_with(vec![failed]), None);
+        assert_eq!(j[0].outcome, Outcome::Fail);
+        assert!(j[0].reason.as_deref().unwrap().contains("exit code 1"));
+    }
+
+    #[test]
+    fn a_pattern_that_matches_no_built_step_fails() {
+        let t = template(vec![expect(|e| e.cached = vec!["RUN go vet".into()])]);
+        let j = judge(&[t], &results_with(vec![rebuild(true, 6.0, 1)]), None);
+        assert_eq!(j[0].outcome, Outcome::Fail);
+        assert!(j[0].measured.starts_with("not built"), "{j:#?}");
+    }
+
+    fn timed(t: &TemplateExpectations, before: &[f64], after: &[f64]) -> Judgement {
+        let records = |times: &[f64]| results_with(times.iter().enumerate().map(|(i, s)| rebuild(true, *s, i as u32 + 1)).collect());
+        let (a, b) = (records(before), records(after));
+        judge(std::slice::from_ref(t), &b, Some(&a)).remove(0)
+    }
+
+    #[test]
+    fn a_slowdown_passes_fails_or_is_inconclusive_by_its_interval() {
+        let t = template(vec![expect(|e| e.max_slowdown = Some(1.15))]);
+        let same = timed(&t, &[10.0, 10.1, 9.9, 10.05, 9.95], &[10.0, 10.2, 9.8, 10.1, 9.9]);
+        assert_eq!(same.outcome, Outcome::Pass, "{same:#?}");
+        let slower = timed(&t, &[10.0, 10.1, 9.9], &[15.0, 15.2, 14.9]);
+        assert_eq!(slower.outcome, Outcome::Fail, "{slower:#?}");
+        // 13% slower with ±10% noise: neither a pass nor a failure.
+        let noisy = timed(&t, &[10.0, 11.0, 9.0], &[11.3, 12.4, 10.2]);
+        assert_eq!(noisy.outcome, Outcome::Inconclusive, "{noisy:#?}");
+        let reason = noisy.reason.as_deref().unwrap();
+        assert!(reason.contains("inside the noise") && reason.contains("repetitions") && reason.contains("spread below"), "{reason}");
+        let few = timed(&t, &[10.0, 10.0], &[30.0, 30.0]);
+        assert_eq!(few.outcome, Outcome::Inconclusive, "fewer than 3 repetitions never fail: {few:#?}");
+        let no_baseline = judge(std::slice::from_ref(&t), &results_with(vec![rebuild(true, 1.0, 1)]), None);
+        assert_eq!(no_baseline[0].outcome, Outcome::Inconclusive);
+    }
+
+    #[test]
+    fn a_rebuild_time_limit_is_judged_by_the_interval_of_its_median() {
+        let t = template(vec![expect(|e| e.max_rebuild_seconds = Some(8.0))]);
+        let results = |times: &[f64]| results_with(times.iter().enumerate().map(|(i, s)| rebuild(true, *s, i as u32 + 1)).collect());
+        let j = |times: &[f64]| judge(std::slice::from_ref(&t), &results(times), None).remove(0).outcome;
+        assert_eq!(j(&[5.0, 5.1, 4.9]), Outcome::Pass);
+        assert_eq!(j(&[12.0, 12.5, 11.8]), Outcome::Fail);
+        assert_eq!(j(&[7.0, 9.0, 8.1]), Outcome::Inconclusive);
+        assert_eq!(j(&[20.0, 21.0]), Outcome::Inconclusive);
+    }
+
+    #[test]
+    fn a_build_that_built_in_the_baseline_and_now_fails_or_is_missing_is_a_regression() {
+        let t = template(vec![expect(|e| e.all_cached = Some(true))]);
+        let before = results_with(vec![rebuild(true, 1.0, 1)]);
+        let mut failed = rebuild(true, 1.0, 1);
+        failed.outcome = "failed".into();
+        failed.error = Some("boom".into());
+        let j = judge(std::slice::from_ref(&t), &results_with(vec![failed]), Some(&before));
+        assert!(j.iter().any(|j| j.expectation == "builds as in --baseline" && j.outcome == Outcome::Fail && j.reason.as_deref() == Some("boom")), "{j:#?}");
+        let mut empty = results_with(vec![]);
+        empty.options.scenarios = vec!["edit-go-source".into()];
+        let j = judge(&[t], &empty, Some(&before));
+        assert!(j.iter().any(|j| j.expectation == "builds as in --baseline" && j.measured == "missing"), "{j:#?}");
+    }
+
+    #[test]
+    fn patterns_match_by_prefix_glob_or_line() {
+        let layer = |text: &str, line| LayerRecord {
+            stage: "build".into(),
+            instruction: text.into(),
+            line: Some(line),
+            vertex: String::new(),
+            cached: true,
+            duration_ms: 0.0,
+            start_ms: None,
+            end_ms: None,
+            error: None,
+            miss_reason: None,
+        };
+        let l = layer("RUN  go mod download -x", 5);
+        assert!(StepPattern::parse("RUN go mod download").unwrap().matches_layer(&l));
+        assert!(StepPattern::parse("RUN go * -x").unwrap().matches_layer(&l));
+        assert!(!StepPattern::parse("RUN go * -y").unwrap().matches_layer(&l));
+        assert!(StepPattern::parse("line:5").unwrap().matches_layer(&l));
+        assert!(!StepPattern::parse("line:6").unwrap().matches_layer(&l));
+        assert!(StepPattern::parse("line:x").is_err());
+        assert_eq!(ByteSize::parse("1.5 GiB").unwrap().0, 1_610_612_736);
+        assert_eq!(ByteSize::parse("800kB").unwrap().0, 800_000);
+    }
+}
