@@ -92,6 +92,8 @@ pub enum Command {
         #[arg(long)]
         fail_on_regression: bool,
     },
+    /// Build the templates of a project file (layerbench.toml) and judge its expectations: exit 0 when all pass, 1 when one fails, 2 for a bad project file, 3 for the environment.
+    Check(CheckArgs),
     /// Remove the containers and images layerbench created (only those: they carry its label).
     Clean {
         /// Also remove the base-image stand-ins layerbench built.
@@ -146,12 +148,44 @@ pub struct RunArgs {
     /// How each cell starts: cold (baseline built ignoring the cache) or warm (baseline already cached).
     #[arg(long, value_enum, default_value_t = CacheChoice::Cold)]
     pub cache: CacheChoice,
-    /// Write DIR/results.json instead of ./layerbench-results/<run-id>/results.json.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
     /// Run a suite (a shipped one such as `claims`, or a suite file) instead of --variant/--dockerfile/--scenario/--builder/--repetitions, and print claim verdicts at the end.
     #[arg(long, conflicts_with_all = ["variants", "dockerfiles", "scenarios", "repetitions", "builder"])]
     pub suite: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// `layerbench check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The project file (default: ./layerbench.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A results file to judge `max_slowdown` against; a build it has that now fails or is missing fails the check.
+    #[arg(long, value_name = "RESULTS")]
+    pub baseline: Option<PathBuf>,
+    /// Also write the judgements as JUnit XML (one testsuite per template, one testcase per expectation).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Print the judgements as JSON on stdout (everything else goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Judge a finished run's results file instead of building.
+    #[arg(long, value_name = "RESULTS")]
+    pub from: Option<PathBuf>,
+    /// An inconclusive expectation fails the check (by default it passes).
+    #[arg(long)]
+    pub strict: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Where a run's modules come from and its results go (`run` and `check`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// Write DIR/results.json instead of ./layerbench-results/<run-id>/results.json.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     #[arg(long = "proxy-port", default_value_t = DEFAULT_PORT)]
     pub proxy_port: u16,
     /// An upstream GOPROXY (http or https URL) for the modules the store lacks; its answers are kept in the cache folder. Default: an http(s) entry of $GOPROXY, if any.

@@ -5,18 +5,21 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use layerbench::cli::{BuilderChoice, CacheChoice, Cli, Command, RunArgs};
+use layerbench::cli::{BuilderChoice, CacheChoice, CheckArgs, Cli, Command, EngineArgs, RunArgs};
 use layerbench::engine::{Engine, StepReport};
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer, Shaping, Upstream};
 use layerbench::goproxy::upstream_from_env;
 use layerbench::goproxy::store::Recipe;
-use layerbench::results::{BuildRecord, Builder, CacheState, Probe};
+use layerbench::analysis::expect::{Judgement, Outcome};
+use layerbench::project::Project;
+use layerbench::results::{BuildRecord, Builder, CacheState, Probe, Results};
 use layerbench::runner::Variant;
 use layerbench::setup::StoreSpec;
 use layerbench::{paths, progress, runner, selftest, setup, shipped, table};
 
-/// Exit codes: 0 success, 1 a check failed, 2 usage (clap), 3 the environment could not be provisioned or reached.
+/// Exit codes: 0 success, 1 a check failed, 2 usage (clap) or a bad project or results file, 3 the environment could not be provisioned or reached.
 const EXIT_CHECK_FAILED: u8 = 1;
+const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_ENVIRONMENT: u8 = 3;
 const EXIT_INTERRUPTED: u8 = 130;
 
@@ -29,6 +32,10 @@ async fn main() -> ExitCode {
         Err(e) if matches!(e.downcast_ref::<runner::RunError>(), Some(runner::RunError::Interrupted(_))) => {
             eprintln!("layerbench: {e:#}");
             ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Err(e) if e.downcast_ref::<BadInput>().is_some() => {
+            eprintln!("layerbench: error: {}", error_text(&e));
+            ExitCode::from(EXIT_BAD_INPUT)
         }
         Err(e) => {
             eprintln!("layerbench: error: {}", error_text(&e));
@@ -58,7 +65,7 @@ async fn run(command: Command) -> Result<bool> {
     match command {
         Command::Setup { pull } => {
             let (_, p) = setup::provision(pull, &cache, &store, &mirror).await?;
-            print_provisioned(&p);
+            print_provisioned(&p, &Say::Stdout);
             Ok(true)
         }
         Command::Images { pull } => {
@@ -120,7 +127,7 @@ async fn run(command: Command) -> Result<bool> {
         }
         Command::Selftest { app, proxy_port, pull, no_cache } => {
             let (engine, p) = setup::provision(pull, &cache, &store, &mirror).await?;
-            print_provisioned(&p);
+            print_provisioned(&p, &Say::Stdout);
             let app = match app {
                 Some(app) => app,
                 None => layerbench::shipped::sample_app(&cache).with_context(|| format!("failed to write the bundled sample below {}", cache.display()))?,
@@ -163,6 +170,7 @@ async fn run(command: Command) -> Result<bool> {
             }
         }
         Command::Run(args) => run_command(args).await,
+        Command::Check(args) => check_command(args).await,
         Command::Report { results: path } => {
             let results = layerbench::results::Results::read(&path)?;
             print_report(&layerbench::report::write(&results, &path)?);
@@ -202,10 +210,8 @@ async fn run(command: Command) -> Result<bool> {
     }
 }
 
-/// `layerbench run`: the cells from a suite or the options, provisioning, the run, then tables, verdicts and the report.
+/// `layerbench run`: the cells from a suite or the options, the run, then tables, verdicts and the report.
 async fn run_command(args: RunArgs) -> Result<bool> {
-    let cache = paths::cache_dir();
-    let mirror = paths::debian_mirror();
     let cwd = std::env::current_dir().context("failed to read the current folder")?;
     let suite = match &args.suite {
         Some(name) => Some(layerbench::suite::load(name)?),
@@ -216,11 +222,7 @@ async fn run_command(args: RunArgs) -> Result<bool> {
         .clone()
         .or_else(|| suite.as_ref().and_then(|(s, path)| s.app.as_ref().map(|a| resolve_beside(a, path))))
         .unwrap_or_else(|| ".".to_string());
-    let app = if app_arg == shipped::SAMPLE_APP {
-        shipped::sample_app(&cache).with_context(|| format!("failed to write the bundled sample below {}", cache.display()))?
-    } else {
-        std::fs::canonicalize(cwd.join(&app_arg)).with_context(|| format!("the app folder {app_arg} does not exist"))?
-    };
+    let app = app_folder(&app_arg, &cwd)?;
     let context = match &args.context {
         Some(c) => std::fs::canonicalize(cwd.join(c)).with_context(|| format!("the build context {} does not exist", c.display()))?,
         None => app.clone(),
@@ -260,58 +262,11 @@ async fn run_command(args: RunArgs) -> Result<bool> {
             runner::cells(&variants, &scenarios, &builders, args.repetitions.max(1))
         }
     };
-    let store_spec = match (&args.store, &args.recipe) {
-        (Some(dir), _) => StoreSpec::Existing(cwd.join(dir)),
-        (None, Some(recipe)) => StoreSpec::from_recipe_file(&cwd.join(recipe), &cache)?,
-        (None, None) => StoreSpec::default_store(&paths::store_dir()),
+    let cache_state = match args.cache {
+        CacheChoice::Cold => CacheState::Cold,
+        CacheChoice::Warm => CacheState::Warm,
     };
-    let upstream = if args.no_upstream { None } else { args.upstream.clone().or_else(upstream_from_env) };
-    let (engine, p) = setup::provision_with(false, &cache, &store_spec, &mirror).await?;
-    print_provisioned(&p);
-    let run_id = paths::new_run_id();
-    let results_path = args.out.clone().unwrap_or_else(|| paths::results_dir().join(&run_id)).join("results.json");
-    let store = store_spec.path().to_path_buf();
-    let mut proxy_config = ProxyConfig::loopback(&store, args.proxy_port);
-    proxy_config.upstream = upstream.as_ref().map(|url| Upstream::new(url.clone(), paths::upstream_cache_dir()));
-    let proxy = ProxyServer::start(proxy_config).await?;
-    if let Some(url) = &upstream {
-        println!("module proxy {}: the store {}, then the upstream {url} (answers kept in {})", proxy.url(), store.display(), paths::upstream_cache_dir().display());
-    }
-    let plan = runner::Plan {
-        app: app.clone(),
-        context,
-        cells,
-        cache_state: match args.cache {
-            CacheChoice::Cold => CacheState::Cold,
-            CacheChoice::Warm => CacheState::Warm,
-        },
-        work_dir: cache.join("workspaces").join(&run_id),
-        results_path: results_path.clone(),
-        proxy_url: proxy.url(),
-        store: layerbench::goproxy::layout::StoreLayout::new(&store),
-        inspect: true,
-    };
-    let repetitions = plan.cells.iter().map(|c| c.repetition).max().unwrap_or(1);
-    let mut results = runner::new_results(&run_id, &p, &store, &plan, repetitions);
-    results.options.suite = args.suite.clone();
-    results.options.upstream = upstream;
-    println!(
-        "run {run_id}: {} cells, {} builds; results go to {}",
-        plan.cells.len(),
-        plan.total_builds(),
-        results_path.display()
-    );
-    let (stop, mut interrupt) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = stop.send(true);
-        }
-    });
-    let mut progress = progress::Progress::start();
-    let outcome = runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |e| progress.event(e), &mut interrupt).await;
-    progress.finish();
-    proxy.stop().await;
-    outcome?;
+    let (results, results_path) = execute(RunSpec { app, context, cells, cache_state, suite: args.suite.clone() }, &args.engine, &Say::Stdout).await?;
     print!("{}", table::cell_tables(&results));
     print!("{}", table::statistics_table(&results));
     if suite.is_some() {
@@ -325,7 +280,8 @@ async fn run_command(args: RunArgs) -> Result<bool> {
         .filter(|r| r.inspection.as_ref().is_some_and(|i| i.error.is_some() || i.runtime.as_ref().is_some_and(|rt| !rt.passed)))
         .count();
     println!(
-        "run {run_id}: {} builds recorded, {} failed, {probes_failed} with a failed inspection or probe; results: {}",
+        "run {}: {} builds recorded, {} failed, {probes_failed} with a failed inspection or probe; results: {}",
+        results.run_id,
         results.records.len(),
         failed.len(),
         results_path.display()
@@ -334,6 +290,161 @@ async fn run_command(args: RunArgs) -> Result<bool> {
         println!("  FAILED {} × {} · {} · {}: {}", r.variant, r.scenario, r.builder.name(), r.step, r.error.as_deref().unwrap_or("(no message)"));
     }
     Ok(failed.is_empty() && probes_failed == 0)
+}
+
+/// `layerbench check`: read the project file, build exactly the cells its expectations need (or read `--from`), judge, print, export.
+async fn check_command(args: CheckArgs) -> Result<bool> {
+    let say = if args.json { Say::Stderr } else { Say::Stdout };
+    let config = args.config.clone().unwrap_or_else(|| std::path::PathBuf::from(layerbench::project::PROJECT_FILE));
+    let project = Project::load(&config).map_err(BadInput::from_error)?;
+    let baseline = match &args.baseline {
+        Some(path) => Some(Results::read(path).map_err(BadInput::from_error)?),
+        None => None,
+    };
+    let results = match &args.from {
+        Some(path) => Results::read(path).map_err(BadInput::from_error)?,
+        None => {
+            let cwd = std::env::current_dir().context("failed to read the current folder")?;
+            let app = app_folder(&project.app, &cwd)?;
+            let context = project.context.clone().unwrap_or_else(|| app.clone());
+            let cells = project.cells();
+            let builds: usize = cells.iter().map(|c| c.builds()).sum();
+            say.line(&format!(
+                "check {}: {} templates, {} expectations; {builds} builds in {} cells (only the cells the expectations need; only time expectations repeat)",
+                config.display(),
+                project.templates.len(),
+                project.templates.iter().map(|t| t.expectations.len()).sum::<usize>(),
+                cells.len()
+            ));
+            let spec = RunSpec { app, context, cells, cache_state: CacheState::Cold, suite: None };
+            let (results, results_path) = execute(spec, &args.engine, &say).await?;
+            for line in table::cell_tables(&results).lines() {
+                say.line(line);
+            }
+            say.line(&format!("check: results in {}", results_path.display()));
+            results
+        }
+    };
+    let judgements = layerbench::analysis::expect::judge(&project.expectations(), &results, baseline.as_ref());
+    let failed = |j: &&Judgement| j.outcome == Outcome::Fail || (args.strict && j.outcome == Outcome::Inconclusive);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&judgements)?);
+    } else {
+        print!("{}", table::check_table(&judgements));
+    }
+    let count = |o: Outcome| judgements.iter().filter(|j| j.outcome == o).count();
+    say.line(&format!(
+        "check: {} expectations judged: {} pass, {} FAIL, {} inconclusive{}",
+        judgements.len(),
+        count(Outcome::Pass),
+        count(Outcome::Fail),
+        count(Outcome::Inconclusive),
+        if args.strict && count(Outcome::Inconclusive) > 0 { " (--strict: inconclusive fails)" } else { "" }
+    ));
+    Ok(!judgements.iter().any(|j| failed(&j)))
+}
+
+/// Input the user gave that cannot be used (a project file, a results file): exit 2, like a usage error.
+#[derive(Debug)]
+struct BadInput(anyhow::Error);
+
+impl BadInput {
+    fn from_error(e: impl Into<anyhow::Error>) -> anyhow::Error {
+        anyhow::Error::new(BadInput(e.into()))
+    }
+}
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", error_text(&self.0))
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// `@sample` (the bundled sample, written to the cache) or a folder relative to `cwd`.
+fn app_folder(app: &str, cwd: &std::path::Path) -> Result<std::path::PathBuf> {
+    if app == shipped::SAMPLE_APP {
+        let cache = paths::cache_dir();
+        return shipped::sample_app(&cache).with_context(|| format!("failed to write the bundled sample below {}", cache.display()));
+    }
+    std::fs::canonicalize(cwd.join(app)).with_context(|| format!("the app folder {app} does not exist"))
+}
+
+/// Where status lines go: stdout, or stderr when stdout carries JSON.
+enum Say {
+    Stdout,
+    Stderr,
+}
+
+impl Say {
+    fn line(&self, text: &str) {
+        match self {
+            Say::Stdout => println!("{text}"),
+            Say::Stderr => eprintln!("{text}"),
+        }
+    }
+}
+
+/// What a run builds, however its cells were chosen.
+struct RunSpec {
+    app: std::path::PathBuf,
+    context: std::path::PathBuf,
+    cells: Vec<runner::Cell>,
+    cache_state: CacheState,
+    suite: Option<String>,
+}
+
+/// Provisions, starts the module proxy, runs every cell and returns the results and where they were written.
+async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbench::results::Results, std::path::PathBuf)> {
+    let cache = paths::cache_dir();
+    let mirror = paths::debian_mirror();
+    let cwd = std::env::current_dir().context("failed to read the current folder")?;
+    let store_spec = match (&args.store, &args.recipe) {
+        (Some(dir), _) => StoreSpec::Existing(cwd.join(dir)),
+        (None, Some(recipe)) => StoreSpec::from_recipe_file(&cwd.join(recipe), &cache)?,
+        (None, None) => StoreSpec::default_store(&paths::store_dir()),
+    };
+    let upstream = if args.no_upstream { None } else { args.upstream.clone().or_else(upstream_from_env) };
+    let (engine, p) = setup::provision_with(false, &cache, &store_spec, &mirror).await?;
+    print_provisioned(&p, say);
+    let run_id = paths::new_run_id();
+    let results_path = args.out.clone().unwrap_or_else(|| paths::results_dir().join(&run_id)).join("results.json");
+    let store = store_spec.path().to_path_buf();
+    let mut proxy_config = ProxyConfig::loopback(&store, args.proxy_port);
+    proxy_config.upstream = upstream.as_ref().map(|url| Upstream::new(url.clone(), paths::upstream_cache_dir()));
+    let proxy = ProxyServer::start(proxy_config).await?;
+    if let Some(url) = &upstream {
+        say.line(&format!("module proxy {}: the store {}, then the upstream {url} (answers kept in {})", proxy.url(), store.display(), paths::upstream_cache_dir().display()));
+    }
+    let plan = runner::Plan {
+        app: spec.app,
+        context: spec.context,
+        cells: spec.cells,
+        cache_state: spec.cache_state,
+        work_dir: cache.join("workspaces").join(&run_id),
+        results_path: results_path.clone(),
+        proxy_url: proxy.url(),
+        store: layerbench::goproxy::layout::StoreLayout::new(&store),
+        inspect: true,
+    };
+    let repetitions = plan.cells.iter().map(|c| c.repetition).max().unwrap_or(1);
+    let mut results = runner::new_results(&run_id, &p, &store, &plan, repetitions);
+    results.options.suite = spec.suite;
+    results.options.upstream = upstream;
+    say.line(&format!("run {run_id}: {} cells, {} builds; results go to {}", plan.cells.len(), plan.total_builds(), results_path.display()));
+    let (stop, mut interrupt) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop.send(true);
+        }
+    });
+    let mut progress = progress::Progress::start();
+    let outcome = runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |e| progress.event(e), &mut interrupt).await;
+    progress.finish();
+    proxy.stop().await;
+    outcome?;
+    Ok((results, results_path))
 }
 
 /// A suite's `app`: `@sample`, or a folder relative to the suite file.
@@ -361,12 +472,12 @@ fn print_report(files: &layerbench::report::ReportFiles) {
         files.summary.display());
 }
 
-fn print_provisioned(p: &setup::Provisioned) {
-    println!("engine: Docker {} (API {})", p.engine.engine, p.engine.api);
+fn print_provisioned(p: &setup::Provisioned, say: &Say) {
+    say.line(&format!("engine: Docker {} (API {})", p.engine.engine, p.engine.api));
     for image in &p.base_images {
-        println!("base image {}: {} [{}] {}", image.name, image.provenance, image.action, short(&image.id));
+        say.line(&format!("base image {}: {} [{}] {}", image.name, image.provenance, image.action, short(&image.id)));
     }
-    println!(
+    say.line(&format!(
         "module store {}: {} ({} modules, {} versions, {:.1} MB, {:.1} s)",
         p.store.path.display(),
         p.store.action,
@@ -374,7 +485,7 @@ fn print_provisioned(p: &setup::Provisioned) {
         p.store.versions,
         p.store.zip_bytes as f64 / 1e6,
         p.store.seconds
-    );
+    ));
 }
 
 fn short(id: &str) -> &str {

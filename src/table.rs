@@ -116,6 +116,40 @@ pub fn compare_table(steps: &[crate::analysis::compare::StepComparison]) -> Stri
     out
 }
 
+/// `check`'s judgements: per template and scenario step, each expectation's outcome with expected and measured values, and why below a failure.
+pub fn check_table(judgements: &[crate::analysis::expect::Judgement]) -> String {
+    use crate::analysis::expect::Outcome;
+    let mut out = String::new();
+    let mut last: (String, String) = (String::new(), String::new());
+    for j in judgements {
+        if j.template != last.0 {
+            out.push_str(&format!("{} ({})\n", j.template, j.dockerfile));
+        }
+        let scope = match (&j.scenario, &j.step) {
+            (Some(s), Some(step)) => format!("{s} · {step}"),
+            (Some(s), None) => s.clone(),
+            (None, _) => "every build".to_string(),
+        };
+        let scope = match j.builder {
+            Some(b) => format!("{scope} · {}", b.name()),
+            None => scope,
+        };
+        if j.template != last.0 || scope != last.1 {
+            out.push_str(&format!("  {scope}\n"));
+        }
+        last = (j.template.clone(), scope);
+        out.push_str(&format!("    {:<12} {:<38} {}\n", j.outcome.label(), j.expectation, j.measured));
+        if j.outcome != Outcome::Pass {
+            out.push_str(&format!("    {:<12} expected {}\n", "", j.expected));
+        }
+        if let (Some(reason), false) = (&j.reason, j.outcome == Outcome::Pass) {
+            let at = j.line.map_or_else(String::new, |n| format!(" (line {n})"));
+            out.push_str(&format!("    {:<12} why{at}: {reason}\n", ""));
+        }
+    }
+    out
+}
+
 /// The claim verdicts as an aligned table: id, verdict, evidence.
 pub fn verdict_table(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> String {
     let mut out = String::from("claim  verdict                 evidence\n");

@@ -153,6 +153,18 @@ impl Linkage {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ByteSize(pub u64);
 
+impl std::fmt::Display for ByteSize {
+    /// In the largest decimal unit that keeps a whole number where possible: `30MB`, `1500kB`, `123B`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            b if b >= 1_000_000_000 && b % 1_000_000_000 == 0 => write!(f, "{}GB", b / 1_000_000_000),
+            b if b >= 1_000_000 && b % 1_000_000 == 0 => write!(f, "{}MB", b / 1_000_000),
+            b if b >= 1_000 && b % 1_000 == 0 => write!(f, "{}kB", b / 1_000),
+            b => write!(f, "{b}B"),
+        }
+    }
+}
+
 impl ByteSize {
     pub fn parse(text: &str) -> Result<ByteSize, String> {
         let t = text.trim();
@@ -384,7 +396,7 @@ fn judge_group(t: &TemplateExpectations, e: &Expectation, g: &Group<'_>, baselin
     }
     if let Some(max) = e.max_image_size {
         let m = unusable.clone().unwrap_or_else(|| image_size(max.0, &ok));
-        push(format!("max_image_size = {:?}", megabytes(max.0)), format!("at most {}", megabytes(max.0)), m, image_line(&t.model, "FROM"));
+        push(format!("max_image_size = \"{max}\""), format!("at most {}", megabytes(max.0)), m, image_line(&t.model, "FROM"));
     }
     if let Some(max) = e.max_layers {
         let m = unusable.clone().unwrap_or_else(|| layers(max, &ok));
