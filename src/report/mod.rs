@@ -1,8 +1,10 @@
-//! Reports from a results file alone: REPORT.md, summary.csv and the charts, written next to the results.
+//! Reports from finished data alone: REPORT.md, summary.csv and the charts from a results file; JUnit XML from judged expectations.
 
 pub mod charts;
 pub mod csv;
+pub mod junit;
 pub mod markdown;
 mod output;
 
+pub use junit::junit_xml;
 pub use output::{write, ReportError, ReportFiles};
