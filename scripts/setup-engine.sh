@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure a Docker engine answers, as layerbench needs (Debian, as root):
-# installs Debian's docker.io (and debootstrap, for the base-image stand-ins)
-# when missing, starts dockerd in the background when no daemon answers, and
-# waits until it does. A no-op when an engine already answers.
+# installs Debian's docker.io (and debootstrap, for the base-image stand-ins;
+# libxml2-utils, for the xmllint the JUnit schema test runs) when missing,
+# starts dockerd in the background when no daemon answers, and waits until it
+# does. A no-op when an engine already answers.
 set -euo pipefail
 
 say() { echo "setup-engine: $*" >&2; }
@@ -15,6 +16,7 @@ engine_answers() { [ -x "$DOCKER" ] && timeout 10 "$DOCKER" version >/dev/null 2
 missing=()
 if ! command -v dockerd >/dev/null 2>&1 || [ ! -x "$DOCKER" ]; then missing+=(docker.io); fi
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "need root to install ${missing[*]} (run as root, or install them yourself)"
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install ${missing[*]} by hand (this script supports Debian)"

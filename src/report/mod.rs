@@ -1,8 +1,12 @@
-//! Reports from a results file alone: REPORT.md, summary.csv and the charts, written next to the results.
+//! Reports from finished data alone: REPORT.md, summary.csv and the charts from a results file; JUnit XML and CI annotations from judged expectations.
 
+pub mod annotations;
 pub mod charts;
 pub mod csv;
+pub mod junit;
 pub mod markdown;
 mod output;
 
+pub use annotations::github_annotation;
+pub use junit::junit_xml;
 pub use output::{write, ReportError, ReportFiles};
