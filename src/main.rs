@@ -332,6 +332,20 @@ async fn check_command(args: CheckArgs) -> Result<bool> {
     } else {
         print!("{}", table::check_table(&judgements));
     }
+    if let Some(path) = &args.junit {
+        let xml = layerbench::report::junit_xml(&judgements, args.strict, &format!("layerbench check {}", config.display()));
+        std::fs::write(path, xml).with_context(|| format!("failed to write the JUnit file {}", path.display()))?;
+        say.line(&format!("check: JUnit XML in {}", path.display()));
+    }
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        for j in judgements.iter().filter(failed) {
+            // An inconclusive judgement that --strict fails is annotated as the failure it is.
+            let j = Judgement { outcome: Outcome::Fail, ..(*j).clone() };
+            if let Some(line) = layerbench::report::github_annotation(&j, &j.dockerfile) {
+                println!("{line}");
+            }
+        }
+    }
     let count = |o: Outcome| judgements.iter().filter(|j| j.outcome == o).count();
     say.line(&format!(
         "check: {} expectations judged: {} pass, {} FAIL, {} inconclusive{}",
