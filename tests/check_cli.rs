@@ -1,0 +1,125 @@
+//! `layerbench check` as a CI job runs it, judging a real run's results with `--from` (no engine needed):
+//! exit codes, the table, JSON, JUnit and GitHub annotations; and a bad project file exits 2 naming the line and key.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The results of a real run of the sample (`tests/fixtures/report/results.json`): naive and static-scratch over edit-go-source (3 repetitions), dynamic-scratch over no-change.
+fn recorded_run() -> PathBuf {
+    root().join("tests/fixtures/report/results.json")
+}
+
+/// A project file for the sample's own templates, written to a temporary folder.
+fn project(body: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let sample = root().join("sample-go-app");
+    let text = format!("app = {:?}\nscenarios = [\"no-change\"]\n\n{body}", sample.display().to_string()).replace("@DOCKERFILES", &sample.join("dockerfiles").display().to_string());
+    let path = dir.path().join("layerbench.toml");
+    std::fs::write(&path, text).expect("write the project file");
+    (dir, path)
+}
+
+fn check(config: &Path, extra: &[&str], github: bool) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_layerbench"));
+    cmd.arg("check").arg("--config").arg(config).args(extra);
+    if github {
+        cmd.env("GITHUB_ACTIONS", "true");
+    } else {
+        cmd.env_remove("GITHUB_ACTIONS");
+    }
+    cmd.output().expect("run layerbench check")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const TEMPLATES: &str = r#"
+[[template]]
+name = "static-scratch"
+dockerfile = "@DOCKERFILES/static-scratch.Dockerfile"
+
+[[template.expect]]
+scenario = "edit-go-source"
+cached = ["RUN go mod download"]
+executed = ["COPY . ."]
+max_proxy_requests = 0
+max_slowdown = 1.5
+
+[[template]]
+name = "naive"
+dockerfile = "@DOCKERFILES/naive.Dockerfile"
+
+[[template.expect]]
+scenario = "edit-go-source"
+cached = ["RUN go mod download"]
+max_proxy_requests = 0
+"#;
+
+#[test]
+fn a_template_that_lost_its_cached_download_fails_the_check_and_says_why() {
+    let (dir, config) = project(TEMPLATES);
+    let junit = dir.path().join("junit.xml");
+    let run = recorded_run();
+    let out = check(&config, &["--from", run.to_str().unwrap(), "--baseline", run.to_str().unwrap(), "--junit", junit.to_str().unwrap()], true);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    // static-scratch keeps its properties; naive (sources copied before the download) loses two.
+    let naive = text.split("naive (").nth(1).expect("a naive block");
+    assert!(naive.contains("FAIL         cached = \"RUN go mod download\""), "{text}");
+    assert!(naive.contains("executed in 3 of 3 builds"), "{text}");
+    assert!(naive.contains("FAIL         max_proxy_requests = 0"), "{text}");
+    let static_block = text.split("static-scratch (").nth(1).unwrap().split("naive (").next().unwrap();
+    assert!(!static_block.contains("FAIL"), "{text}");
+    assert!(static_block.contains("max_slowdown = 1.5"), "the same run as its own baseline is no slowdown: {text}");
+    // GitHub annotations point at the Dockerfile's step line.
+    let annotations: Vec<&str> = text.lines().filter(|l| l.starts_with("::error ")).collect();
+    assert_eq!(annotations.len(), 2, "{text}");
+    assert!(annotations.iter().all(|a| a.contains("naive.Dockerfile")), "{annotations:?}");
+    // JUnit: one suite per template, one case per expectation, failures with the measured value.
+    let xml = std::fs::read_to_string(&junit).expect("the JUnit file");
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let suites: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testsuite")).collect();
+    assert_eq!(suites.iter().map(|s| s.attribute("name").unwrap()).collect::<Vec<_>>(), ["static-scratch", "naive"]);
+    assert_eq!(suites[1].attribute("failures"), Some("2"));
+    let failure = doc.descendants().find(|n| n.has_tag_name("failure")).unwrap();
+    assert!(failure.attribute("message").unwrap().contains("executed in 3 of 3 builds"), "{xml}");
+    let lint = Command::new("xmllint").arg("--noout").arg("--schema").arg(root().join("tests/fixtures/junit/junit-10.xsd")).arg(&junit).output().expect("xmllint (libxml2-utils)");
+    assert!(lint.status.success(), "{}", String::from_utf8_lossy(&lint.stderr));
+}
+
+#[test]
+fn a_project_whose_expectations_hold_exits_0_and_json_lists_every_judgement() {
+    let passing = TEMPLATES.split("[[template]]\nname = \"naive\"").next().unwrap();
+    let (_dir, config) = project(passing);
+    let run = recorded_run();
+    let out = check(&config, &["--from", run.to_str().unwrap(), "--json"], false);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let judgements: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let list = judgements.as_array().unwrap();
+    assert_eq!(list.len(), 4, "{judgements:#}");
+    // Without --baseline the slowdown cannot be judged: inconclusive, which passes unless --strict.
+    let slowdown = list.iter().find(|j| j["expectation"] == "max_slowdown = 1.5").unwrap();
+    assert_eq!(slowdown["outcome"], "inconclusive");
+    let strict = check(&config, &["--from", run.to_str().unwrap(), "--strict"], false);
+    assert_eq!(strict.status.code(), Some(1), "{}", stdout(&strict));
+}
+
+#[test]
+fn a_typo_in_the_project_file_exits_2_naming_the_file_the_line_and_the_key() {
+    let (_dir, config) = project(&TEMPLATES.replace("max_proxy_requests = 0\nmax_slowdown", "max_proxy_request = 0\nmax_slowdown"));
+    let run = recorded_run();
+    let out = check(&config, &["--from", run.to_str().unwrap()], false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("layerbench.toml") && err.contains("line 13") && err.contains("max_proxy_request"), "{err}");
+    let (_dir, config) = project(&TEMPLATES.replace("cached = [\"RUN go mod download\"]\nexecuted", "cached = [\"RUN go mod dowload\"]\nexecuted"));
+    let out = check(&config, &["--from", run.to_str().unwrap()], false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("matches no step"), "{err}");
+}
