@@ -342,7 +342,8 @@ async fn check_command(args: CheckArgs) -> Result<bool> {
             // An inconclusive judgement that --strict fails is annotated as the failure it is.
             let j = Judgement { outcome: Outcome::Fail, ..(*j).clone() };
             if let Some(line) = layerbench::report::github_annotation(&j, &j.dockerfile) {
-                println!("{line}");
+                // With --json on stdout they go to stderr, where the Actions runner reads workflow commands too.
+                say.line(&line);
             }
         }
     }
