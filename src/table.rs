@@ -102,13 +102,17 @@ pub fn compare_table(steps: &[crate::analysis::compare::StepComparison]) -> Stri
     let secs = |s: &Option<crate::analysis::stats::Summary>| s.as_ref().map_or("-".to_string(), |s| format!("{:.2}s", s.median));
     let mut out = format!("{:<52} {:<18} {:>9} {:>9}  change\n", "variant × scenario · builder · network", "step", "before", "after");
     for s in steps {
-        let change = match &s.ratio {
-            Some(r) => r.describe(),
-            None if s.before.is_none() => "only in the second file".to_string(),
-            None => "only in the first file".to_string(),
+        let change = match (&s.lost, &s.ratio) {
+            (Some(_), _) => "no longer builds".to_string(),
+            (None, Some(r)) => r.describe(),
+            (None, None) if s.before.is_none() => "only in the second file".to_string(),
+            (None, None) => "only in the first file".to_string(),
         };
         let flag = if s.is_regression() { "  REGRESSION" } else { "" };
         out.push_str(&format!("{:<52} {:<18} {:>9} {:>9}  {change}{flag}\n", s.key, s.step, secs(&s.before), secs(&s.after)));
+        if let Some(lost) = &s.lost {
+            out.push_str(&format!("    {}\n", one_line(lost, 240)));
+        }
         for c in &s.cache_changes {
             out.push_str(&format!("    {c}\n"));
         }
@@ -150,6 +154,15 @@ pub fn check_table(judgements: &[crate::analysis::expect::Judgement]) -> String 
     out
 }
 
+/// `text` on one line (whitespace runs collapsed), cut to `max` characters with an ellipsis.
+fn one_line(text: &str, max: usize) -> String {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match joined.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &joined[..cut]),
+        None => joined,
+    }
+}
+
 /// The claim verdicts as an aligned table: id, verdict, evidence.
 pub fn verdict_table(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> String {
     let mut out = String::from("claim  verdict                 evidence\n");
@@ -181,5 +194,23 @@ mod tests {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cols[..5], ["edit-handler", "1", "1", "1.50", "0"]);
         assert!(line.ends_with("RUN step1"));
+    }
+
+    #[test]
+    fn a_compare_table_flags_a_step_that_no_longer_builds_with_its_error_on_one_line() {
+        let mut failed = record("edit-handler", &[], 0);
+        failed.outcome = "failed".into();
+        failed.error = Some("at `RUN go build`:\n  main.go:3: undefined: x".into());
+        let before = crate::results::results_with(vec![record("baseline", &[false], 56), record("edit-handler", &[true], 0)]);
+        let after = crate::results::results_with(vec![failed]);
+        let table = compare_table(&crate::analysis::compare::compare(&before, &after));
+        let lines: Vec<&str> = table.lines().collect();
+        let edit = lines.iter().position(|l| l.contains("edit-handler")).unwrap();
+        assert!(lines[edit].ends_with("no longer builds  REGRESSION"), "{table}");
+        assert_eq!(lines[edit + 1], "    its build failed in the second file: at `RUN go build`: main.go:3: undefined: x");
+        let baseline = lines.iter().position(|l| l.contains("baseline")).unwrap();
+        assert!(lines[baseline].ends_with("no longer builds  REGRESSION"), "{table}");
+        assert_eq!(lines[baseline + 1], "    missing from the second file");
+        assert_eq!(one_line(&"x".repeat(10), 4), "xxxx…");
     }
 }

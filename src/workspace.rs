@@ -121,8 +121,9 @@ impl Layout {
 
 impl Workspace {
     /// Copies `layout.source` into `tree` (which must not exist; `.git`
-    /// folders are not copied), and a Dockerfile from outside it into the
-    /// folder `<tree>.dockerfile` beside it; adds `salt` as a comment line at
+    /// folders are not copied), and a Dockerfile from outside it (with its
+    /// own `<name>.dockerignore`, if any) into the folder `<tree>.dockerfile`
+    /// beside it; adds `salt` as a comment line at
     /// the end of the app's go.mod when given, initialises a repository and
     /// commits the baseline. Nothing of the source is written.
     pub fn create(layout: &Layout, tree: &Path, salt: Option<&str>) -> Result<Workspace, WorkspaceError> {
@@ -133,6 +134,12 @@ impl Workspace {
             std::fs::create_dir_all(&folder).map_err(io("create", &folder))?;
             let copy = folder.join(layout.dockerfile.file_name().unwrap_or_else(|| std::ffi::OsStr::new("Dockerfile")));
             std::fs::copy(&layout.dockerfile, &copy).map_err(io("copy", &layout.dockerfile))?;
+            // BuildKit reads `<Dockerfile>.dockerignore` beside the Dockerfile, so it travels with it.
+            let own_ignore = PathBuf::from(format!("{}.dockerignore", layout.dockerfile.display()));
+            if own_ignore.is_file() {
+                let ignore_copy = PathBuf::from(format!("{}.dockerignore", copy.display()));
+                std::fs::copy(&own_ignore, &ignore_copy).map_err(io("copy", &own_ignore))?;
+            }
             copy
         } else {
             tree.join(&layout.dockerfile)
@@ -659,6 +666,20 @@ mod tests {
         ws.apply(&change, "n", "s", &StoreLayout::new(scratch.path()), &mut Applied::default()).unwrap();
         assert_eq!(std::fs::read_to_string(ws.dockerfile()).unwrap(), "FROM x\nRUN b\n");
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "FROM x\nRUN a\n", "the user's template is never written");
+    }
+
+    #[test]
+    fn a_dockerfile_outside_the_app_takes_its_own_dockerignore_along() {
+        let app = app();
+        let templates = tempfile::tempdir().unwrap();
+        let outside = templates.path().join("service.Dockerfile");
+        std::fs::write(&outside, "FROM x\n").unwrap();
+        std::fs::write(templates.path().join("service.Dockerfile.dockerignore"), ".git\nsecret\n").unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let layout = Layout::new(app.path(), app.path(), &outside).unwrap();
+        let ws = Workspace::create(&layout, &scratch.path().join("c"), None).unwrap();
+        let copied = ws.dockerfile().with_file_name("service.Dockerfile.dockerignore");
+        assert_eq!(std::fs::read_to_string(copied).unwrap(), ".git\nsecret\n");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Comparison of two results files: per cell and step, the change in median wall time with its uncertainty, and every change of cache outcome.
+//! Comparison of two results files: per cell and step, the change in median wall time with its uncertainty, every change of cache outcome, and every step that built before and no longer does.
 
 use serde::Serialize;
 
@@ -17,12 +17,15 @@ pub struct StepComparison {
     pub ratio: Option<Ratio>,
     /// Dockerfile steps whose cache outcome changed: `instruction: cached 3/3 -> 0/3`.
     pub cache_changes: Vec<String>,
+    /// Why a step that built in the first file has no successful build in the second:
+    /// its builds failed (with the first error) or it is missing from the second file.
+    pub lost: Option<String>,
 }
 
 impl StepComparison {
-    /// The step got significantly slower, or a step that was cached now misses.
+    /// The step got significantly slower, a step that was cached now misses, or a step that built no longer does.
     pub fn is_regression(&self) -> bool {
-        self.ratio.as_ref().is_some_and(|r| r.significant() && r.value > 1.0) || self.cache_changes.iter().any(|c| c.contains("-> fewer hits"))
+        self.lost.is_some() || self.ratio.as_ref().is_some_and(|r| r.significant() && r.value > 1.0) || self.cache_changes.iter().any(|c| c.contains("-> fewer hits"))
     }
 }
 
@@ -54,7 +57,22 @@ fn pick<'a>(results: &'a Results, wanted: &(String, String)) -> Vec<&'a BuildRec
     results.records.iter().filter(|r| r.outcome == "ok" && key(r) == *wanted).collect()
 }
 
-/// Compares every cell step of `before` with the same cell step of `after` (successful builds only).
+/// Why a cell step with successful builds in the first file has none in `after`: what its records there say, or that it has none.
+fn lost_in(after: &Results, wanted: &(String, String)) -> String {
+    let records: Vec<&BuildRecord> = after.records.iter().filter(|r| key(r) == *wanted).collect();
+    let Some(first) = records.first() else {
+        return "missing from the second file".to_string();
+    };
+    let builds = if records.len() == 1 { "its build".to_string() } else { format!("all {} builds", records.len()) };
+    let outcome = if first.outcome == "failed" { "failed".to_string() } else { format!("ended `{}`", first.outcome) };
+    match records.iter().find_map(|r| r.error.as_deref()) {
+        Some(error) => format!("{builds} {outcome} in the second file: {error}"),
+        None => format!("{builds} {outcome} in the second file (no error recorded)"),
+    }
+}
+
+/// Compares every cell step with a successful build in either file; times and cache outcomes come from successful builds only,
+/// and a step with successful builds in `before` but none in `after` is `lost`.
 pub fn compare(before: &Results, after: &Results) -> Vec<StepComparison> {
     let mut keys: Vec<(String, String)> = Vec::new();
     for r in before.records.iter().chain(after.records.iter()).filter(|r| r.outcome == "ok") {
@@ -69,6 +87,7 @@ pub fn compare(before: &Results, after: &Results) -> Vec<StepComparison> {
             let a = pick(before, &wanted);
             let b = pick(after, &wanted);
             let (sa, sb) = (wall_seconds(&a), wall_seconds(&b));
+            let lost = (!a.is_empty() && b.is_empty()).then(|| lost_in(after, &wanted));
             let ratio = match (&sa, &sb) {
                 (Some(x), Some(y)) => Ratio::of(y, x),
                 _ => None,
@@ -101,6 +120,7 @@ pub fn compare(before: &Results, after: &Results) -> Vec<StepComparison> {
                 after: sb,
                 ratio,
                 cache_changes,
+                lost,
             }
         })
         .collect()
@@ -133,6 +153,55 @@ mod tests {
         assert!(c[0].cache_changes.is_empty());
         assert!(!c[0].is_regression());
         assert!(!c[0].ratio.as_ref().unwrap().significant());
+    }
+
+    fn failed(step: &str, error: &str) -> BuildRecord {
+        BuildRecord {
+            outcome: "failed".into(),
+            error: Some(error.into()),
+            layers: vec![],
+            ..rec(step, 1.0, false)
+        }
+    }
+
+    #[test]
+    fn a_step_that_built_and_now_fails_is_a_regression_naming_the_error() {
+        let before = crate::results::results_with(vec![rec("edit", 10.0, true), rec("edit", 10.2, true)]);
+        let after = crate::results::results_with(vec![failed("edit", "RUN go build: exit code 1"), failed("edit", "RUN go build: exit code 2")]);
+        let c = compare(&before, &after);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].is_regression());
+        assert_eq!(c[0].lost.as_deref(), Some("all 2 builds failed in the second file: RUN go build: exit code 1"));
+        assert!(c[0].after.is_none() && c[0].ratio.is_none());
+    }
+
+    #[test]
+    fn a_step_that_built_and_is_missing_from_the_second_file_is_a_regression() {
+        let before = crate::results::results_with(vec![rec("baseline", 30.0, false), rec("edit", 10.0, true)]);
+        let after = crate::results::results_with(vec![rec("baseline", 30.0, false)]);
+        let c = compare(&before, &after);
+        let edit = c.iter().find(|s| s.step == "edit").unwrap();
+        assert_eq!(edit.lost.as_deref(), Some("missing from the second file"));
+        assert!(edit.is_regression());
+        let baseline = c.iter().find(|s| s.step == "baseline").unwrap();
+        assert!(baseline.lost.is_none() && !baseline.is_regression());
+    }
+
+    #[test]
+    fn a_step_that_failed_in_both_files_is_no_regression() {
+        let before = crate::results::results_with(vec![rec("baseline", 30.0, false), failed("edit", "exit code 1")]);
+        let after = crate::results::results_with(vec![rec("baseline", 30.0, false), failed("edit", "exit code 1")]);
+        let c = compare(&before, &after);
+        assert!(c.iter().all(|s| !s.is_regression() && s.lost.is_none()), "{c:?}");
+    }
+
+    #[test]
+    fn a_step_that_fails_in_some_repetitions_but_still_builds_is_not_lost() {
+        let before = crate::results::results_with(vec![rec("edit", 10.0, true)]);
+        let after = crate::results::results_with(vec![failed("edit", "exit code 1"), rec("edit", 10.0, true)]);
+        let c = compare(&before, &after);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].lost.is_none());
     }
 
     #[test]
