@@ -371,13 +371,13 @@ fn judge_group(t: &TemplateExpectations, e: &Expectation, g: &Group<'_>, baselin
     // A missing or failed build fails every check of the group: it is never silent.
     let unusable = if g.records.is_empty() {
         Some(Measured::fail("no build recorded".into(), format!("no build of {} was recorded (the cell was not run, or the run stopped before it)", where_(g, &t.name))))
-    } else if let Some(bad) = g.records.iter().find(|r| r.outcome != "ok") {
-        Some(Measured::fail(
-            format!("{} in {} of {} builds", if bad.outcome == "not-applicable" { "not applicable" } else { "build failed" }, g.records.len() - ok.len(), g.records.len()),
-            format!("{} · {}: {}", bad.step, rep(bad), bad.error.as_deref().unwrap_or("(no message)")),
-        ))
     } else {
-        None
+        g.records.iter().find(|r| r.outcome != "ok").map(|bad| {
+            Measured::fail(
+                format!("{} in {} of {} builds", if bad.outcome == "not-applicable" { "not applicable" } else { "build failed" }, g.records.len() - ok.len(), g.records.len()),
+                format!("{} · {}: {}", bad.step, rep(bad), bad.error.as_deref().unwrap_or("(no message)")),
+            )
+        })
     };
     for (key, pattern) in e.patterns() {
         let name = format!("{key} = {pattern:?}");
@@ -582,7 +582,7 @@ fn image_size(max: u64, builds: &[&BuildRecord]) -> Measured {
         return Measured::pass(megabytes(size));
     }
     let mut largest: Vec<&crate::results::LayerSize> = worst.0.inspection.as_ref().map(|i| i.layer_sizes.iter().collect()).unwrap_or_default();
-    largest.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    largest.sort_by_key(|l| std::cmp::Reverse(l.size_bytes));
     let named: Vec<String> = largest.iter().take(3).map(|l| format!("{} `{}`", megabytes(l.size_bytes), l.created_by.chars().take(60).collect::<String>())).collect();
     Measured::fail(megabytes(size), if named.is_empty() { format!("the image is {}", megabytes(size)) } else { format!("largest layers: {}", named.join(", ")) })
 }
