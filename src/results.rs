@@ -159,6 +159,9 @@ pub struct MissReason {
     pub kind: MissKind,
     /// What changed, named: files (first few), the build argument and its `ARG` line, the instruction, the base image, or the earlier miss.
     pub detail: String,
+    /// The Dockerfile line the reason points at: the changed instruction, the `ARG`, the `FROM`, the step whose files changed, or the earlier missed step (absent for `cold` and `unexplained`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 /// The kinds of [`MissReason`].
