@@ -198,6 +198,19 @@ impl MissKind {
     }
 }
 
+impl MissReason {
+    /// A short form for tables: `follows line 7`, `cold`, or `kind: detail` with the detail cut at about 70 characters.
+    pub fn short(&self) -> String {
+        const MAX: usize = 70;
+        match (self.kind, self.line) {
+            (MissKind::Follows, Some(n)) => format!("follows line {n}"),
+            (MissKind::Cold, _) => "cold".to_string(),
+            _ if self.detail.chars().count() > MAX => format!("{}: {}…", self.kind.name(), self.detail.chars().take(MAX).collect::<String>()),
+            _ => self.to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for MissReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.kind.name(), self.detail)
