@@ -147,7 +147,8 @@ pub fn explain(previous: Option<&BuildInputs>, now: &BuildInputs, layers: &mut [
         first_missed.entry(l.stage.clone()).or_insert_with(|| (l.instruction.clone(), l.line));
     }
     for layer in layers.iter_mut() {
-        if layer.cached || layer.is_base_image() {
+        // A global ARG (stage ``, which the legacy builder reports as a step) is no cached step.
+        if layer.cached || layer.is_base_image() || layer.stage.is_empty() {
             layer.miss_reason = None;
             continue;
         }
@@ -299,12 +300,16 @@ fn same_instruction(previous: &BuildInputs, was: &Instruction, now: &BuildInputs
 }
 
 fn changed_build_arg(previous: &BuildInputs, now: &BuildInputs, step: &Instruction) -> Option<MissReason> {
-    let is = stage_args(&now.model, &now.build_args, &step.stage, step.line);
+    // An ARG step also uses the arguments it declares itself.
+    let past = usize::from(step.keyword == "ARG");
+    let is = stage_args(&now.model, &now.build_args, &step.stage, step.line + past);
     // The instructions before the step are the same (checked before), so the previous build's scope lies at the same place in its stage.
     let position = now.model.instructions.iter().filter(|i| i.stage == step.stage && i.line < step.line).count();
-    let was_line = previous.model.instructions.iter().filter(|i| i.stage == step.stage).nth(position).map_or(usize::MAX, |i| i.line);
-    let was = stage_args(&previous.model, &previous.build_args, &step.stage, was_line);
-    for arg in is.iter().filter(|a| step.keyword == "RUN" || references(&step.text, &a.name)) {
+    let was_line = previous.model.instructions.iter().filter(|i| i.stage == step.stage).nth(position).map_or(usize::MAX - 1, |i| i.line);
+    let was = stage_args(&previous.model, &previous.build_args, &step.stage, was_line + past);
+    let declared = declared_names(step);
+    let uses = |name: &str| step.keyword == "RUN" || references(&step.text, name) || (past == 1 && declared.iter().any(|d| d == name));
+    for arg in is.iter().filter(|a| uses(&a.name)) {
         let before = was.iter().find(|a| a.name == arg.name).and_then(|a| a.value.clone());
         if before != arg.value {
             let show = |v: &Option<String>| v.as_ref().map_or("unset".to_string(), |v| format!("`{v}`"));
