@@ -785,6 +785,8 @@ pub fn layer_records(model: &DockerfileModel, builder: Builder, steps: &[StepRep
         .filter(|(ins, text)| text.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case(&ins.keyword)) && !text.starts_with("LABEL io.layerbench."))
         .map(|(ins, _)| ins);
         let (stage, instruction, line, position) = match mapped {
+            // A global ARG (before the first FROM): the legacy builder reports it as a step that never hits the cache; BuildKit does not report it. No cacheable step.
+            Some(ins) if ins.stage.is_empty() => continue,
             Some(ins) => (ins.stage.clone(), ins.text.clone(), Some(ins.line), model.position(ins).unwrap_or(usize::MAX)),
             // The legacy builder turns the build's labels into extra steps at the end: not Dockerfile steps.
             None if s.name.contains(" : LABEL io.layerbench.") => continue,
@@ -902,6 +904,14 @@ mod tests {
         let rows = layer_records(&model, Builder::Legacy, &steps, 0);
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!((rows[0].line, rows[0].vertex.as_str()), (Some(4), "Step 4/7 : COPY --from=build /a /a"));
+    }
+
+    #[test]
+    fn a_global_arg_is_no_step_for_either_builder() {
+        let model = DockerfileModel::parse("ARG BASE=x\nFROM ${BASE} AS build\nRUN a\n");
+        let legacy = vec![report("Step 1/3 : ARG BASE=x", false, 1, 2), report("Step 2/3 : FROM ${BASE} AS build", false, 2, 3), report("Step 3/3 : RUN a", true, 3, 4)];
+        let rows = layer_records(&model, Builder::Legacy, &legacy, 0);
+        assert_eq!(rows.iter().map(|r| r.instruction.as_str()).collect::<Vec<_>>(), ["FROM ${BASE} AS build", "RUN a"]);
     }
 
     #[test]
