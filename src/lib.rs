@@ -8,6 +8,7 @@ pub mod engine;
 pub mod goproxy;
 pub mod images;
 pub mod inspect;
+pub mod miss;
 pub mod paths;
 pub mod project;
 pub mod plot;

@@ -159,6 +159,9 @@ pub struct MissReason {
     pub kind: MissKind,
     /// What changed, named: files (first few), the build argument and its `ARG` line, the instruction, the base image, or the earlier miss.
     pub detail: String,
+    /// The Dockerfile line the reason points at: the changed instruction, the `ARG`, the `FROM`, the step whose files changed, or the earlier missed step (absent for `cold` and `unexplained`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 /// The kinds of [`MissReason`].
@@ -191,6 +194,19 @@ impl MissKind {
             MissKind::Cold => "cold",
             MissKind::Follows => "follows",
             MissKind::Unexplained => "unexplained",
+        }
+    }
+}
+
+impl MissReason {
+    /// A short form for tables: `follows line 7`, `cold`, or `kind: detail` with the detail cut at about 70 characters.
+    pub fn short(&self) -> String {
+        const MAX: usize = 70;
+        match (self.kind, self.line) {
+            (MissKind::Follows, Some(n)) => format!("follows line {n}"),
+            (MissKind::Cold, _) => "cold".to_string(),
+            _ if self.detail.chars().count() > MAX => format!("{}: {}…", self.kind.name(), self.detail.chars().take(MAX).collect::<String>()),
+            _ => self.to_string(),
         }
     }
 }

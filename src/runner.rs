@@ -17,6 +17,7 @@ use crate::scenario::{Change, NEXT_VERSION};
 use crate::goproxy::server::{ProxyLog, ProxyRequest, ProxyServer, RequestKind, Shaping, ShapingControl, Unpublished};
 use crate::goproxy::store::StoreReport;
 use crate::inspect::{inspect_image, InspectOptions, Inspection};
+use crate::miss::{base_image_references, explain, BaseImageRef, BuildInputs, ContextFiles};
 use crate::results::{
     BuildRecord, CacheState, ImageRecord, LayerRecord, Probe, ProxyRecord, Results, ResultsError, RunOptions, ServedRequest, StoreProvenance,
     TemplateRecord, SCHEMA_VERSION,
@@ -448,10 +449,11 @@ async fn run_cell(
         }
     };
 
+    let mut run = CellRun { cell, ws, build_args, previous: None };
     if cell.builder == Builder::Legacy {
-        if let Some(feature) = ws.dockerfile_model().ok().and_then(|m| m.buildkit_only_feature()) {
+        if let Some(feature) = run.ws.dockerfile_model().ok().and_then(|m| m.buildkit_only_feature()) {
             // Not a failure: the legacy builder cannot run this Dockerfile at all.
-            let mut record = failed_record(cell, "baseline", results, &build_args, format!("not applicable: {feature} needs BuildKit"));
+            let mut record = run.failed("baseline", results, format!("not applicable: {feature} needs BuildKit"));
             record.outcome = "not-applicable".into();
             push(results, plan, record, on_event)?;
             skip_rest(counter, 0);
@@ -461,12 +463,12 @@ async fn run_cell(
 
     if plan.cache_state == CacheState::Warm {
         // The warm-up build is not recorded: it only puts the baseline into the cache.
-        let _ = build_once(ctx, cell, &ws, &build_args, results, false, "warm-up", &mut |_| {}).await?;
+        let _ = build_once(ctx, &mut run, results, "warm-up", false, &mut |_| {}).await?;
     }
     counter.done += 1;
     on_event(Event::BuildStarted { cell, step: "baseline", build: counter.done, of: counter.total });
     let cold = plan.cache_state == CacheState::Cold;
-    let record = build_once(ctx, cell, &ws, &build_args, results, cold, "baseline", &mut |s| on_event(Event::StepFinished { step: s })).await?;
+    let record = build_once(ctx, &mut run, results, "baseline", cold, &mut |s| on_event(Event::StepFinished { step: s })).await?;
     let failed = record.outcome != "ok";
     push(results, plan, record, on_event)?;
     if failed {
@@ -478,30 +480,30 @@ async fn run_cell(
         counter.done += 1;
         let nonce = format!("{id}-{}", i + 1);
         let mut applied = Applied::default();
-        let applied_ok = match prefetch_bumps(&ws, step, &ctx.proxy.source, &plan.store).await {
-            Ok(Some(versions)) => apply_step(&ws, step, &nonce, &versions, &mut applied),
-            Ok(None) => apply_step(&ws, step, &nonce, &plan.store, &mut applied),
+        let applied_ok = match prefetch_bumps(&run.ws, step, &ctx.proxy.source, &plan.store).await {
+            Ok(Some(versions)) => apply_step(&run.ws, step, &nonce, &versions, &mut applied),
+            Ok(None) => apply_step(&run.ws, step, &nonce, &plan.store, &mut applied),
             Err(message) => {
-                let record = failed_record(cell, &step.name, results, &build_args, message);
+                let record = run.failed(&step.name, results, message);
                 push(results, plan, record, on_event)?;
                 skip_rest(counter, i + 2);
                 return Ok(());
             }
         };
         if let Err(e) = applied_ok {
-            let record = failed_record(cell, &step.name, results, &build_args, e.to_string());
+            let record = run.failed(&step.name, results, e.to_string());
             push(results, plan, record, on_event)?;
             skip_rest(counter, i + 2);
             return Ok(());
         }
         for (k, v) in &applied.build_args {
-            build_args.insert(k.clone(), v.clone());
+            run.build_args.insert(k.clone(), v.clone());
         }
         for (m, v) in &applied.published {
             ctx.proxy.unpublished.publish(m, v);
         }
         on_event(Event::BuildStarted { cell, step: &step.name, build: counter.done, of: counter.total });
-        let mut record = build_once(ctx, cell, &ws, &build_args, results, false, &step.name, &mut |s| on_event(Event::StepFinished { step: s })).await?;
+        let mut record = build_once(ctx, &mut run, results, &step.name, false, &mut |s| on_event(Event::StepFinished { step: s })).await?;
         record.notes.splice(0..0, applied.notes);
         let failed = record.outcome != "ok";
         push(results, plan, record, on_event)?;
@@ -612,20 +614,43 @@ fn failed_record(cell: &Cell, step: &str, results: &Results, build_args: &BTreeM
     }
 }
 
+/// One cell while it runs: its workspace, the build arguments its steps have set so far, and what its previous build saw (to explain this build's misses).
+struct CellRun<'c> {
+    cell: &'c Cell,
+    ws: Workspace,
+    build_args: BTreeMap<String, String>,
+    previous: Option<BuildInputs>,
+}
+
+impl CellRun<'_> {
+    fn failed(&self, step: &str, results: &Results, error: String) -> BuildRecord {
+        failed_record(self.cell, step, results, &self.build_args, error)
+    }
+}
+
+/// The image id each stage's `FROM` resolves to in the engine (none for `scratch` or another stage; unknown when the engine cannot say).
+async fn resolve_base_images(engine: &Engine, model: &DockerfileModel, build_args: &BTreeMap<String, String>) -> BTreeMap<String, BaseImageRef> {
+    let mut out = BTreeMap::new();
+    for (stage, reference) in base_image_references(model, build_args) {
+        let id = engine.image_id(&reference).await.ok().flatten();
+        out.insert(stage, BaseImageRef { reference, id });
+    }
+    out
+}
+
 /// One build, recorded whatever happens to it: a context that cannot be
 /// made, a build error and an engine error all give a failed record. Only an
-/// interrupt is an error.
-#[allow(clippy::too_many_arguments)]
+/// interrupt is an error. Each executed step gets its miss reason against the
+/// cell's previous build, and this build becomes the previous one.
 async fn build_once(
     ctx: &mut RunContext<'_>,
-    cell: &Cell,
-    ws: &Workspace,
-    build_args: &BTreeMap<String, String>,
+    run: &mut CellRun<'_>,
     results: &Results,
-    no_cache: bool,
     step: &str,
+    no_cache: bool,
     progress: &mut dyn FnMut(&StepReport),
 ) -> Result<BuildRecord, RunError> {
+    let (cell, ws, build_args) = (run.cell, &run.ws, &run.build_args);
     let failed = |message: String| failed_record(cell, step, results, build_args, message);
     let model = match ws.dockerfile_model() {
         Ok(m) => m,
@@ -646,6 +671,17 @@ async fn build_once(
             context.dockerfile
         ));
     }
+    // What this build sees, for the miss reasons (none when the tar cannot be read back: then nothing is explained).
+    let inputs = match ContextFiles::from_tar(&context.tar, cell.builder, &context.dockerfile) {
+        Ok(files) => Some(BuildInputs {
+            base_images: resolve_base_images(ctx.engine, &model, build_args).await,
+            model: model.clone(),
+            build_args: build_args.clone(),
+            context: files,
+            no_cache,
+        }),
+        Err(_) => None,
+    };
     let mut labels = BTreeMap::new();
     labels.insert(KIND_LABEL.to_string(), "build".to_string());
     labels.insert(RUN_LABEL.to_string(), results.run_id.clone());
@@ -688,7 +724,11 @@ async fn build_once(
         (Some(image), true) => Some(inspect_cached(ctx.engine, image, &cell.variant, results).await),
         _ => None,
     };
-    let layers = layer_records(&model, cell.builder, &outcome.steps, started_unix_ms);
+    let mut layers = layer_records(&model, cell.builder, &outcome.steps, started_unix_ms);
+    if let Some(inputs) = inputs {
+        explain(run.previous.as_ref(), &inputs, &mut layers);
+        run.previous = Some(inputs);
+    }
     Ok(BuildRecord {
         variant: cell.variant.name.clone(),
         scenario: cell.scenario.name.clone(),
@@ -745,6 +785,8 @@ pub fn layer_records(model: &DockerfileModel, builder: Builder, steps: &[StepRep
         .filter(|(ins, text)| text.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case(&ins.keyword)) && !text.starts_with("LABEL io.layerbench."))
         .map(|(ins, _)| ins);
         let (stage, instruction, line, position) = match mapped {
+            // A global ARG (before the first FROM): the legacy builder reports it as a step that never hits the cache; BuildKit does not report it. No cacheable step.
+            Some(ins) if ins.stage.is_empty() => continue,
             Some(ins) => (ins.stage.clone(), ins.text.clone(), Some(ins.line), model.position(ins).unwrap_or(usize::MAX)),
             // The legacy builder turns the build's labels into extra steps at the end: not Dockerfile steps.
             None if s.name.contains(" : LABEL io.layerbench.") => continue,
@@ -862,6 +904,14 @@ mod tests {
         let rows = layer_records(&model, Builder::Legacy, &steps, 0);
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!((rows[0].line, rows[0].vertex.as_str()), (Some(4), "Step 4/7 : COPY --from=build /a /a"));
+    }
+
+    #[test]
+    fn a_global_arg_is_no_step_for_either_builder() {
+        let model = DockerfileModel::parse("ARG BASE=x\nFROM ${BASE} AS build\nRUN a\n");
+        let legacy = vec![report("Step 1/3 : ARG BASE=x", false, 1, 2), report("Step 2/3 : FROM ${BASE} AS build", false, 2, 3), report("Step 3/3 : RUN a", true, 3, 4)];
+        let rows = layer_records(&model, Builder::Legacy, &legacy, 0);
+        assert_eq!(rows.iter().map(|r| r.instruction.as_str()).collect::<Vec<_>>(), ["FROM ${BASE} AS build", "RUN a"]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The end-of-run table: per cell, each build's cache outcomes, time and proxy requests (plain text, from results only).
 
-use crate::results::{BuildRecord, Results};
+use crate::results::{BuildRecord, LayerRecord, MissKind, Results};
 
 /// One block per cell (variant, scenario, builder, repetition), in run order.
 pub fn cell_tables(results: &Results) -> String {
@@ -28,12 +28,7 @@ pub fn cell_tables(results: &Results) -> String {
             // FROM is resolving the base image, not a cacheable step: it is not counted.
             let steps: Vec<_> = r.layers.iter().filter(|l| !l.is_base_image()).collect();
             let cached = steps.iter().filter(|l| l.cached).count();
-            let executed: Vec<&str> = r
-                .layers
-                .iter()
-                .filter(|l| !l.cached && !l.is_base_image())
-                .map(|l| l.instruction.as_str())
-                .collect();
+            let executed: Vec<String> = r.layers.iter().filter(|l| !l.cached && !l.is_base_image()).map(|l| with_reason(r, l)).collect();
             let detail = match (&r.error, r.outcome.as_str()) {
                 (Some(e), "not-applicable") => e.clone(),
                 (Some(e), _) => format!("FAILED: {e}"),
@@ -53,6 +48,16 @@ pub fn cell_tables(results: &Results) -> String {
         i = end;
     }
     out
+}
+
+/// An executed step with why it missed: `COPY . . [files: main.go (content)]`;
+/// in a build that ignored the cache only each stage's first step says `[cold]`.
+pub fn with_reason(record: &BuildRecord, layer: &LayerRecord) -> String {
+    let cold = record.layers.iter().any(|l| l.miss_reason.as_ref().is_some_and(|m| m.kind == MissKind::Cold));
+    match &layer.miss_reason {
+        Some(m) if !(cold && m.kind == MissKind::Follows) => format!("{} [{}]", layer.instruction, m.short()),
+        _ => layer.instruction.clone(),
+    }
 }
 
 /// Per variant × scenario × builder × network × step, over repetitions:
@@ -212,5 +217,18 @@ mod tests {
         assert!(lines[baseline].ends_with("no longer builds  REGRESSION"), "{table}");
         assert_eq!(lines[baseline + 1], "    missing from the second file");
         assert_eq!(one_line(&"x".repeat(10), 4), "xxxx…");
+    }
+
+    #[test]
+    fn executed_steps_say_why_they_missed() {
+        let mut edit = record("edit-handler", &[true, false, false], 0);
+        edit.layers[1].miss_reason = Some(MissReason { kind: MissKind::Files, detail: "main.go (content)".into(), line: Some(7) });
+        edit.layers[2].miss_reason = Some(MissReason { kind: MissKind::Follows, detail: "`RUN step1` (line 7) missed".into(), line: Some(7) });
+        let mut cold = record("baseline", &[false, false], 0);
+        cold.layers[0].miss_reason = Some(MissReason { kind: MissKind::Cold, detail: "the build ignored the cache".into(), line: None });
+        cold.layers[1].miss_reason = Some(MissReason { kind: MissKind::Follows, detail: "`RUN step0` missed".into(), line: Some(1) });
+        let table = cell_tables(&crate::results::results_with(vec![cold, edit]));
+        assert!(table.contains("RUN step1 [files: main.go (content)] | RUN step2 [follows line 7]\n"), "{table}");
+        assert!(table.contains("RUN step0 [cold] | RUN step1\n"), "a cold build does not repeat `follows` on every step: {table}");
     }
 }

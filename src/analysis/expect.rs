@@ -803,9 +803,9 @@ mod tests {
             l.line = Some(i + 3);
             if !l.cached {
                 l.miss_reason = Some(if i == 0 || (download_cached && i == 2) {
-                    MissReason { kind: MissKind::Files, detail: if i == 0 { "go.mod (content)".into() } else { "main.go (content)".into() } }
+                    MissReason { kind: MissKind::Files, detail: if i == 0 { "go.mod (content)".into() } else { "main.go (content)".into(), line: Some(3) } }
                 } else {
-                    MissReason { kind: MissKind::Follows, detail: "follows line 3".into() }
+                    MissReason { kind: MissKind::Follows, detail: "follows line 3".into(), line: Some(3) }
                 });
             }
         }

@@ -245,6 +245,11 @@ impl Engine {
         }
     }
 
+    /// The id of the image `name` refers to, or `None` when the engine has no such image.
+    pub async fn image_id(&self, name: &str) -> Result<Option<String>, EngineError> {
+        Ok(self.image(name).await?.map(|i| i.id))
+    }
+
     /// Pulls an image from its registry (only on an explicit request).
     pub async fn pull(&self, name: &str) -> Result<(), EngineError> {
         let options = CreateImageOptions {

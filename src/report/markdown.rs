@@ -1,7 +1,7 @@
 //! REPORT.md: provenance, verdicts with evidence, the charts, per-scenario step tables and how to reproduce — all read from one results file.
 
 use crate::analysis::verdicts::{claim_summary, verdicts};
-use crate::results::{BuildRecord, CacheState, Results};
+use crate::results::{BuildRecord, CacheState, LayerRecord, MissKind, Results};
 
 use super::charts::{cell_label, cells_of, repetitions, scenarios, steps_of, Chart};
 
@@ -167,7 +167,7 @@ fn step_row(cell: &BuildRecord, step: &str, reps: &[&BuildRecord]) -> String {
     };
     let counted: Vec<_> = first.layers.iter().filter(|l| !l.is_base_image()).collect();
     let cached = counted.iter().filter(|l| l.cached).count();
-    let mut ran = counted.iter().filter(|l| !l.cached).map(|l| code(&l.instruction)).collect::<Vec<_>>().join("<br>");
+    let mut ran = counted.iter().filter(|l| !l.cached).map(|l| ran_step(first, l)).collect::<Vec<_>>().join("<br>");
     if ran.is_empty() {
         ran = "none".into();
     }
@@ -187,6 +187,15 @@ fn step_row(cell: &BuildRecord, step: &str, reps: &[&BuildRecord]) -> String {
         cell_label(cell),
         counted.len()
     )
+}
+
+/// A step that ran, with why it missed when recorded: `` `COPY . .` (files: main.go (content)) ``.
+fn ran_step(record: &BuildRecord, layer: &LayerRecord) -> String {
+    let cold = record.layers.iter().any(|l| l.miss_reason.as_ref().is_some_and(|m| m.kind == MissKind::Cold));
+    match &layer.miss_reason {
+        Some(m) if !(cold && m.kind == MissKind::Follows) => format!("{} ({})", code(&layer.instruction), cell_text(&m.short())),
+        _ => code(&layer.instruction),
+    }
 }
 
 fn reproduce_section(results: &Results, results_name: &str) -> String {
@@ -267,4 +276,21 @@ fn cell_text(s: &str) -> String {
 
 fn code(s: &str) -> String {
     format!("`{}`", cell_text(s).replace('`', "'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{record_with, MissReason};
+
+    #[test]
+    fn a_step_that_ran_says_why_it_missed() {
+        let mut r = record_with("layered", "edit-go-source", "edit-handler", 1.0, &[("COPY . .", false, 0.1), ("RUN go build", false, 1.0)], 0);
+        r.layers[0].miss_reason = Some(MissReason { kind: MissKind::Files, detail: "main.go (content)".into(), line: Some(7) });
+        r.layers[1].miss_reason = Some(MissReason { kind: MissKind::Follows, detail: "`COPY . .` (line 7) missed".into(), line: Some(7) });
+        assert_eq!(ran_step(&r, &r.layers[0]), "`COPY . .` (files: main.go (content))");
+        assert_eq!(ran_step(&r, &r.layers[1]), "`RUN go build` (follows line 7)");
+        r.layers[0].miss_reason = None;
+        assert_eq!(ran_step(&r, &r.layers[0]), "`COPY . .`", "results without reasons read as before");
+    }
 }
