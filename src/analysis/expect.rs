@@ -468,22 +468,26 @@ fn step_name(l: &LayerRecord) -> String {
     }
 }
 
-/// Why an executed step missed, following a `follows` reason back to the miss it follows.
+/// Why an executed step missed, following a `follows` reason back (through the line it names) to the miss that started it.
 pub fn why(record: &BuildRecord, layer: &LayerRecord) -> String {
     let Some(reason) = &layer.miss_reason else {
         return "no reason recorded".to_string();
     };
-    if reason.kind != MissKind::Follows {
-        return reason.to_string();
+    let mut root = reason;
+    for _ in 0..record.layers.len() {
+        if root.kind != MissKind::Follows {
+            break;
+        }
+        let next = root.line.and_then(|n| record.layers.iter().find(|l| l.line == Some(n) && !l.cached)).and_then(|l| l.miss_reason.as_ref());
+        match next {
+            Some(next) if next != root => root = next,
+            _ => break,
+        }
     }
-    let root = record
-        .layers
-        .iter()
-        .filter(|l| !l.cached && !l.is_base_image() && l.stage == layer.stage)
-        .find_map(|l| l.miss_reason.as_ref().filter(|r| r.kind != MissKind::Follows).map(|r| (l, r)));
-    match root {
-        Some((first, r)) => format!("{reason}; {} missed because {r}", step_name(first)),
-        None => reason.to_string(),
+    if root == reason {
+        reason.to_string()
+    } else {
+        format!("{reason}, because {root}")
     }
 }
 
@@ -803,7 +807,7 @@ mod tests {
             l.line = Some(i + 3);
             if !l.cached {
                 l.miss_reason = Some(if i == 0 || (download_cached && i == 2) {
-                    MissReason { kind: MissKind::Files, detail: if i == 0 { "go.mod (content)".into() } else { "main.go (content)".into(), line: Some(3) } }
+                    MissReason { kind: MissKind::Files, detail: if i == 0 { "go.mod (content)".into() } else { "main.go (content)".into() }, line: Some(3) }
                 } else {
                     MissReason { kind: MissKind::Follows, detail: "follows line 3".into(), line: Some(3) }
                 });
@@ -851,7 +855,7 @@ mod tests {
         assert_eq!(outcomes(&j), [("cached = \"RUN go mod download\"".to_string(), Outcome::Fail), ("max_proxy_requests = 0".to_string(), Outcome::Fail)]);
         assert_eq!(j[0].measured, "executed in 1 of 1 builds");
         let reason = j[0].reason.as_deref().unwrap();
-        assert!(reason.contains("follows line 3") && reason.contains("`COPY go.mod go.sum ./` (line 3) missed because files: go.mod (content)"), "{reason}");
+        assert!(reason.ends_with("follows: follows line 3, because files: go.mod (content)"), "{reason}");
         assert_eq!(j[1].measured, "12");
     }
 
