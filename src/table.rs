@@ -99,7 +99,7 @@ pub fn statistics_table(results: &Results) -> String {
 
 /// A comparison of two results files, one line per cell step, cache changes indented below.
 pub fn compare_table(steps: &[crate::analysis::compare::StepComparison]) -> String {
-    let secs = |s: &Option<crate::analysis::stats::Summary>| s.as_ref().map_or("-".to_string(), |s| format!("{:.2}s", s.median));
+    let secs = |s: &Option<crate::analysis::stats::Summary>| s.as_ref().map_or("-".to_string(), |s| crate::analysis::stats::seconds_text(s.median));
     let mut out = format!("{:<52} {:<18} {:>9} {:>9}  change\n", "variant × scenario · builder · network", "step", "before", "after");
     for s in steps {
         let change = match &s.ratio {
