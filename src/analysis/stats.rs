@@ -86,7 +86,7 @@ impl Summary {
     }
 }
 
-/// How a group of durations is printed: one unit (milliseconds when the typical value is under 0.1 s) and one number of decimals, enough to show a non-zero value as non-zero and to tell apart the values of the group that differ.
+/// How a group of durations is printed: one unit (milliseconds when the typical value is under 0.1 s) and one number of decimals, enough to show non-zero values as non-zero and to print the ends of a non-zero range differently.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DurationFormat {
     pub unit: &'static str,
@@ -95,15 +95,12 @@ pub struct DurationFormat {
 }
 
 impl DurationFormat {
-    /// `typical` (seconds) chooses the unit; `others` must stay distinguishable from each other and from it; seconds get at least `min_decimals`.
-    pub fn new(typical: f64, others: &[f64], min_decimals: usize) -> DurationFormat {
-        let (unit, scale, base) = if typical.abs() < MS_BELOW {
-            ("ms", 1000.0, if (typical * 1000.0).abs() >= 10.0 { 0 } else { 1 })
-        } else {
-            ("s", 1.0, min_decimals)
-        };
-        let scaled: Vec<f64> = std::iter::once(typical).chain(others.iter().copied()).map(|v| v * scale).collect();
-        DurationFormat { unit, scale, decimals: decimals_to_tell_apart(base, &scaled) }
+    /// `typical` (seconds) chooses the unit; the `range` ends (seconds) must print differently when they differ; seconds get at least `min_decimals`, milliseconds none unless needed.
+    pub fn new(typical: f64, range: &[f64], min_decimals: usize) -> DurationFormat {
+        let (unit, scale, base) = if typical.abs() < MS_BELOW { ("ms", 1000.0, 0) } else { ("s", 1.0, min_decimals) };
+        let scaled = |v: &[f64]| v.iter().map(|x| x * scale).collect::<Vec<_>>();
+        let nonzero = scaled(&[&[typical][..], range].concat());
+        DurationFormat { unit, scale, decimals: decimals_to_tell_apart(base, &nonzero, &scaled(range)) }
     }
 
     /// The duration in this format's unit, without the unit.
@@ -122,14 +119,14 @@ pub fn seconds_text(seconds: f64) -> String {
     DurationFormat::new(seconds, &[], 1).show(seconds)
 }
 
-/// The fewest decimals (at least `at_least`, at most [`MAX_DECIMALS`]) at which every non-zero value prints as non-zero and values that differ print differently.
-fn decimals_to_tell_apart(at_least: usize, values: &[f64]) -> usize {
+/// The fewest decimals (at least `at_least`, at most [`MAX_DECIMALS`]) at which every non-zero value of `nonzero` prints as non-zero and values of `distinct` that differ print differently.
+fn decimals_to_tell_apart(at_least: usize, nonzero: &[f64], distinct: &[f64]) -> usize {
     let text = |v: f64, d: usize| format!("{v:.d$}");
     (at_least..=MAX_DECIMALS.max(at_least))
         .find(|d| {
-            let nonzero = values.iter().all(|v| *v == 0.0 || text(*v, *d).trim_start_matches('-').chars().any(|c| c.is_ascii_digit() && c != '0'));
-            let distinct = values.iter().enumerate().all(|(i, a)| values[i + 1..].iter().all(|b| a == b || text(*a, *d) != text(*b, *d)));
-            nonzero && distinct
+            let shown = nonzero.iter().all(|v| *v == 0.0 || text(*v, *d).chars().any(|c| c.is_ascii_digit() && c != '0'));
+            let apart = distinct.iter().enumerate().all(|(i, a)| distinct[i + 1..].iter().all(|b| a == b || text(*a, *d) != text(*b, *d)));
+            shown && apart
         })
         .unwrap_or(MAX_DECIMALS.max(at_least))
 }
@@ -199,7 +196,7 @@ impl Ratio {
     /// The uncertainty gets enough decimals to print as non-zero when it is.
     pub fn describe(&self) -> String {
         let u = self.uncertainty();
-        let d = decimals_to_tell_apart(2, &[self.value, u]);
+        let d = decimals_to_tell_apart(2, &[self.value, u], &[]);
         let base = format!("ratio {:.d$} ± {:.d$}", self.value, u);
         if self.inconclusive() {
             format!("{base}, inconclusive: n={} and n={}, fewer than {MIN_REPETITIONS} repetitions on a side", self.n.0, self.n.1)
@@ -280,9 +277,11 @@ mod tests {
         assert_eq!(seconds_text(0.012), "12 ms");
         assert_eq!(seconds_text(0.0004), "0.4 ms");
         assert_eq!(seconds_text(0.00004), "0.04 ms");
-        assert_eq!(seconds_text(0.0), "0.0 ms");
+        assert_eq!(seconds_text(0.0), "0 ms");
         let s = Summary::of(&[0.0121, 0.0093, 0.0150]).unwrap();
         assert_eq!(s.describe_seconds(), "12 ms (n=3, 9–15)");
+        let s = Summary::of(&[0.007, 0.006, 0.010]).unwrap();
+        assert_eq!(s.describe_seconds(), "7 ms (n=3, 6–10)");
         let s = Summary::of(&[16.8, 17.1, 17.6]).unwrap();
         assert_eq!(s.describe_seconds(), "17.1 s (n=3, 16.8–17.6)");
         assert_eq!(Summary::of(&[3.0]).unwrap().describe_seconds(), "3.0 s");
@@ -294,8 +293,12 @@ mod tests {
         assert_eq!(s.describe_seconds(), "0.33 s (n=3, 0.31–0.34)");
         let s = Summary::of(&[3.6, 3.62, 3.64]).unwrap();
         assert_eq!(s.describe_seconds(), "3.62 s (n=3, 3.60–3.64)");
-        let (median, range) = Summary::of(&[0.0005, 0.0006]).unwrap().seconds_and_range(2);
-        assert_eq!((median.as_str(), range.as_str()), ("0.55 ms", "0.50–0.60 ms"));
+        let s = Summary::of(&[0.676, 0.684, 0.754]).unwrap();
+        assert_eq!(s.describe_seconds(), "0.7 s (n=3, 0.7–0.8)", "the median need not differ from an end");
+        let (median, range) = Summary::of(&[0.0004, 0.0006]).unwrap().seconds_and_range(2);
+        assert_eq!((median.as_str(), range.as_str()), ("0.5 ms", "0.4–0.6 ms"));
+        let (median, range) = Summary::of(&[0.00041, 0.00044]).unwrap().seconds_and_range(2);
+        assert_eq!((median.as_str(), range.as_str()), ("0.43 ms", "0.41–0.44 ms"));
         let (median, range) = Summary::of(&[17.1, 17.1]).unwrap().seconds_and_range(2);
         assert_eq!((median.as_str(), range.as_str()), ("17.10 s", "17.10–17.10 s"));
     }
