@@ -24,9 +24,12 @@ pub fn upstream_cache_dir() -> PathBuf {
     cache_dir().join("upstream")
 }
 
+/// The Debian archive used when `LAYERBENCH_DEBIAN_MIRROR` does not choose one (reports leave it out).
+pub const DEFAULT_DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
+
 /// The Debian archive used by debootstrap and `apt-get download`.
 pub fn debian_mirror() -> String {
-    std::env::var("LAYERBENCH_DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".to_string())
+    std::env::var("LAYERBENCH_DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_DEBIAN_MIRROR.to_string())
 }
 
 /// The bundled sample service in the source tree (for tests; the binary uses the copy it ships, see `shipped`).

@@ -375,7 +375,9 @@ fn trim_number(v: f64) -> String {
 }
 
 fn seconds(v: f64) -> String {
-    if v < 10.0 {
+    if v < 0.1 {
+        crate::analysis::stats::seconds_text(v)
+    } else if v < 10.0 {
         format!("{v:.2} s")
     } else {
         format!("{v:.1} s")

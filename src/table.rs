@@ -23,7 +23,7 @@ pub fn cell_tables(results: &Results) -> String {
                 crate::results::CacheState::Warm => "warm",
             }
         ));
-        out.push_str(&format!("  {:<16} {:>6} {:>8} {:>9} {:>7}  {}\n", "step", "cached", "executed", "seconds", "proxy", "executed steps"));
+        out.push_str(&format!("  {:<16} {:>6} {:>8} {:>9} {:>7}  {}\n", "step", "cached", "executed", "time", "proxy", "executed steps"));
         for r in &results.records[i..end] {
             // FROM is resolving the base image, not a cacheable step: it is not counted.
             let steps: Vec<_> = r.layers.iter().filter(|l| !l.is_base_image()).collect();
@@ -35,11 +35,11 @@ pub fn cell_tables(results: &Results) -> String {
                 (None, _) => executed.join(" | "),
             };
             out.push_str(&format!(
-                "  {:<16} {:>6} {:>8} {:>9.2} {:>7}  {}\n",
+                "  {:<16} {:>6} {:>8} {:>9} {:>7}  {}\n",
                 r.step,
                 cached,
                 steps.len() - cached,
-                r.wall_ms / 1000.0,
+                crate::analysis::stats::DurationFormat::new(r.wall_ms / 1000.0, &[], 2).show(r.wall_ms / 1000.0),
                 r.proxy.requests,
                 detail
             ));
@@ -87,15 +87,17 @@ pub fn statistics_table(results: &Results) -> String {
         if s.n > 1 && s.too_wide() {
             notes.push("spread too wide to compare".to_string());
         }
+        // One unit per row (ms below 0.1 s), with digits that show a non-zero range and spread.
+        let f = crate::analysis::stats::DurationFormat::new(s.median, &[s.min, s.max, s.spread], 2);
         out.push_str(&format!(
-            "{:<44} {:<16} {:>2} {:>7.2}s {:>7.2}s {:>7.2}s {:>6.2}s  {}\n",
+            "{:<44} {:<16} {:>2} {:>8} {:>8} {:>8} {:>7}  {}\n",
             format!("{variant} × {scenario} · {builder} · {network}"),
             step,
             s.n,
-            s.median,
-            s.min,
-            s.max,
-            s.spread,
+            f.show(s.median),
+            f.show(s.min),
+            f.show(s.max),
+            f.show(s.spread),
             notes.join("; ")
         ));
     }
@@ -104,7 +106,7 @@ pub fn statistics_table(results: &Results) -> String {
 
 /// A comparison of two results files, one line per cell step, cache changes indented below.
 pub fn compare_table(steps: &[crate::analysis::compare::StepComparison]) -> String {
-    let secs = |s: &Option<crate::analysis::stats::Summary>| s.as_ref().map_or("-".to_string(), |s| format!("{:.2}s", s.median));
+    let secs = |s: &Option<crate::analysis::stats::Summary>| s.as_ref().map_or("-".to_string(), |s| crate::analysis::stats::seconds_text(s.median));
     let mut out = format!("{:<52} {:<18} {:>9} {:>9}  change\n", "variant × scenario · builder · network", "step", "before", "after");
     for s in steps {
         let change = match (&s.lost, &s.ratio) {
@@ -194,10 +196,10 @@ mod tests {
         let table = cell_tables(&results);
         assert!(table.starts_with("layered × edit-go-source · buildkit · rep 1 (cold)\n"), "{table}");
         let stats = statistics_table(&results);
-        assert!(stats.lines().nth(1).is_some_and(|l| l.contains("baseline") && l.contains("1.50s")), "{stats}");
+        assert!(stats.lines().nth(1).is_some_and(|l| l.contains("baseline") && l.contains("1.50 s")), "{stats}");
         let line = table.lines().find(|l| l.trim_start().starts_with("edit-handler")).unwrap();
         let cols: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(&cols[..5], ["edit-handler", "1", "1", "1.50", "0"]);
+        assert_eq!(&cols[..6], ["edit-handler", "1", "1", "1.50", "s", "0"]);
         assert!(line.ends_with("RUN step1"));
     }
 
@@ -230,5 +232,17 @@ mod tests {
         let table = cell_tables(&crate::results::results_with(vec![cold, edit]));
         assert!(table.contains("RUN step1 [files: main.go (content)] | RUN step2 [follows line 7]\n"), "{table}");
         assert!(table.contains("RUN step0 [cold] | RUN step1\n"), "a cold build does not repeat `follows` on every step: {table}");
+    }
+
+    #[test]
+    fn builds_under_a_tenth_of_a_second_are_shown_in_milliseconds() {
+        let mut quick = record("rebuild", &[true], 0);
+        quick.wall_ms = 53.0;
+        let mut again = quick.clone();
+        again.wall_ms = 54.0;
+        let results = crate::results::results_with(vec![quick, again]);
+        assert!(cell_tables(&results).contains("53 ms"), "{}", cell_tables(&results));
+        let stats = statistics_table(&results);
+        assert!(stats.lines().nth(1).is_some_and(|l| l.contains("54 ms") && l.contains("53 ms")), "{stats}");
     }
 }

@@ -201,3 +201,26 @@ fn the_committed_reference_report_is_what_its_results_make() {
         assert!(x == y, "results/reference/{path} is not what `layerbench report results/reference/results.json` makes now; regenerate and commit it");
     }
 }
+
+#[test]
+fn a_report_names_no_machine_path_or_address() {
+    let (dir, results, files) = report_in_tempdir(&fixture());
+    let mut written = vec![std::fs::read_to_string(&files.report).expect("read REPORT.md"), std::fs::read_to_string(&files.summary).expect("read summary.csv")];
+    for chart in &files.charts {
+        if chart.extension().is_some_and(|e| e == "svg") {
+            written.push(std::fs::read_to_string(chart).expect("read a chart"));
+        }
+    }
+    let machine = [results.app.as_str(), results.store.path.as_str(), results.options.proxy_url.as_str(), results.store.mirror.as_str()];
+    for text in &written {
+        for m in machine {
+            assert!(!m.is_empty() && !text.contains(m), "a report file shows `{m}`");
+        }
+    }
+    assert!(written[0].contains("| App | `sample-go-app` |") && written[0].contains("| loopback |"), "{}", written[0]);
+    // An app below the results folder is shown by its path relative to it.
+    let mut below = results.clone();
+    below.app = dir.path().join("apps/svc").display().to_string();
+    let files = layerbench::report::write(&below, &dir.path().join("results.json")).expect("the report is written");
+    assert!(std::fs::read_to_string(files.report).expect("read REPORT.md").contains("| App | `apps/svc` |"));
+}

@@ -23,7 +23,7 @@ pub struct StepComparison {
 }
 
 impl StepComparison {
-    /// The step got significantly slower, a step that was cached now misses, or a step that built no longer does.
+    /// The step got significantly slower (never with fewer than 3 repetitions on a side: that is inconclusive), a step that was cached now misses, or a step that built no longer does.
     pub fn is_regression(&self) -> bool {
         self.lost.is_some() || self.ratio.as_ref().is_some_and(|r| r.significant() && r.value > 1.0) || self.cache_changes.iter().any(|c| c.contains("-> fewer hits"))
     }
@@ -202,6 +202,20 @@ mod tests {
         let c = compare(&before, &after);
         assert_eq!(c.len(), 1);
         assert!(c[0].lost.is_none());
+    }
+
+    #[test]
+    fn a_doubled_time_over_two_repetitions_is_inconclusive_not_a_regression() {
+        let before = crate::results::results_with(vec![rec("edit", 10.0, true), rec("edit", 10.2, true)]);
+        let after = crate::results::results_with(vec![rec("edit", 20.0, true), rec("edit", 20.4, true), rec("edit", 20.2, true)]);
+        let c = compare(&before, &after);
+        let r = c[0].ratio.as_ref().unwrap();
+        assert!(r.low > 1.0 && r.inconclusive() && !r.significant(), "{r:?}");
+        assert!(!c[0].is_regression());
+        assert!(r.describe().contains("inconclusive"), "{}", r.describe());
+        // A lost cache hit is a fact, not a statistic: it stays a regression with few repetitions.
+        let lost = crate::results::results_with(vec![rec("edit", 10.0, false)]);
+        assert!(compare(&before, &lost)[0].is_regression());
     }
 
     #[test]

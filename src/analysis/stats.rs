@@ -1,4 +1,4 @@
-//! Robust statistics for repeated measurements: median, range, spread from the median absolute deviation, outliers by modified z-score, and ratios with their uncertainty.
+//! Robust statistics for repeated measurements: median, range, spread from the median absolute deviation, outliers by modified z-score, ratios with their uncertainty, and how durations and intervals are printed without hiding a non-zero range.
 
 use serde::{Deserialize, Serialize};
 
@@ -6,6 +6,12 @@ use serde::{Deserialize, Serialize};
 pub const OUTLIER_Z: f64 = 3.5;
 /// A relative spread above this is too wide to support a comparison.
 pub const WIDE_SPREAD: f64 = 0.25;
+/// Fewer repetitions than this on either side make a comparison inconclusive.
+pub const MIN_REPETITIONS: usize = 3;
+/// Durations below this many seconds are printed in milliseconds.
+const MS_BELOW: f64 = 0.1;
+/// The most decimals a printed number gets while looking for digits that tell values apart.
+const MAX_DECIMALS: usize = 6;
 
 /// A summary of repeated measurements of one quantity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +67,68 @@ impl Summary {
     pub fn too_wide(&self) -> bool {
         self.relative_spread() > WIDE_SPREAD
     }
+
+    /// Seconds as `17.1 s (n=3, 16.8–17.6)`, or `12 ms (n=8, 9–15)` below 0.1 s; a single value as `17.1 s`.
+    /// The range gets enough decimals that its ends differ whenever they do.
+    pub fn describe_seconds(&self) -> String {
+        let f = DurationFormat::new(self.median, &[self.min, self.max], 1);
+        if self.n > 1 {
+            format!("{} (n={}, {}–{})", f.show(self.median), self.n, f.number(self.min), f.number(self.max))
+        } else {
+            f.show(self.median)
+        }
+    }
+
+    /// The median and the `min–max` range as two texts with their unit (`17.10 s`, `16.80–17.60 s`), seconds with at least `decimals` decimals, ms below 0.1 s.
+    pub fn seconds_and_range(&self, decimals: usize) -> (String, String) {
+        let f = DurationFormat::new(self.median, &[self.min, self.max], decimals);
+        (f.show(self.median), format!("{}–{} {}", f.number(self.min), f.number(self.max), f.unit))
+    }
+}
+
+/// How a group of durations is printed: one unit (milliseconds when the typical value is under 0.1 s) and one number of decimals, enough to show non-zero values as non-zero and to print the ends of a non-zero range differently.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DurationFormat {
+    pub unit: &'static str,
+    scale: f64,
+    decimals: usize,
+}
+
+impl DurationFormat {
+    /// `typical` (seconds) chooses the unit; the `range` ends (seconds) must print differently when they differ; seconds get at least `min_decimals`, milliseconds none unless needed.
+    pub fn new(typical: f64, range: &[f64], min_decimals: usize) -> DurationFormat {
+        let (unit, scale, base) = if typical.abs() < MS_BELOW { ("ms", 1000.0, 0) } else { ("s", 1.0, min_decimals) };
+        let scaled = |v: &[f64]| v.iter().map(|x| x * scale).collect::<Vec<_>>();
+        let nonzero = scaled(&[&[typical][..], range].concat());
+        DurationFormat { unit, scale, decimals: decimals_to_tell_apart(base, &nonzero, &scaled(range)) }
+    }
+
+    /// The duration in this format's unit, without the unit.
+    pub fn number(&self, seconds: f64) -> String {
+        format!("{:.*}", self.decimals, seconds * self.scale)
+    }
+
+    /// The duration with its unit: `17.1 s`, `12 ms`.
+    pub fn show(&self, seconds: f64) -> String {
+        format!("{} {}", self.number(seconds), self.unit)
+    }
+}
+
+/// One duration: seconds with one decimal, or milliseconds below 0.1 s, never printed as zero when it is not.
+pub fn seconds_text(seconds: f64) -> String {
+    DurationFormat::new(seconds, &[], 1).show(seconds)
+}
+
+/// The fewest decimals (at least `at_least`, at most [`MAX_DECIMALS`]) at which every non-zero value of `nonzero` prints as non-zero and values of `distinct` that differ print differently.
+fn decimals_to_tell_apart(at_least: usize, nonzero: &[f64], distinct: &[f64]) -> usize {
+    let text = |v: f64, d: usize| format!("{v:.d$}");
+    (at_least..=MAX_DECIMALS.max(at_least))
+        .find(|d| {
+            let shown = nonzero.iter().all(|v| *v == 0.0 || text(*v, *d).chars().any(|c| c.is_ascii_digit() && c != '0'));
+            let apart = distinct.iter().enumerate().all(|(i, a)| distinct[i + 1..].iter().all(|b| a == b || text(*a, *d) != text(*b, *d)));
+            shown && apart
+        })
+        .unwrap_or(MAX_DECIMALS.max(at_least))
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -84,12 +152,16 @@ pub fn wall_seconds(records: &[&crate::results::BuildRecord]) -> Option<Summary>
 
 /// The ratio of two medians with an interval from the extremes (min/max of
 /// one over max/min of the other): conservative for the few repetitions
-/// builds allow.
+/// builds allow. With fewer than [`MIN_REPETITIONS`] on either side it is
+/// inconclusive, whatever the interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ratio {
     pub value: f64,
     pub low: f64,
     pub high: f64,
+    /// Repetitions behind the numerator and the denominator.
+    #[serde(default)]
+    pub n: (usize, usize),
 }
 
 impl Ratio {
@@ -101,6 +173,7 @@ impl Ratio {
             value: a.median / b.median,
             low: a.min / b.max,
             high: a.max / b.min,
+            n: (a.n, b.n),
         })
     }
 
@@ -109,15 +182,25 @@ impl Ratio {
         (self.high - self.value).max(self.value - self.low)
     }
 
-    /// The interval excludes 1.
-    pub fn significant(&self) -> bool {
-        self.high < 1.0 || self.low > 1.0
+    /// Too few repetitions on either side to call any difference significant.
+    pub fn inconclusive(&self) -> bool {
+        self.n.0 < MIN_REPETITIONS || self.n.1 < MIN_REPETITIONS
     }
 
-    /// `0.70 ± 0.05`, or with "no significant difference" when the interval covers 1.
+    /// Enough repetitions on both sides, and the interval excludes 1.
+    pub fn significant(&self) -> bool {
+        !self.inconclusive() && (self.high < 1.0 || self.low > 1.0)
+    }
+
+    /// `ratio 0.70 ± 0.05`, with "no significant difference" when the interval covers 1, or "inconclusive" with too few repetitions.
+    /// The uncertainty gets enough decimals to print as non-zero when it is.
     pub fn describe(&self) -> String {
-        let base = format!("ratio {:.2} ± {:.2}", self.value, self.uncertainty());
-        if self.significant() {
+        let u = self.uncertainty();
+        let d = decimals_to_tell_apart(2, &[self.value, u], &[]);
+        let base = format!("ratio {:.d$} ± {:.d$}", self.value, u);
+        if self.inconclusive() {
+            format!("{base}, inconclusive: n={} and n={}, fewer than {MIN_REPETITIONS} repetitions on a side", self.n.0, self.n.1)
+        } else if self.significant() {
             base
         } else {
             format!("{base}, no significant difference")
@@ -159,7 +242,64 @@ mod tests {
         assert!(r.describe().starts_with("ratio 0.69 ± "));
         let c = Summary::of(&[29.0, 31.0, 33.0]).unwrap();
         let r = Ratio::of(&a, &c).unwrap();
-        assert!(!r.significant());
+        assert!(!r.significant() && !r.inconclusive());
         assert!(r.describe().ends_with("no significant difference"));
+    }
+
+    #[test]
+    fn fewer_than_three_repetitions_on_either_side_are_inconclusive_however_far_apart() {
+        let three = Summary::of(&[30.0, 31.0, 32.0]).unwrap();
+        let two = Summary::of(&[90.0, 91.0]).unwrap();
+        for r in [Ratio::of(&three, &two).unwrap(), Ratio::of(&two, &three).unwrap()] {
+            assert!(r.high < 1.0 || r.low > 1.0, "the interval alone would exclude 1: {r:?}");
+            assert!(r.inconclusive() && !r.significant());
+            assert!(r.describe().contains("inconclusive") && !r.describe().contains("no significant"), "{}", r.describe());
+        }
+        let one = Summary::of(&[90.0]).unwrap();
+        assert!(Ratio::of(&one, &one).unwrap().describe().contains("n=1 and n=1"));
+        let more = Summary::of(&[90.0, 91.0, 92.0]).unwrap();
+        assert!(Ratio::of(&three, &more).unwrap().significant());
+    }
+
+    #[test]
+    fn a_small_uncertainty_is_printed_with_digits_that_show_it() {
+        let a = Summary::of(&[0.70, 0.72, 0.75]).unwrap();
+        let b = Summary::of(&[16.7, 16.9, 17.5]).unwrap();
+        let text = Ratio::of(&a, &b).unwrap().describe();
+        assert!(text.starts_with("ratio 0.043 ± 0.003"), "{text}");
+        let same = Summary::of(&[2.0, 2.0, 2.0]).unwrap();
+        assert_eq!(Ratio::of(&same, &same).unwrap().describe(), "ratio 1.00 ± 0.00, no significant difference");
+    }
+
+    #[test]
+    fn durations_under_a_tenth_of_a_second_are_printed_in_milliseconds() {
+        assert_eq!(seconds_text(17.14), "17.1 s");
+        assert_eq!(seconds_text(0.012), "12 ms");
+        assert_eq!(seconds_text(0.0004), "0.4 ms");
+        assert_eq!(seconds_text(0.00004), "0.04 ms");
+        assert_eq!(seconds_text(0.0), "0 ms");
+        let s = Summary::of(&[0.0121, 0.0093, 0.0150]).unwrap();
+        assert_eq!(s.describe_seconds(), "12 ms (n=3, 9–15)");
+        let s = Summary::of(&[0.007, 0.006, 0.010]).unwrap();
+        assert_eq!(s.describe_seconds(), "7 ms (n=3, 6–10)");
+        let s = Summary::of(&[16.8, 17.1, 17.6]).unwrap();
+        assert_eq!(s.describe_seconds(), "17.1 s (n=3, 16.8–17.6)");
+        assert_eq!(Summary::of(&[3.0]).unwrap().describe_seconds(), "3.0 s");
+    }
+
+    #[test]
+    fn a_non_zero_range_is_printed_with_ends_that_differ() {
+        let s = Summary::of(&[0.31, 0.33, 0.34]).unwrap();
+        assert_eq!(s.describe_seconds(), "0.33 s (n=3, 0.31–0.34)");
+        let s = Summary::of(&[3.6, 3.62, 3.64]).unwrap();
+        assert_eq!(s.describe_seconds(), "3.62 s (n=3, 3.60–3.64)");
+        let s = Summary::of(&[0.676, 0.684, 0.754]).unwrap();
+        assert_eq!(s.describe_seconds(), "0.7 s (n=3, 0.7–0.8)", "the median need not differ from an end");
+        let (median, range) = Summary::of(&[0.0004, 0.0006]).unwrap().seconds_and_range(2);
+        assert_eq!((median.as_str(), range.as_str()), ("0.5 ms", "0.4–0.6 ms"));
+        let (median, range) = Summary::of(&[0.00041, 0.00044]).unwrap().seconds_and_range(2);
+        assert_eq!((median.as_str(), range.as_str()), ("0.43 ms", "0.41–0.44 ms"));
+        let (median, range) = Summary::of(&[17.1, 17.1]).unwrap().seconds_and_range(2);
+        assert_eq!((median.as_str(), range.as_str()), ("17.10 s", "17.10–17.10 s"));
     }
 }

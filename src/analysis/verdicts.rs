@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::stats::{wall_seconds, Ratio, Summary};
-use crate::results::Builder;
-use crate::results::{BuildRecord, LayerRecord, Results};
+use crate::results::{BuildRecord, Builder, CacheState, LayerRecord, Results};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -134,12 +133,28 @@ impl<'a> Records<'a> {
             .collect()
     }
 
+    /// Not measured, saying why, when the variant has baselines but none was built cold (a claim about cold builds cannot use them).
+    fn refuse_not_cold(&self, variant: &str) -> Option<(Verdict, String)> {
+        let all: Vec<&BuildRecord> = self.0.records.iter().filter(|r| r.variant == variant && r.step == "baseline" && r.outcome == "ok").collect();
+        (!all.is_empty() && !all.iter().any(|r| is_cold(r))).then(|| {
+            (
+                Verdict::NotMeasured,
+                format!("the {} baselines of {variant} were not built cold (cache state warm: from the build cache), and this claim needs cold builds", all.len()),
+            )
+        })
+    }
+
     fn networks(&self) -> Vec<String> {
         let mut n: Vec<String> = self.0.records.iter().map(|r| r.network.clone()).filter(|n| n != LOOPBACK).collect();
         n.sort();
         n.dedup();
         n
     }
+}
+
+/// A baseline built ignoring the build cache: the only builds whose step times and proxy requests show a cold build.
+fn is_cold(r: &BuildRecord) -> bool {
+    r.step == "baseline" && r.cache_state == CacheState::Cold
 }
 
 fn layer<'r>(r: &'r BuildRecord, prefix: &str) -> Option<&'r LayerRecord> {
@@ -174,11 +189,7 @@ fn not_measured(what: &str) -> (Verdict, String) {
 }
 
 fn secs(s: &Summary) -> String {
-    if s.n > 1 {
-        format!("{:.1} s (n={}, {:.1}–{:.1})", s.median, s.n, s.min, s.max)
-    } else {
-        format!("{:.1} s", s.median)
-    }
+    s.describe_seconds()
 }
 
 fn c1(r: &Records) -> (Verdict, String) {
@@ -260,30 +271,59 @@ fn c2(r: &Records) -> (Verdict, String) {
 }
 
 fn c3(r: &Records) -> (Verdict, String) {
-    let mut checked = 0;
+    let mut stage_builds = 0;
+    // Stage builds with a miss before their last step: the only ones where a later hit could break the claim.
+    let mut could_break = 0;
     let mut violations = Vec::new();
+    // Builds where a stage missed and a later stage still had a hit (a `COPY --from` keyed by the copied files' content).
+    let mut later_stage_hits = Vec::new();
     for rec in r.0.records.iter().filter(|x| x.outcome == "ok" && x.step != "baseline") {
         let mut stages: Vec<&str> = rec.layers.iter().map(|l| l.stage.as_str()).collect();
         stages.dedup();
+        let mut missed_stage: Option<&str> = None;
+        let mut noted = false;
         for stage in stages {
-            let steps: Vec<&LayerRecord> = rec.layers.iter().filter(|l| l.stage == stage && !l.instruction.starts_with("FROM")).collect();
-            checked += 1;
-            if let Some(miss) = steps.iter().position(|l| !l.cached) {
-                if let Some(hit) = steps[miss..].iter().find(|l| l.cached) {
-                    violations.push(format!("{} {} {} `{}`", rec.variant, rec.scenario, rec.step, hit.instruction));
+            let steps: Vec<&LayerRecord> = rec.layers.iter().filter(|l| l.stage == stage && !l.is_base_image()).collect();
+            if steps.is_empty() {
+                continue;
+            }
+            stage_builds += 1;
+            if let (Some(earlier), false) = (missed_stage, noted) {
+                if let Some(hit) = steps.iter().find(|l| l.cached) {
+                    later_stage_hits.push(format!("{} {} {}: `{}` ({stage}) hit after {earlier} missed", rec.variant, rec.scenario, rec.step, hit.instruction));
+                    noted = true;
                 }
+            }
+            let Some(miss) = steps.iter().position(|l| !l.cached) else { continue };
+            missed_stage.get_or_insert(stage);
+            if miss + 1 == steps.len() {
+                continue;
+            }
+            could_break += 1;
+            if let Some(hit) = steps[miss + 1..].iter().find(|l| l.cached) {
+                violations.push(format!("{} {} {} `{}` after `{}` missed", rec.variant, rec.scenario, rec.step, hit.instruction, steps[miss].instruction));
             }
         }
     }
-    if checked == 0 {
-        return not_measured("rebuilds");
+    if could_break == 0 {
+        return not_measured(&format!("rebuild with a miss before the last step of a stage (of {stage_builds} stage builds in rebuilds, none could show a hit after a miss)"));
     }
+    let across = match later_stage_hits.first() {
+        Some(e) => format!(
+            "; the claim is per stage: in {} builds a later stage still hit after an earlier stage missed (a `COPY --from` is keyed by the files it copies), e.g. {e}",
+            later_stage_hits.len()
+        ),
+        None => "; the claim is per stage: a later stage's `COPY --from` may hit after an earlier stage missed (not seen in these builds)".to_string(),
+    };
     if violations.is_empty() {
-        (Verdict::Confirmed, format!("in {checked} stage builds across all rebuilds, no step came from the cache after a miss in the same stage"))
+        (
+            Verdict::Confirmed,
+            format!("in the {could_break} stage builds of rebuilds that had a miss before their last step (of {stage_builds} stage builds in rebuilds), no later step of that stage came from the cache{across}"),
+        )
     } else {
         (
             Verdict::Refuted,
-            format!("{} of {checked} stage builds had a cache hit after a miss, e.g. {}", violations.len(), violations[0]),
+            format!("{} of the {could_break} stage builds with a miss before their last step had a later cache hit in the same stage, e.g. {}{across}", violations.len(), violations[0]),
         )
     }
 }
@@ -352,6 +392,9 @@ fn c6(r: &Records) -> (Verdict, String) {
     let Some(good) = GOOD.iter().find(|v| !r.baselines(v).is_empty()) else {
         return not_measured("cold baseline of static-scratch or layered");
     };
+    if let Some(refusal) = r.refuse_not_cold(good) {
+        return refusal;
+    }
     let mut evidence = Vec::new();
     let mut holds = true;
     for network in std::iter::once(LOOPBACK.to_string()).chain(r.networks()) {
@@ -359,7 +402,7 @@ fn c6(r: &Records) -> (Verdict, String) {
             .0
             .records
             .iter()
-            .filter(|x| x.variant == *good && x.step == "baseline" && x.builder == Builder::Buildkit && x.network == network && x.outcome == "ok")
+            .filter(|x| x.variant == *good && is_cold(x) && x.builder == Builder::Buildkit && x.network == network && x.outcome == "ok")
             .collect();
         if let (Some(copy), Some(dl)) = (step_seconds(&recs, "COPY go.mod"), step_seconds(&recs, "RUN go mod download")) {
             holds &= copy.median < dl.median;
@@ -377,7 +420,10 @@ fn c7(r: &Records) -> (Verdict, String) {
     let Some(good) = GOOD.iter().find(|v| !r.baselines(v).is_empty()) else {
         return not_measured("cold baseline of static-scratch or layered");
     };
-    let base = r.baselines(good);
+    if let Some(refusal) = r.refuse_not_cold(good) {
+        return refusal;
+    }
+    let base: Vec<&BuildRecord> = r.baselines(good).into_iter().filter(|b| is_cold(b)).collect();
     let modules: Vec<&String> = base.iter().flat_map(|b| b.proxy.modules.iter()).collect();
     let std_like: Vec<&&String> = modules.iter().filter(|m| !m.split('/').next().unwrap_or("").contains('.')).collect();
     let (Some(dl), Some(build)) = (step_seconds(&base, "RUN go mod download"), build_seconds(&base)) else {
@@ -447,15 +493,42 @@ fn c9(r: &Records) -> (Verdict, String) {
 
 fn c10(r: &Records) -> (Verdict, String) {
     let size = |v: &str| r.baselines(v).iter().find_map(|b| b.image.as_ref().map(|i| i.size_bytes));
-    let names = ["naive", "layered-single", "dynamic-debian", "static-scratch"];
-    let sizes: Vec<(&str, u64)> = names.iter().filter_map(|v| size(v).map(|s| (*v, s))).collect();
+    let mb = |s: u64| format!("{:.1} MB", s as f64 / 1e6);
+    // Images whose binary runs where it is: static-scratch must be the smallest of these.
+    let runnable = ["naive", "layered-single", "dynamic-debian", "static-scratch"];
+    let sizes: Vec<(&str, u64)> = runnable.iter().filter_map(|v| size(v).map(|s| (*v, s))).collect();
     let (Some(stat), Some(naive)) = (size("static-scratch"), size("naive")) else {
         return not_measured("image sizes of naive and static-scratch");
     };
-    let evidence = sizes.iter().map(|(v, s)| format!("{v} {:.1} MB", *s as f64 / 1e6)).collect::<Vec<_>>().join(", ");
-    let smallest = sizes.iter().all(|(_, s)| stat <= *s);
-    let verdict = if smallest && (stat as f64) < naive as f64 * 0.1 { Verdict::Confirmed } else { Verdict::Refuted };
-    (verdict, format!("image sizes: {evidence} (static-scratch is {:.1}% of naive)", stat as f64 * 100.0 / naive as f64))
+    let mut evidence = format!(
+        "image sizes: {} (static-scratch is {:.1}% of naive)",
+        sizes.iter().map(|(v, s)| format!("{v} {}", mb(*s))).collect::<Vec<_>>().join(", "),
+        stat as f64 * 100.0 / naive as f64
+    );
+    let tiny = sizes.iter().all(|(_, s)| stat <= *s) && (stat as f64) < naive as f64 * 0.1;
+    if !tiny {
+        return (Verdict::Refuted, evidence);
+    }
+    // The dynamic binary in the same empty base tells static linking apart from the base image.
+    let Some(dynamic) = size("dynamic-scratch") else {
+        evidence.push_str("; no dynamic binary in scratch was built, so static linking is not told apart from the empty base image");
+        return (Verdict::ConfirmedWithCaveat, evidence);
+    };
+    evidence.push_str(&format!("; the dynamic binary in scratch (dynamic-scratch) is {}, so the size comes from the empty base image", mb(dynamic)));
+    match runtime_of(&r.baselines("dynamic-scratch")) {
+        Some(run) if run.passed => {
+            evidence.push_str(&format!(", and it runs there (exit {}): static linking is not what makes the image tiny", run.exit_code));
+            (Verdict::Refuted, evidence)
+        }
+        Some(run) => {
+            evidence.push_str(&format!(", but it does not run there (exit {}): static linking is what allows that base", run.exit_code));
+            (Verdict::Confirmed, evidence)
+        }
+        None => {
+            evidence.push_str("; whether it runs there was not measured");
+            (Verdict::ConfirmedWithCaveat, evidence)
+        }
+    }
 }
 
 fn c11(r: &Records) -> (Verdict, String) {
@@ -525,7 +598,13 @@ fn x2(r: &Records) -> (Verdict, String) {
         secs(&b),
         ratio.describe()
     );
-    let verdict = if ratio.significant() && ratio.value < 1.0 { Verdict::Confirmed } else { Verdict::Refuted };
+    let verdict = if ratio.inconclusive() {
+        Verdict::NotMeasured
+    } else if ratio.significant() && ratio.value < 1.0 {
+        Verdict::Confirmed
+    } else {
+        Verdict::Refuted
+    };
     (verdict, evidence)
 }
 
@@ -697,11 +776,86 @@ mod tests {
     #[test]
     fn c3_is_refuted_by_a_hit_after_a_miss() {
         let ok = build("static-scratch", "s", "x", 1.0, &[("COPY a", false, 0.1), ("RUN b", false, 1.0)], 0);
-        assert_eq!(verdict_of(&results(vec![ok.clone()]), "C3").verdict, Verdict::Confirmed);
+        let v = verdict_of(&results(vec![ok.clone()]), "C3");
+        assert_eq!(v.verdict, Verdict::Confirmed, "{}", v.evidence);
+        assert!(v.evidence.contains("in the 1 stage builds"), "{}", v.evidence);
         let bad = build("static-scratch", "s", "y", 1.0, &[("COPY a", false, 0.1), ("RUN b", true, 0.0)], 0);
         let v = verdict_of(&results(vec![ok, bad]), "C3");
         assert_eq!(v.verdict, Verdict::Refuted);
-        assert!(v.evidence.contains("`RUN b`"), "{}", v.evidence);
+        assert!(v.evidence.contains("`RUN b`") && v.evidence.contains("1 of the 2 stage builds"), "{}", v.evidence);
+    }
+
+    #[test]
+    fn c3_counts_only_stage_builds_with_a_miss_before_their_last_step() {
+        let all_cached = build("static-scratch", "s", "x", 1.0, &[("COPY a", true, 0.0), ("RUN b", true, 0.0)], 0);
+        let last_missed = build("static-scratch", "s", "y", 1.0, &[("COPY a", true, 0.0), ("RUN b", false, 1.0)], 0);
+        let v = verdict_of(&results(vec![all_cached.clone(), last_missed.clone()]), "C3");
+        assert_eq!(v.verdict, Verdict::NotMeasured, "neither build could show a hit after a miss: {}", v.evidence);
+        assert!(v.evidence.contains("of 2 stage builds"), "{}", v.evidence);
+        let early_miss = build("static-scratch", "s", "z", 1.0, &[("COPY a", false, 0.1), ("RUN b", false, 1.0)], 0);
+        let v = verdict_of(&results(vec![all_cached, last_missed, early_miss]), "C3");
+        assert_eq!(v.verdict, Verdict::Confirmed, "{}", v.evidence);
+        assert!(v.evidence.contains("in the 1 stage builds of rebuilds that had a miss before their last step (of 3 stage builds"), "{}", v.evidence);
+    }
+
+    #[test]
+    fn c3_is_judged_per_stage_so_a_later_stage_may_hit_after_an_earlier_one_missed() {
+        let mut rec = build("static-scratch", "s", "x", 1.0, &[("COPY a", false, 0.1), ("RUN b", false, 1.0), ("COPY --from=build /out /", true, 0.0), ("USER 1", true, 0.0)], 0);
+        for l in &mut rec.layers[2..] {
+            l.stage = "final".into();
+        }
+        let v = verdict_of(&results(vec![rec.clone()]), "C3");
+        assert_eq!(v.verdict, Verdict::Confirmed, "{}", v.evidence);
+        assert!(v.evidence.contains("a later stage still hit after an earlier stage missed") && v.evidence.contains("`COPY --from=build /out /` (final) hit after build missed"), "{}", v.evidence);
+        // The same hit inside the stage that missed refutes it.
+        for l in &mut rec.layers[2..] {
+            l.stage = "build".into();
+        }
+        assert_eq!(verdict_of(&results(vec![rec]), "C3").verdict, Verdict::Refuted);
+    }
+
+    #[test]
+    fn c1_has_a_caveat_and_x2_is_not_measured_with_fewer_than_three_repetitions() {
+        let mut two = edit_rebuilds(true, 20.0, 40.0);
+        two.pop();
+        assert_eq!(two.iter().filter(|r| r.variant == "naive").count(), 2, "two naive rebuilds");
+        let v = verdict_of(&results(two), "C1");
+        assert_eq!(v.verdict, Verdict::ConfirmedWithCaveat, "{}", v.evidence);
+        assert!(v.evidence.contains("inconclusive"), "{}", v.evidence);
+
+        let mount = |wall: f64| build("cache-mount", "edit-go-source", "edit-handler", wall, &[("RUN --mount=type=cache,target=/root/.cache/go-build go build", false, wall)], 0);
+        let mut recs = edit_rebuilds(true, 20.0, 30.0);
+        recs.extend([mount(1.0), mount(1.1), mount(1.2)]);
+        assert_eq!(verdict_of(&results(recs.clone()), "X2").verdict, Verdict::Confirmed);
+        recs.pop();
+        let v = verdict_of(&results(recs), "X2");
+        assert_eq!(v.verdict, Verdict::NotMeasured, "{}", v.evidence);
+        assert!(v.evidence.contains("inconclusive: n=2 and n=3"), "{}", v.evidence);
+    }
+
+    fn cold_baselines(state: CacheState) -> Vec<BuildRecord> {
+        (0..3)
+            .map(|i| {
+                let mut b = build("static-scratch", "no-change", "baseline", 20.0, &[("COPY go.mod go.sum ./", false, 0.01 + i as f64 * 0.001), ("RUN go mod download", false, 3.0), ("RUN CGO_ENABLED=0 go build", false, 17.0)], 20);
+                b.cache_state = state;
+                b
+            })
+            .collect()
+    }
+
+    #[test]
+    fn claims_about_cold_builds_refuse_baselines_that_were_not_cold() {
+        let cold = results(cold_baselines(CacheState::Cold));
+        let v = verdict_of(&cold, "C6");
+        assert_eq!(v.verdict, Verdict::Confirmed, "{}", v.evidence);
+        assert!(v.evidence.contains("took 11 ms (n=3, 10–12)"), "step times under 0.1 s in ms: {}", v.evidence);
+        assert_ne!(verdict_of(&cold, "C7").verdict, Verdict::NotMeasured);
+        let warm = results(cold_baselines(CacheState::Warm));
+        for id in ["C6", "C7"] {
+            let v = verdict_of(&warm, id);
+            assert_eq!(v.verdict, Verdict::NotMeasured, "{id}: {}", v.evidence);
+            assert!(v.evidence.contains("not built cold"), "{id}: {}", v.evidence);
+        }
     }
 
     #[test]
@@ -769,6 +923,32 @@ mod tests {
             inspected("dynamic-debian", 130_000_000, "dynamic", ran(0, Some(0), Some(true))),
         ]);
         assert_eq!(verdict_of(&swapped, "C8").verdict, Verdict::Refuted);
+    }
+
+    fn sized(dynamic_scratch: Option<i64>, static_size: u64) -> Results {
+        let mut recs = vec![
+            inspected("static-scratch", static_size, "static", ran(0, Some(65532), Some(false))),
+            inspected("dynamic-debian", 130_000_000, "dynamic", ran(0, Some(65532), Some(false))),
+            inspected("naive", 800_000_000, "dynamic", ran(0, Some(0), Some(true))),
+        ];
+        if let Some(exit) = dynamic_scratch {
+            recs.push(inspected("dynamic-scratch", 15_100_000, "dynamic", ran(exit, None, None)));
+        }
+        results(recs)
+    }
+
+    #[test]
+    fn c10_tells_static_linking_apart_from_the_empty_base() {
+        let v = verdict_of(&sized(Some(1), 15_000_000), "C10");
+        assert_eq!(v.verdict, Verdict::Confirmed, "{}", v.evidence);
+        assert!(v.evidence.contains("dynamic-scratch) is 15.1 MB") && v.evidence.contains("does not run there (exit 1)"), "{}", v.evidence);
+        // The alternative: a dynamic binary runs in scratch just as well, so the base image alone makes the image tiny.
+        let v = verdict_of(&sized(Some(0), 15_000_000), "C10");
+        assert_eq!(v.verdict, Verdict::Refuted, "{}", v.evidence);
+        assert!(v.evidence.contains("static linking is not what makes the image tiny"), "{}", v.evidence);
+        let v = verdict_of(&sized(None, 15_000_000), "C10");
+        assert_eq!(v.verdict, Verdict::ConfirmedWithCaveat, "{}", v.evidence);
+        assert_eq!(verdict_of(&sized(Some(1), 150_000_000), "C10").verdict, Verdict::Refuted);
     }
 
     #[test]

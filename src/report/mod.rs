@@ -6,6 +6,7 @@ pub mod csv;
 pub mod junit;
 pub mod markdown;
 mod output;
+pub mod shown;
 
 pub use annotations::github_annotation;
 pub use junit::junit_xml;

@@ -42,7 +42,8 @@ pub fn write(results: &Results, results_path: &Path) -> Result<ReportFiles, Repo
     let summary = dir.join("summary.csv");
     write_file(&summary, super::csv::summary(results).as_bytes())?;
     let report = dir.join("REPORT.md");
-    write_file(&report, super::markdown::report(results, &results_name, &charts).as_bytes())?;
+    let absolute_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    write_file(&report, super::markdown::report(results, &results_name, &absolute_dir, &charts).as_bytes())?;
     Ok(ReportFiles { report, summary, charts: written })
 }
 
