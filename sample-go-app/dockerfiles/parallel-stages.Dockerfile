@@ -8,10 +8,13 @@ RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -o /out/sample .
 
+# WORKDIR comes first: were this stage to start with the same steps as build,
+# the legacy builder's cache lookup (the newest image made by the same step
+# from the same parent) would take this stage's steps for build's on a rebuild.
 FROM golang:1.23 AS licenses
+WORKDIR /deps
 ARG GOPROXY
 ARG GOSUMDB
-WORKDIR /deps
 COPY go.mod go.sum ./
 RUN go mod download && mkdir -p /licenses && cd "$(go env GOMODCACHE)" && find . -iname 'LICENSE*' -type f -exec cp --parents {} /licenses/ \;
 
