@@ -157,7 +157,9 @@ mod tests {
         let cells = cells(&suite, &root.join("sample-go-app"), None).unwrap();
         assert!(cells.iter().all(|c| c.variant.probe.is_some()));
         assert!(cells.iter().any(|c| c.network.name == "remote-10mbit" && c.network.shaping.latency_ms == 40));
-        assert!(cells.iter().any(|c| c.builder == Builder::Legacy && c.variant.name == "extra-stage"));
+        assert!(cells.iter().any(|c| c.builder == Builder::Legacy && c.variant.name == "parallel-stages"));
+        assert!(cells.iter().any(|c| c.builder == Builder::Legacy && c.variant.name == "arg-then-run"));
+        assert!(cells.iter().any(|c| c.network.name == "remote-10mbit" && c.variant.name == "static-scratch-naive"));
         let builds: usize = cells.iter().map(Cell::builds).sum();
         assert!(builds < 80, "the claims suite stays small: {builds} builds");
         assert!(cells.iter().enumerate().all(|(i, c)| c.index == i));
