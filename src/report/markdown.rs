@@ -63,7 +63,7 @@ fn run_section(results: &Results, results_dir: &Path) -> String {
     row(
         "Cells start",
         match results.options.cache_state {
-            CacheState::Cold => "cold: each cell's baseline is built ignoring the build cache, so every step runs".to_string(),
+            CacheState::Cold => "cold: each cell's baseline is built ignoring the build cache (`--no-cache`); BuildKit still reports `WORKDIR`, and at times a base image's `FROM`, as cached".to_string(),
             CacheState::Warm => "warm: each cell's baseline is built once unrecorded, then recorded from the cache".to_string(),
         },
     );
