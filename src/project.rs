@@ -154,6 +154,7 @@ impl Project {
             every_build_scenarios.push(load_scenario(s)?.0);
         }
 
+        let cwd = std::env::current_dir().unwrap_or_default();
         let mut templates: Vec<Template> = Vec::new();
         for t in &file.templates {
             if templates.iter().any(|o| o.variant.name == t.name) {
@@ -202,7 +203,6 @@ impl Project {
                 }
                 expectations.push(e);
             }
-            let cwd = std::env::current_dir().unwrap_or_default();
             templates.push(Template {
                 variant: Variant {
                     name: t.name.clone(),
