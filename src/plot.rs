@@ -564,10 +564,25 @@ fn timeline<DB: DrawingBackend>(pen: &Pen<DB>, t: &Timeline, layout: &Layout) ->
         }
         let mid = y + ROW / 2;
         pen.text(&span_label(&s.stage, &s.instruction), (MARGIN, mid), SMALL, false, INK, HPos::Left)?;
-        let fill = if s.cached { WHITE } else if stages.len() % 2 == 1 { grey(45) } else { grey(140) };
+        // The same fill as the cache maps' base-image cells: resolving a base image is neither a hit nor a miss.
+        let fill = if s.base {
+            grey(215)
+        } else if s.cached {
+            WHITE
+        } else if stages.len() % 2 == 1 {
+            grey(45)
+        } else {
+            grey(140)
+        };
         let (x0, x1) = (axis.px(s.start), axis.px(s.end).max(axis.px(s.start) + 2));
         pen.rect((x0, mid - BAR / 2), (x1, mid + BAR / 2), fill, Some(INK))?;
-        let note = if s.cached { "cached".to_string() } else { seconds(s.end - s.start) };
+        let note = if s.base {
+            "base image".to_string()
+        } else if s.cached {
+            "reported cached".to_string()
+        } else {
+            seconds(s.end - s.start)
+        };
         pen.text(&note, (x1 + 5, mid), SMALL, false, INK, HPos::Left)?;
         y += ROW;
     }

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped when a name in the schema changes meaning or disappears (adding fields keeps it).
 /// Version 2: a layer's `instruction` is the Dockerfile text as written (both builders), with its `line` and the builder's own `vertex` label.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version 3: a record's `cache_state` says what that build started from (`cold`, `warm` or `rebuild`); before, every record copied the run's option.
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
@@ -95,6 +96,37 @@ pub enum CacheState {
     Warm,
 }
 
+/// What one build started from: each record's own state, unlike the run's [`CacheState`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildStart {
+    /// A cell's baseline, built ignoring the build cache (`--no-cache`).
+    Cold,
+    /// A cell's baseline, built from the cache an unrecorded identical build left.
+    Warm,
+    /// A scenario step: built after a change, on the cache the cell's earlier builds left.
+    Rebuild,
+}
+
+impl BuildStart {
+    /// The state of a cell's build: its baseline starts as the run chose, every later step is a rebuild.
+    pub fn of(step: &str, run: CacheState) -> BuildStart {
+        match (step, run) {
+            ("baseline", CacheState::Cold) => BuildStart::Cold,
+            ("baseline", CacheState::Warm) => BuildStart::Warm,
+            _ => BuildStart::Rebuild,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BuildStart::Cold => "cold",
+            BuildStart::Warm => "warm",
+            BuildStart::Rebuild => "rebuild",
+        }
+    }
+}
+
 /// One build.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BuildRecord {
@@ -104,7 +136,8 @@ pub struct BuildRecord {
     pub step: String,
     pub repetition: u32,
     pub builder: Builder,
-    pub cache_state: CacheState,
+    /// What this build started from (files before version 3 copied the run's option here; reading them fixes that).
+    pub cache_state: BuildStart,
     pub started_unix_ms: u64,
     /// Measured by the harness around the whole build call.
     pub wall_ms: f64,
@@ -416,10 +449,22 @@ impl Results {
             path: path.to_path_buf(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|e| ResultsError::Parse {
+        let mut results: Results = serde_json::from_str(&text).map_err(|e| ResultsError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })
+        })?;
+        results.upgrade();
+        Ok(results)
+    }
+
+    /// Brings an older file's records to today's meaning: before version 3, a scenario step's record copied the run's
+    /// cache option though it was a rebuild.
+    fn upgrade(&mut self) {
+        if self.schema_version < 3 {
+            for r in &mut self.records {
+                r.cache_state = BuildStart::of(&r.step, self.options.cache_state);
+            }
+        }
     }
 }
 
@@ -463,7 +508,7 @@ pub(crate) fn record_with(variant: &str, scenario: &str, step: &str, wall_second
         step: step.into(),
         repetition: 1,
         builder: Builder::Buildkit,
-        cache_state: CacheState::Cold,
+        cache_state: BuildStart::of(step, CacheState::Cold),
         started_unix_ms: 0,
         wall_ms: wall_seconds * 1000.0,
         outcome: "ok".into(),
@@ -489,5 +534,30 @@ pub(crate) fn record_with(variant: &str, scenario: &str, step: &str, wall_second
         notes: vec![],
         network: "loopback".into(),
         inspection: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_record_says_what_its_build_started_from_and_older_files_are_read_that_way() {
+        let mut old = results_with(vec![record_with("v", "s", "baseline", 1.0, &[], 0), record_with("v", "s", "edit", 1.0, &[], 0)]);
+        // Before version 3 every record copied the run's option, the rebuild too.
+        old.schema_version = 2;
+        old.options.cache_state = CacheState::Warm;
+        for r in &mut old.records {
+            r.cache_state = BuildStart::Warm;
+        }
+        let dir = std::env::temp_dir().join(format!("layerbench-results-upgrade-{}", std::process::id()));
+        let path = dir.join("results.json");
+        old.write(&path).unwrap();
+        let read = Results::read(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let states: Vec<BuildStart> = read.records.iter().map(|r| r.cache_state).collect();
+        assert_eq!(states, [BuildStart::Warm, BuildStart::Rebuild]);
+        assert_eq!(BuildStart::of("baseline", CacheState::Cold), BuildStart::Cold);
+        assert_eq!(BuildStart::of("edit", CacheState::Cold), BuildStart::Rebuild);
     }
 }

@@ -19,7 +19,7 @@ use crate::goproxy::store::StoreReport;
 use crate::inspect::{inspect_image, InspectOptions, Inspection};
 use crate::miss::{base_image_references, explain, BaseImageRef, BuildInputs, ContextFiles};
 use crate::results::{
-    BuildRecord, CacheState, ImageRecord, LayerRecord, Probe, ProxyRecord, Results, ResultsError, RunOptions, ServedRequest, StoreProvenance,
+    BuildRecord, BuildStart, CacheState, ImageRecord, LayerRecord, Probe, ProxyRecord, Results, ResultsError, RunOptions, ServedRequest, StoreProvenance,
     TemplateRecord, SCHEMA_VERSION,
 };
 use crate::setup::Provisioned;
@@ -599,7 +599,7 @@ fn failed_record(cell: &Cell, step: &str, results: &Results, build_args: &BTreeM
         step: step.to_string(),
         repetition: cell.repetition,
         builder: cell.builder,
-        cache_state: results.options.cache_state,
+        cache_state: BuildStart::of(step, results.options.cache_state),
         started_unix_ms: crate::engine::unix_ms_now(),
         wall_ms: 0.0,
         outcome: "failed".into(),
@@ -735,7 +735,7 @@ async fn build_once(
         step: step.to_string(),
         repetition: cell.repetition,
         builder: cell.builder,
-        cache_state: results.options.cache_state,
+        cache_state: BuildStart::of(step, results.options.cache_state),
         started_unix_ms,
         wall_ms,
         outcome: if outcome.failure.is_none() { "ok".into() } else { "failed".into() },

@@ -18,10 +18,7 @@ pub fn cell_tables(results: &Results) -> String {
             first.scenario,
             first.builder.name(),
             first.repetition,
-            match first.cache_state {
-                crate::results::CacheState::Cold => "cold",
-                crate::results::CacheState::Warm => "warm",
-            }
+            first.cache_state.name()
         ));
         out.push_str(&format!("  {:<16} {:>6} {:>8} {:>9} {:>7}  {}\n", "step", "cached", "executed", "time", "proxy", "executed steps"));
         for r in &results.records[i..end] {

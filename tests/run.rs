@@ -8,7 +8,7 @@ use std::path::Path;
 
 use layerbench::engine::Builder;
 use layerbench::paths;
-use layerbench::results::Results;
+use layerbench::results::{BuildStart, Results};
 use layerbench::scenario::Scenario;
 
 const PROXY_PORT: u16 = 48125;
@@ -35,10 +35,12 @@ async fn editing_a_go_file_of_the_sample_keeps_the_download_layer_cached_and_fet
     assert_eq!(tree_digest(&app), before, "the user's app directory was modified");
 
     let baseline = record(&results, "layered", Builder::Buildkit, "baseline");
+    assert_eq!(baseline.cache_state, BuildStart::Cold, "the baseline of a cold run");
     assert!(!cached(baseline, "RUN go mod download"), "a cold baseline runs the download");
     assert!(baseline.proxy.requests > 0 && baseline.proxy.modules.len() >= 15);
     let edit = record(&results, "layered", Builder::Buildkit, "edit-handler");
     assert_eq!(edit.outcome, "ok", "{:?}", edit.error);
+    assert_eq!(edit.cache_state, BuildStart::Rebuild, "a scenario step is a rebuild, not a cold build");
     assert!(cached(edit, "COPY go.mod go.sum"));
     assert!(cached(edit, "RUN go mod download"));
     assert!(!cached(edit, "COPY . ."));

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::stats::{wall_seconds, Ratio, Summary};
-use crate::results::{BuildRecord, Builder, CacheState, LayerRecord, Results};
+use crate::results::{BuildRecord, BuildStart, Builder, LayerRecord, Results};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -154,7 +154,7 @@ impl<'a> Records<'a> {
 
 /// A baseline built ignoring the build cache: the only builds whose step times and proxy requests show a cold build.
 fn is_cold(r: &BuildRecord) -> bool {
-    r.step == "baseline" && r.cache_state == CacheState::Cold
+    r.cache_state == BuildStart::Cold
 }
 
 fn layer<'r>(r: &'r BuildRecord, prefix: &str) -> Option<&'r LayerRecord> {
@@ -1193,7 +1193,7 @@ mod tests {
         assert!(v.evidence.contains("inconclusive: n=2 and n=3"), "{}", v.evidence);
     }
 
-    fn cold_baselines(state: CacheState) -> Vec<BuildRecord> {
+    fn cold_baselines(state: BuildStart) -> Vec<BuildRecord> {
         (0..3)
             .map(|i| {
                 let mut b = build("static-scratch", "no-change", "baseline", 20.0, &[("COPY go.mod go.sum ./", false, 0.01 + i as f64 * 0.001), ("RUN go mod download", false, 3.0), ("RUN CGO_ENABLED=0 go build", false, 17.0)], 20);
@@ -1205,12 +1205,12 @@ mod tests {
 
     #[test]
     fn claims_about_cold_builds_refuse_baselines_that_were_not_cold() {
-        let cold = results(cold_baselines(CacheState::Cold));
+        let cold = results(cold_baselines(BuildStart::Cold));
         let v = verdict_of(&cold, "C6");
         // Without the COPY-order twin the skipped download is not measured: a caveat, not a refusal.
         assert_eq!(v.verdict, Verdict::ConfirmedWithCaveat, "{}", v.evidence);
         assert!(v.evidence.contains("took 11 ms (n=3, 10–12)"), "step times under 0.1 s in ms: {}", v.evidence);
-        let warm = results(cold_baselines(CacheState::Warm));
+        let warm = results(cold_baselines(BuildStart::Warm));
         let v = verdict_of(&warm, "C6");
         assert_eq!(v.verdict, Verdict::NotMeasured, "{}", v.evidence);
         assert!(v.evidence.contains("not built cold"), "{}", v.evidence);

@@ -2,7 +2,7 @@
 
 use crate::analysis::stats::wall_seconds;
 use crate::results::Builder;
-use crate::results::{BuildRecord, CacheState, LayerRecord, Results};
+use crate::results::{BuildRecord, BuildStart, LayerRecord, Results};
 
 /// One chart: the file it goes to, its title, a sentence for readers who cannot see it, and what it shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +172,8 @@ pub struct Span {
     pub start: f64,
     pub end: f64,
     pub cached: bool,
+    /// A `FROM` line: the base image, neither a hit nor a miss.
+    pub base: bool,
 }
 
 /// Every chart the results support, in the order the report shows them.
@@ -249,7 +251,7 @@ pub fn steps_of(results: &Results, scenario: &str) -> Vec<String> {
 
 /// A cell of a scenario: records that differ only by repetition.
 pub fn same_cell(a: &BuildRecord, b: &BuildRecord) -> bool {
-    a.variant == b.variant && a.scenario == b.scenario && a.builder == b.builder && a.network == b.network && a.cache_state == b.cache_state
+    a.variant == b.variant && a.scenario == b.scenario && a.builder == b.builder && a.network == b.network
 }
 
 /// One representative record per cell of the scenario step (the first repetition), in record order.
@@ -434,7 +436,7 @@ fn timeline(results: &Results) -> Option<(&BuildRecord, Timeline)> {
     let stages = |r: &BuildRecord| first_seen(r.layers.iter().map(|l| l.stage.clone())).len();
     let mut best: Option<&BuildRecord> = None;
     for r in results.records.iter().filter(|r| {
-        r.outcome == "ok" && r.builder == Builder::Buildkit && r.step == "baseline" && r.cache_state == CacheState::Cold && r.layers.iter().all(|l| l.start_ms.is_some() && l.end_ms.is_some())
+        r.outcome == "ok" && r.builder == Builder::Buildkit && r.cache_state == BuildStart::Cold && r.layers.iter().all(|l| l.start_ms.is_some() && l.end_ms.is_some())
     }) {
         if best.is_none_or(|b| stages(r) > stages(b)) {
             best = Some(r);
@@ -452,6 +454,7 @@ fn span(l: &LayerRecord) -> Span {
         start: l.start_ms.unwrap_or(0.0) / 1000.0,
         end: l.end_ms.unwrap_or(0.0) / 1000.0,
         cached: l.cached,
+        base: l.is_base_image(),
     }
 }
 

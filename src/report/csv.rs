@@ -1,7 +1,7 @@
 //! summary.csv: one row per cell × scenario step × Dockerfile step, repetitions summarised, for spreadsheets and scripts.
 
 use crate::analysis::stats::{wall_seconds, Summary};
-use crate::results::{BuildRecord, CacheState, Results};
+use crate::results::{BuildRecord, Results};
 
 use super::charts::{cells_of, repetitions, scenarios, steps_of};
 
@@ -54,10 +54,7 @@ fn rows(cell: &BuildRecord, reps: &[&BuildRecord]) -> Vec<Vec<String>> {
         cell.scenario.clone(),
         cell.builder.name().to_string(),
         cell.network.clone(),
-        match cell.cache_state {
-            CacheState::Cold => "cold".into(),
-            CacheState::Warm => "warm".into(),
-        },
+        cell.cache_state.name().to_string(),
         cell.step.clone(),
         reps.len().to_string(),
         ok.len().to_string(),
