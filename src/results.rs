@@ -350,6 +350,10 @@ pub struct Inspection {
     /// The image's history, oldest first: what created each entry and its size in bytes.
     #[serde(default)]
     pub layer_sizes: Vec<LayerSize>,
+    /// What the image's layers made by `go mod download` and `go build` steps hold, from the exported image
+    /// (absent before version 3, and for images without such layers, such as a multi-stage image's final stage).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer_contents: Vec<LayerContents>,
     /// Problems met while inspecting that did not stop it (a missing file, an unreadable ELF).
     pub notes: Vec<String>,
     /// The failure that stopped inspection or the probe (an engine error, a probe that timed out); the build itself is still recorded.
@@ -361,6 +365,27 @@ pub struct Inspection {
 pub struct LayerSize {
     pub created_by: String,
     pub size_bytes: u64,
+}
+
+/// What one layer holds, grouped by what Go writes: its module cache (downloaded sources and zips), its build cache
+/// (compiled packages) and package archives (`.a`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayerContents {
+    /// The history entry that made the layer.
+    pub created_by: String,
+    pub files: u64,
+    /// The bytes of every regular file in the layer.
+    pub bytes: u64,
+    /// Bytes under a Go module cache (`…/pkg/mod/`).
+    pub module_cache_bytes: u64,
+    /// Bytes under a Go build cache (`…/go-build/`).
+    pub build_cache_bytes: u64,
+    /// Compiled outputs in that build cache (its `…-d` files): packages the step compiled.
+    pub compiled_outputs: u64,
+    /// Compiled package archives (`.a` files) anywhere in the layer.
+    pub package_archives: u64,
+    /// The largest folders (two path levels), with their bytes, largest first (at most five).
+    pub largest_folders: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -721,7 +721,7 @@ async fn build_once(
         }
     };
     let inspection = match (&outcome.image, ctx.plan.inspect) {
-        (Some(image), true) => Some(inspect_cached(ctx.engine, image, &cell.variant, results).await),
+        (Some(image), true) => Some(inspect_cached(ctx.engine, image, &cell.variant, results, no_cache).await),
         _ => None,
     };
     let mut layers = layer_records(&model, cell.builder, &outcome.steps, started_unix_ms);
@@ -756,7 +756,8 @@ async fn build_once(
 }
 
 /// Inspects an image, reusing an earlier inspection of the same image id for the same template in this run.
-async fn inspect_cached(engine: &Engine, image: &crate::engine::ImageFacts, variant: &Variant, results: &Results) -> Inspection {
+/// What Go's layers hold is read once per template, from a cold build (exporting a large image takes seconds).
+async fn inspect_cached(engine: &Engine, image: &crate::engine::ImageFacts, variant: &Variant, results: &Results, cold: bool) -> Inspection {
     let earlier = results
         .records
         .iter()
@@ -765,7 +766,12 @@ async fn inspect_cached(engine: &Engine, image: &crate::engine::ImageFacts, vari
     match earlier {
         Some(i) => i,
         None => {
-            let options = InspectOptions { binary: variant.inspect_binary.clone(), probe: variant.probe.clone() };
+            let contents_read = results.records.iter().any(|r| r.variant == variant.name && r.inspection.as_ref().is_some_and(|i| !i.layer_contents.is_empty()));
+            let options = InspectOptions {
+                binary: variant.inspect_binary.clone(),
+                probe: variant.probe.clone(),
+                layer_contents: cold && !contents_read,
+            };
             inspect_image(engine, image, &options).await
         }
     }

@@ -69,6 +69,13 @@ async fn editing_a_go_file_with_either_builder_reruns_the_download_only_in_the_n
         assert!(!cached(layered, "RUN CGO_ENABLED=0 go build"), "{builder:?}");
         assert_eq!(layered.proxy.requests, 0, "{builder:?}");
     }
+    // The single-stage naive image keeps its download and build layers: what each holds is read once, from a cold build.
+    let contents: Vec<_> = results.records.iter().filter_map(|r| r.inspection.as_ref()).flat_map(|i| i.layer_contents.iter()).collect();
+    let download = contents.iter().find(|c| c.created_by.contains("go mod download")).expect("the naive download layer's contents");
+    assert!(download.module_cache_bytes > 0 && download.compiled_outputs == 0 && download.package_archives == 0, "{download:?}");
+    let build = contents.iter().find(|c| c.created_by.contains("go build")).expect("the naive build layer's contents");
+    assert!(build.compiled_outputs > 100, "go build compiles the standard library into the build cache: {build:?}");
+    assert!(results.records.iter().all(|r| r.inspection.as_ref().is_none_or(|i| i.layer_contents.is_empty()) || (r.variant == "naive" && r.step == "baseline")));
 }
 
 #[tokio::test]

@@ -49,6 +49,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::analysis::megabytes;
 use crate::analysis::stats::Summary;
 use crate::dockerfile::{DockerfileModel, Instruction};
 use crate::results::{BuildRecord, Builder, LayerRecord, MissKind, Results};
@@ -188,10 +189,6 @@ impl<'de> Deserialize<'de> for ByteSize {
             Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
         }
     }
-}
-
-fn megabytes(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// A step pattern: an instruction prefix, a glob (`*`, `?`), or `line:N`.

@@ -4,3 +4,8 @@ pub mod compare;
 pub mod expect;
 pub mod stats;
 pub mod verdicts;
+
+/// Bytes as decimal megabytes, one decimal (`15.1 MB`), as reports and evidence print sizes.
+pub(crate) fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}

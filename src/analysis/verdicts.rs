@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::megabytes;
 use crate::analysis::stats::{wall_seconds, Ratio, Summary};
 use crate::results::{BuildRecord, BuildStart, Builder, LayerRecord, Results};
 
@@ -546,28 +547,41 @@ fn c7(r: &Records) -> (Verdict, String) {
         standard.first().map_or(String::new(), |s| format!(" (e.g. `{s}`)"))
     );
     // What the download layer writes, from single-stage images (a multi-stage image does not keep its build stage's layers).
-    let download_layer = r.0.records.iter().filter(|x| x.outcome == "ok" && is_cold(x)).find_map(|rec| {
-        let layers = &rec.inspection.as_ref()?.layer_sizes;
-        layers.iter().find(|l| l.created_by.contains("go mod download")).map(|l| (rec, l.size_bytes))
-    });
-    if let Some((rec, size)) = download_layer {
+    let layers = |step: &str| {
+        r.0.records.iter().filter(|x| x.outcome == "ok" && is_cold(x)).find_map(|rec| {
+            let contents = rec.inspection.as_ref()?.layer_contents.iter().find(|c| c.created_by.contains(step))?;
+            Some((rec, contents))
+        })
+    };
+    let download = layers("go mod download");
+    if let Some((rec, c)) = download {
         evidence.push_str(&format!(
-            "; {}'s download layer is {:.1} MB for {:.1} MB of module zips served",
+            "; {}'s download layer holds {} files, {} in the module cache, {} in the Go build cache ({} compiled outputs) and {} package archives",
             rec.variant,
-            size as f64 / 1e6,
-            rec.proxy.bytes as f64 / 1e6
+            c.files,
+            megabytes(c.module_cache_bytes),
+            megabytes(c.build_cache_bytes),
+            c.compiled_outputs,
+            c.package_archives
         ));
+        if let Some((_, b)) = layers("go build").filter(|(b, _)| b.variant == rec.variant) {
+            evidence.push_str(&format!("; its `go build` layer holds {} compiled outputs ({} in the Go build cache)", b.compiled_outputs, megabytes(b.build_cache_bytes)));
+        }
     }
     // Step times only from cold baselines: a warm one reports cached steps in no time.
     let base: Vec<&BuildRecord> = GOOD.iter().map(|v| r.baselines(v).into_iter().filter(|b| is_cold(b)).collect::<Vec<_>>()).find(|b| !b.is_empty()).unwrap_or_default();
     if let (Some(dl), Some(build)) = (step_seconds(&base, "RUN go mod download"), build_seconds(&base)) {
         evidence.push_str(&format!("; on a cold build `go mod download` took {} and `go build`, which compiles the standard library, {}", secs(&dl), secs(&build)));
     }
-    let verdict = if standard.is_empty() {
-        evidence.push_str("; the layer's paths (module cache or compiled packages) are not recorded, so only the requests decide");
-        Verdict::Refuted
-    } else {
-        Verdict::Confirmed
+    let compiled = download.is_some_and(|(_, c)| c.compiled_outputs > 0 || c.package_archives > 0);
+    let verdict = match (standard.is_empty(), compiled, download.is_some()) {
+        (false, _, _) | (_, true, _) => Verdict::Confirmed,
+        (true, false, true) => Verdict::Refuted,
+        // Neither seen, but what the download layer wrote is not recorded: the claim's other half is untested.
+        (true, false, false) => {
+            evidence.push_str("; what the download layer writes is not recorded (it needs a cold single-stage image whose final stage keeps the `go mod download` layer)");
+            Verdict::NotMeasured
+        }
     };
     (verdict, evidence)
 }
@@ -621,7 +635,6 @@ fn c9(r: &Records) -> (Verdict, String) {
 
 fn c10(r: &Records) -> (Verdict, String) {
     let size = |v: &str| r.baselines(v).iter().find_map(|b| b.image.as_ref().map(|i| i.size_bytes));
-    let mb = |s: u64| format!("{:.1} MB", s as f64 / 1e6);
     // Images whose binary runs where it is: static-scratch must be the smallest of these.
     let runnable = ["naive", "layered-single", "dynamic-debian", "static-scratch"];
     let sizes: Vec<(&str, u64)> = runnable.iter().filter_map(|v| size(v).map(|s| (*v, s))).collect();
@@ -630,7 +643,7 @@ fn c10(r: &Records) -> (Verdict, String) {
     };
     let mut evidence = format!(
         "image sizes: {} (static-scratch is {:.1}% of naive)",
-        sizes.iter().map(|(v, s)| format!("{v} {}", mb(*s))).collect::<Vec<_>>().join(", "),
+        sizes.iter().map(|(v, s)| format!("{v} {}", megabytes(*s))).collect::<Vec<_>>().join(", "),
         stat as f64 * 100.0 / naive as f64
     );
     let tiny = sizes.iter().all(|(_, s)| stat <= *s) && (stat as f64) < naive as f64 * 0.1;
@@ -642,7 +655,7 @@ fn c10(r: &Records) -> (Verdict, String) {
         evidence.push_str("; no dynamic binary in scratch was built, so static linking is not told apart from the empty base image");
         return (Verdict::ConfirmedWithCaveat, evidence);
     };
-    evidence.push_str(&format!("; the dynamic binary in scratch (dynamic-scratch) is {}, so the size comes from the empty base image", mb(dynamic)));
+    evidence.push_str(&format!("; the dynamic binary in scratch (dynamic-scratch) is {}, so the size comes from the empty base image", megabytes(dynamic)));
     match runtime_of(&r.baselines("dynamic-scratch")) {
         Some(run) if run.passed => {
             evidence.push_str(&format!(", and it runs there (exit {}): static linking is not what makes the image tiny", run.exit_code));
@@ -1044,16 +1057,50 @@ mod tests {
         b
     }
 
+    /// A cold single-stage build whose download layer holds module zips, and `compiled` outputs in the Go build cache.
+    fn with_download_layer(mut b: BuildRecord, compiled: u64) -> BuildRecord {
+        let layer = |created_by: &str, module_cache_bytes, compiled_outputs| crate::results::LayerContents {
+            created_by: created_by.into(),
+            files: 10 + compiled_outputs,
+            bytes: module_cache_bytes + compiled_outputs * 1000,
+            module_cache_bytes,
+            build_cache_bytes: compiled_outputs * 1000,
+            compiled_outputs,
+            ..Default::default()
+        };
+        b.variant = "naive".into();
+        b.inspection = Some(crate::results::Inspection {
+            layer_contents: vec![layer("RUN /bin/sh -c go mod download # buildkit", 2_000_000, compiled), layer("RUN /bin/sh -c go build . # buildkit", 0, 300)],
+            ..Default::default()
+        });
+        b
+    }
+
     #[test]
     fn c7_is_confirmed_by_any_standard_library_request_even_unanswered() {
         let modules = [("/github.com/go-chi/chi/v5/@v/list", 200), ("/go.uber.org/zap/@v/v1.23.0.zip", 200)];
-        let v = verdict_of(&results(vec![logged(&modules)]), "C7");
+        let v = verdict_of(&results(vec![with_download_layer(logged(&modules), 0)]), "C7");
         assert_eq!(v.verdict, Verdict::Refuted, "{}", v.evidence);
         assert!(v.evidence.contains("2 requests (0 unanswered), 0 naming a standard-library path"), "{}", v.evidence);
         let with_std = [modules[0], modules[1], ("/net/http/@v/list", 404)];
-        let v = verdict_of(&results(vec![logged(&with_std)]), "C7");
+        let v = verdict_of(&results(vec![with_download_layer(logged(&with_std), 0)]), "C7");
         assert_eq!(v.verdict, Verdict::Confirmed, "{}", v.evidence);
         assert!(v.evidence.contains("(1 unanswered), 1 naming a standard-library path (e.g. `net/http`)"), "{}", v.evidence);
+    }
+
+    #[test]
+    fn c7_is_confirmed_by_compiled_packages_in_the_download_layer_and_never_refuted_without_it() {
+        let modules = [("/go.uber.org/zap/@v/v1.23.0.zip", 200)];
+        let v = verdict_of(&results(vec![with_download_layer(logged(&modules), 0)]), "C7");
+        assert_eq!(v.verdict, Verdict::Refuted, "{}", v.evidence);
+        assert!(v.evidence.contains("naive's download layer holds 10 files, 2.0 MB in the module cache, 0.0 MB in the Go build cache (0 compiled outputs)"), "{}", v.evidence);
+        assert!(v.evidence.contains("its `go build` layer holds 300 compiled outputs"), "{}", v.evidence);
+        let v = verdict_of(&results(vec![with_download_layer(logged(&modules), 250)]), "C7");
+        assert_eq!(v.verdict, Verdict::Confirmed, "compiled packages in the download layer: {}", v.evidence);
+        // The requests alone cannot refute it: the layer's half is untested.
+        let v = verdict_of(&results(vec![logged(&modules)]), "C7");
+        assert_eq!(v.verdict, Verdict::NotMeasured, "{}", v.evidence);
+        assert!(v.evidence.contains("what the download layer writes is not recorded"), "{}", v.evidence);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub enum EngineError {
         step: String,
         message: String,
     },
+    #[error("failed to read the image {image} as the engine exported it: {source}")]
+    Export { image: String, source: std::io::Error },
     #[error("failed to read {path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -490,6 +492,25 @@ impl Engine {
             }
         }
         Ok(None)
+    }
+
+    /// Streams an image as `docker save` writes it (a tar of its config, its layers' tars and a manifest) into `read`,
+    /// which runs on a blocking thread: the image is never held in memory or on disk whole.
+    pub async fn read_saved_image<T: Send + 'static>(
+        &self,
+        image: &str,
+        read: impl FnOnce(&mut dyn std::io::Read) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let docker = self.docker.clone();
+        let name = image.to_string();
+        let runtime = tokio::runtime::Handle::current();
+        let task = tokio::task::spawn_blocking(move || {
+            let saved = docker.export_image(&name).map(|chunk| chunk.map_err(std::io::Error::other));
+            let mut bridge = tokio_util::io::SyncIoBridge::new_with_handle(tokio_util::io::StreamReader::new(Box::pin(saved)), runtime);
+            read(&mut bridge)
+        });
+        let export = |source| EngineError::Export { image: image.to_string(), source };
+        task.await.map_err(|e| export(std::io::Error::other(e)))?.map_err(export)
     }
 
     /// Creates (does not start) a container carrying layerbench's label; returns its id.
