@@ -1,8 +1,11 @@
 //! The Go module side of layerbench: the module store (built from Debian's packages), the GOPROXY server over it, and the upstream GOPROXY behind it.
 
+mod body;
+pub mod client;
 pub mod gomod;
 pub mod gosum;
 pub mod layout;
+pub mod request;
 pub mod server;
 pub mod source;
 pub mod store;
@@ -10,6 +13,7 @@ pub mod upstream;
 pub mod versions;
 
 pub use layout::{escape_path, unescape_path, StoreLayout};
+pub use request::{Refusal, Target};
 pub use server::{ProxyConfig, ProxyLog, ProxyRequest, ProxyServer, RequestKind, Shaping, ShapingControl, Unpublished};
 pub use source::{Lookup, ModuleSource, ServedFrom, SourceError, VersionFile};
 pub use upstream::{upstream_from_env, Upstream};

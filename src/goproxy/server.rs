@@ -1,16 +1,25 @@
-//! A GOPROXY server on loopback over a store directory (and optionally an upstream GOPROXY behind it): serves `list`, `.info`, `.mod`, `.zip` and `@latest`, logs every request with where its answer came from, and can shape its answers.
+//! A GOPROXY server (hyper, HTTP/1.1) on loopback over a store directory (and optionally an upstream GOPROXY behind it): serves `list`, `.info`, `.mod`, `.zip` and `@latest`, refuses paths that would leave the store and oversized requests, logs every request with where its answer came from, and can shape its answers.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::goproxy::layout::{unescape_path, LayoutError, StoreLayout};
+use crate::goproxy::body::AnswerBody;
+use crate::goproxy::layout::{LayoutError, StoreLayout};
+pub use crate::goproxy::request::{parse_target, RequestKind, Target};
+use crate::goproxy::request::check_sizes;
 pub use crate::goproxy::source::ServedFrom;
 use crate::goproxy::source::{Lookup, ModuleSource, SourceError, VersionFile};
 pub use crate::goproxy::upstream::Upstream;
@@ -69,19 +78,6 @@ impl ProxyConfig {
     }
 }
 
-/// What a request asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestKind {
-    List,
-    Info,
-    Mod,
-    Zip,
-    Latest,
-    /// Anything that is not a GOPROXY request (always answered 404).
-    Other,
-}
-
 /// One request the proxy answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProxyRequest {
@@ -133,7 +129,7 @@ impl ProxyLog {
             .unwrap_or_default()
     }
 
-    fn push(&self, r: ProxyRequest) {
+    pub(crate) fn push(&self, r: ProxyRequest) {
         if let Ok(mut l) = self.inner.lock() {
             l.push(r);
         }
@@ -229,24 +225,22 @@ impl ProxyServer {
         })?;
         let log = ProxyLog::default();
         let (shutdown, mut stop) = watch::channel(false);
-        let task_source = Arc::new(source.clone());
         let shaping = ShapingControl::default();
         shaping.set(config.shaping);
-        let task_shaping = shaping.clone();
-        let task_log = log.clone();
         let unpublished = Unpublished::default();
-        let task_unpublished = unpublished.clone();
+        let shared = Shared {
+            source: Arc::new(source.clone()),
+            hidden: unpublished.clone(),
+            shaping: shaping.clone(),
+            log: log.clone(),
+        };
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop.changed() => break,
                     accepted = listener.accept() => {
                         if let Ok((stream, _)) = accepted {
-                            let source = Arc::clone(&task_source);
-                            let log = task_log.clone();
-                            let hidden = task_unpublished.clone();
-                            let shaping = task_shaping.get();
-                            tokio::spawn(async move { serve_connection(stream, &source, &hidden, shaping, &log).await });
+                            tokio::spawn(serve_connection(stream, shared.clone(), stop.clone()));
                         }
                     }
                 }
@@ -320,169 +314,143 @@ fn check_not_itself(source: &ModuleSource, addr: SocketAddr) -> Result<(), Proxy
     Ok(())
 }
 
-/// Serves one connection: one request, then close (`Connection: close`).
-async fn serve_connection(mut stream: TcpStream, source: &ModuleSource, hidden: &Unpublished, shaping: Shaping, log: &ProxyLog) {
-    let started = Instant::now();
-    let at_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let Some((method, path)) = read_request_head(&mut stream).await else {
+/// The largest request head hyper reads: past it hyper itself answers 431
+/// (logged by [`log_unanswered`]); below it [`check_sizes`] gives the finer
+/// 414 and 431 answers.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// How long a client may take to send a request head.
+const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of a request target the log keeps.
+const MAX_LOGGED_TARGET: usize = 512;
+
+/// What every request on every connection shares.
+#[derive(Clone)]
+struct Shared {
+    source: Arc<ModuleSource>,
+    hidden: Unpublished,
+    shaping: ShapingControl,
+    log: ProxyLog,
+}
+
+/// Serves one connection (HTTP/1.1, kept alive) until the client closes it
+/// or the proxy stops; a request hyper refuses before it is parsed is logged too.
+async fn serve_connection(stream: TcpStream, shared: Shared, mut stop: watch::Receiver<bool>) {
+    let for_requests = shared.clone();
+    let service = service_fn(move |request| respond(request, for_requests.clone()));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_READ_TIMEOUT)
+        .max_header_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = served {
+        log_unanswered(&error, &shared.log);
+    }
+}
+
+/// Logs the answer hyper gave on its own to a head it could not parse (431
+/// for one too large, 400 for a malformed one); its path is not known.
+fn log_unanswered(error: &hyper::Error, log: &ProxyLog) {
+    let (status, path) = if error.is_parse_too_large() {
+        (431, format!("<request head over {MAX_HEAD_BYTES} bytes>"))
+    } else if error.is_parse() {
+        (400, "<malformed request head>".to_string())
+    } else {
         return;
     };
-    let target = parse_target(&path);
-    let (status, body, served_from) = if method != "GET" && method != "HEAD" {
-        (405, b"method not allowed\n".to_vec(), ServedFrom::None)
-    } else {
-        answer(source, hidden, &target).await
+    log.push(ProxyRequest {
+        path,
+        module: None,
+        version: None,
+        kind: RequestKind::Other,
+        status,
+        bytes: 0,
+        at_unix_ms: unix_ms_now(),
+        duration_ms: 0.0,
+        served_from: ServedFrom::None,
+    });
+}
+
+/// Answers one request: refused (oversized, leaving the store, malformed),
+/// 405 for a method other than GET and HEAD, else from the store or the
+/// upstream; the shaping's latency comes before the answer, its bandwidth
+/// cap paces the body, and the body logs the request once it is sent.
+async fn respond(request: Request<Incoming>, shared: Shared) -> Result<Response<AnswerBody>, Infallible> {
+    let started = Instant::now();
+    let at_unix_ms = unix_ms_now();
+    let shaping = shared.shaping.get();
+    let uri = request.uri();
+    let target_text = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
+    let header_bytes = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    let checked = check_sizes(target_text.len(), header_bytes).and_then(|()| parse_target(uri.path()));
+    let refused = checked.is_err();
+    let (target, status, body, served_from) = match checked {
+        Err(refusal) => (Target::other(), refusal.status(), format!("refused: {refusal}\n").into_bytes(), ServedFrom::None),
+        Ok(target) if request.method() != Method::GET && request.method() != Method::HEAD => {
+            (target, 405, b"method not allowed\n".to_vec(), ServedFrom::None)
+        }
+        Ok(target) => {
+            let (status, body, from) = answer(&shared.source, &shared.hidden, &target).await;
+            (target, status, body, from)
+        }
     };
     if shaping.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(shaping.latency_ms)).await;
     }
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Bad Gateway",
-    };
-    let content_type = match target.kind {
-        RequestKind::Zip => "application/zip",
-        RequestKind::Info | RequestKind::Latest => "application/json",
+    let content_type = match (status, target.kind) {
+        (200, RequestKind::Zip) => "application/zip",
+        (200, RequestKind::Info | RequestKind::Latest) => "application/json",
         _ => "text/plain; charset=utf-8",
     };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let mut sent = 0u64;
-    if stream.write_all(head.as_bytes()).await.is_ok() && method != "HEAD" {
-        sent = write_shaped(&mut stream, &body, shaping).await;
-    }
-    let _ = stream.shutdown().await;
-    log.push(ProxyRequest {
-        path,
+    let entry = ProxyRequest {
+        path: loggable(&target_text),
         module: target.module,
         version: target.version,
         kind: target.kind,
         status,
-        bytes: sent,
+        bytes: 0,
         at_unix_ms,
-        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms: 0.0,
         served_from,
-    });
+    };
+    let body = AnswerBody::new(body.into(), shaping.bandwidth_bytes_per_sec, entry, shared.log.clone(), started);
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if status == 405 {
+        headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    if refused {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(response)
 }
 
-async fn read_request_head(stream: &mut TcpStream) -> Option<(String, String)> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        if buf.len() > 16 * 1024 {
-            return None;
-        }
-        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk)).await.ok()?.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
+/// A request target as the log keeps it: whole unless it is oversized.
+fn loggable(target: &str) -> String {
+    if target.len() <= MAX_LOGGED_TARGET {
+        return target.to_string();
     }
-    let head = String::from_utf8_lossy(&buf);
-    let mut first = head.lines().next()?.split_whitespace();
-    let method = first.next()?.to_string();
-    let path = first.next()?.to_string();
-    Some((method, path))
+    let mut end = MAX_LOGGED_TARGET;
+    while !target.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &target[..end], target.len())
 }
 
-async fn write_shaped(stream: &mut TcpStream, body: &[u8], shaping: Shaping) -> u64 {
-    let Some(bps) = shaping.bandwidth_bytes_per_sec.filter(|b| *b > 0) else {
-        return match stream.write_all(body).await {
-            Ok(()) => body.len() as u64,
-            Err(_) => 0,
-        };
-    };
-    let start = Instant::now();
-    let mut sent = 0u64;
-    for chunk in body.chunks(16 * 1024) {
-        if stream.write_all(chunk).await.is_err() {
-            break;
-        }
-        sent += chunk.len() as u64;
-        let due = Duration::from_secs_f64(sent as f64 / bps as f64);
-        if let Some(wait) = due.checked_sub(start.elapsed()) {
-            tokio::time::sleep(wait).await;
-        }
-    }
-    sent
-}
-
-/// What a request path names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub module: Option<String>,
-    pub version: Option<String>,
-    pub kind: RequestKind,
-}
-
-/// Parses a GOPROXY request path (`/<escaped module>/@v/<file>` or `/<escaped module>/@latest`).
-pub fn parse_target(path: &str) -> Target {
-    let other = Target {
-        module: None,
-        version: None,
-        kind: RequestKind::Other,
-    };
-    let Some(decoded) = percent_decode(path.split('?').next().unwrap_or(path)) else {
-        return other;
-    };
-    let path = decoded.trim_start_matches('/');
-    if path.split('/').any(|seg| seg == ".." || seg == "." || seg.is_empty()) {
-        return other;
-    }
-    if let Some(escaped) = path.strip_suffix("/@latest") {
-        return Target {
-            module: unescape_path(escaped),
-            version: None,
-            kind: RequestKind::Latest,
-        };
-    }
-    let Some((escaped, file)) = path.split_once("/@v/") else {
-        return other;
-    };
-    if file.contains('/') {
-        return other;
-    }
-    let (kind, version) = if file == "list" {
-        (RequestKind::List, None)
-    } else if let Some(v) = file.strip_suffix(".info") {
-        (RequestKind::Info, Some(v))
-    } else if let Some(v) = file.strip_suffix(".mod") {
-        (RequestKind::Mod, Some(v))
-    } else if let Some(v) = file.strip_suffix(".zip") {
-        (RequestKind::Zip, Some(v))
-    } else {
-        return other;
-    };
-    Target {
-        module: unescape_path(escaped),
-        version: version.and_then(unescape_path),
-        kind,
-    }
-}
-
-/// Decodes `%XX` escapes (the go command sends `!` as `%21`).
-fn percent_decode(path: &str) -> Option<String> {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The status, body and origin of the answer to one request; unpublished
@@ -531,15 +499,12 @@ async fn answer(source: &ModuleSource, hidden: &Unpublished, target: &Target) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::goproxy::client;
+    use crate::goproxy::request::{MAX_HEADER_BYTES, MAX_URI_BYTES};
 
     async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.unwrap();
-        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let status = String::from_utf8_lossy(&buf[..split]).split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, buf[split + 4..].to_vec())
+        let answer = client::get(addr, path, &[]).await.unwrap();
+        (answer.status, answer.body)
     }
 
     fn store_with(root: &std::path::Path, module_dir: &str, versions: &[&str]) {
@@ -551,6 +516,166 @@ mod tests {
             std::fs::write(v.join(format!("{ver}.mod")), "module m\n").unwrap();
             std::fs::write(v.join(format!("{ver}.zip")), format!("zip {module_dir} {ver}")).unwrap();
         }
+    }
+
+    /// A store under `<tmp>/store` with `<tmp>/secret/@v/list` beside it, which no request may reach.
+    fn store_beside_a_secret() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        store_with(&store, "example.com/!big!mod", &["v1.0.0", "v1.1.0"]);
+        std::fs::create_dir_all(dir.path().join("secret/@v")).unwrap();
+        std::fs::write(dir.path().join("secret/@v/list"), "secret\n").unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn module_requests_are_answered_over_kept_alive_connections_and_logged() {
+        let (_dir, store) = store_beside_a_secret();
+        let proxy = ProxyServer::start(ProxyConfig::loopback(&store, 48211)).await.unwrap();
+        let addr = proxy.addr();
+        let asked = [
+            ("/example.com/!big!mod/@v/list", 200, "v1.0.0\nv1.1.0\n"),
+            ("/example.com/%21big%21mod/@v/v1.0.0.info", 200, "{\"Version\":\"v1.0.0\"}"),
+            ("/example.com/!big!mod/@v/v1.1.0.mod", 200, "module m\n"),
+            ("/example.com/!big!mod/@v/v1.1.0.zip", 200, "zip example.com/!big!mod v1.1.0"),
+            ("/example.com/!big!mod/@latest", 200, "{\"Version\":\"v1.1.0\"}"),
+            ("/example.com/!big!mod/@v/v9.9.9.zip", 404, "not found: example.com/BigMod@v9.9.9\n"),
+            ("/example.com/!big!mod/@v/list?go-get=1", 200, "v1.0.0\nv1.1.0\n"),
+            ("/favicon.ico", 404, "not found: not a module proxy request\n"),
+        ];
+        for (path, status, body) in asked {
+            let (got, text) = get(addr, path).await;
+            assert_eq!((got, String::from_utf8_lossy(&text).as_ref()), (status, body), "{path}");
+        }
+        let log = proxy.log().snapshot();
+        let logged: Vec<(&str, u16, u64)> = log.iter().map(|r| (r.path.as_str(), r.status, r.bytes)).collect();
+        let expected: Vec<(&str, u16, u64)> = asked.iter().map(|(p, s, b)| (*p, *s, b.len() as u64)).collect();
+        assert_eq!(logged, expected);
+        assert_eq!(log[1].kind, RequestKind::Info);
+        assert_eq!((log[3].module.as_deref(), log[3].version.as_deref()), (Some("example.com/BigMod"), Some("v1.1.0")));
+        assert_eq!(log[3].served_from, ServedFrom::Store);
+        assert!(log[5].is_miss() && log[5].served_from == ServedFrom::None);
+
+        // Two requests over one connection (as the go command sends them) are both answered and logged.
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let driving = tokio::spawn(connection);
+        for path in ["/example.com/!big!mod/@v/list", "/example.com/!big!mod/@v/v1.0.0.mod"] {
+            let request = Request::get(path).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+            assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+        }
+        assert_eq!(proxy.log().len(), asked.len() + 2);
+        // Stopping the proxy closes a connection left open, so no later request reaches a stopped proxy.
+        proxy.stop().await;
+        tokio::time::timeout(Duration::from_secs(5), driving).await.expect("the idle connection was closed").unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn requests_for_paths_outside_the_store_or_with_malformed_escapes_are_refused_and_logged() {
+        let (_dir, store) = store_beside_a_secret();
+        let proxy = ProxyServer::start(ProxyConfig::loopback(&store, 48212)).await.unwrap();
+        let refused = [
+            "/../secret/@v/list",
+            "/example.com/../../secret/@v/list",
+            "/%2e%2e/secret/@v/list",
+            "/%2E%2E/secret/@v/list",
+            "/%2e%2E/secret/@v/list",
+            "/.%2E/secret/@v/list",
+            "/example.com%2f..%2f..%2fsecret/@v/list",
+            "/example.com%2F..%2F..%2Fsecret/@v/list",
+            "//secret/@v/list",
+            "/example.com/%5c..%5c..%5csecret/@v/list",
+            "/example.com/!big!mod/@v/v1.0.0.zip%00",
+            "/example.com/%zz/@v/list",
+            "/example.com/!big!mod/@v/list%2",
+        ];
+        for path in refused {
+            let (status, body) = get(proxy.addr(), path).await;
+            let text = String::from_utf8_lossy(&body);
+            assert_eq!(status, 400, "{path}: {text}");
+            assert!(text.starts_with("refused: the request path") && !text.contains("secret\n"), "{path}: {text}");
+        }
+        let log = proxy.log().snapshot();
+        assert_eq!(log.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), refused);
+        assert!(log.iter().all(|r| r.status == 400 && r.kind == RequestKind::Other && r.served_from == ServedFrom::None));
+        assert!(log.iter().all(|r| r.bytes > 0), "the refusal's text is sent and counted");
+        let (status, _) = get(proxy.addr(), "/example.com/!big!mod/@v/list").await;
+        assert_eq!(status, 200, "a refusal closes only its own connection");
+        proxy.stop().await;
+    }
+
+    #[tokio::test]
+    async fn oversized_requests_and_other_methods_are_refused_and_logged() {
+        let (_dir, store) = store_beside_a_secret();
+        let proxy = ProxyServer::start(ProxyConfig::loopback(&store, 48213)).await.unwrap();
+        let addr = proxy.addr();
+        let long_path = format!("/example.com/{}/@v/list", "a".repeat(MAX_URI_BYTES));
+        let answer = client::get(addr, &long_path, &[]).await.unwrap();
+        assert_eq!(answer.status, 414);
+        assert!(String::from_utf8_lossy(&answer.body).contains("at most 8192"));
+
+        let big_value = "x".repeat(MAX_HEADER_BYTES);
+        let answer = client::get(addr, "/example.com/!big!mod/@v/list", &[("x-padding", &big_value)]).await.unwrap();
+        assert_eq!(answer.status, 431);
+        let many: Vec<(String, String)> = (0..40).map(|i| (format!("x-h{i}"), "y".repeat(300))).collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let answer = client::get(addr, "/example.com/!big!mod/@v/list", &many).await.unwrap();
+        assert_eq!(answer.status, 431, "many headers add up");
+
+        // A head past what hyper reads at all is refused by hyper, and still logged.
+        let huge_value = "x".repeat(MAX_HEAD_BYTES + 1);
+        let answer = client::get(addr, "/example.com/!big!mod/@v/list", &[("x-padding", &huge_value)]).await.unwrap();
+        assert_eq!(answer.status, 431);
+
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        let post = Request::post("/example.com/!big!mod/@v/list").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+        let response = sender.send_request(post).await.unwrap();
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()), Some("GET, HEAD"));
+
+        let log = proxy.log().snapshot();
+        let statuses: Vec<u16> = log.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [414, 431, 431, 431, 405]);
+        assert!(log[0].path.len() < 600 && log[0].path.ends_with(&format!("({} bytes)", long_path.len())), "{}", log[0].path);
+        assert_eq!(log[1].path, "/example.com/!big!mod/@v/list");
+        assert!(log[3].path.contains("request head over"), "{}", log[3].path);
+        assert_eq!(log[4].kind, RequestKind::List, "a refused method still says what it asked for");
+        assert!(log.iter().all(|r| r.is_miss()));
+        proxy.stop().await;
+    }
+
+    #[tokio::test]
+    async fn shaping_delays_each_answer_and_paces_its_body_while_unshaped_answers_are_quick() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with(dir.path(), "example.com/big", &["v1.0.0"]);
+        let zip = dir.path().join("example.com/big/@v/v1.0.0.zip");
+        std::fs::write(&zip, vec![7u8; 64 * 1024]).unwrap();
+        let mut config = ProxyConfig::loopback(dir.path(), 48214);
+        config.shaping = Shaping { latency_ms: 120, bandwidth_bytes_per_sec: Some(256 * 1024) };
+        let proxy = ProxyServer::start(config).await.unwrap();
+        let started = Instant::now();
+        let (status, body) = get(proxy.addr(), "/example.com/big/@v/v1.0.0.zip").await;
+        let took = started.elapsed();
+        assert_eq!((status, body.len()), (200, 64 * 1024));
+        // 120 ms of latency, then 64 KiB at 256 KiB/s (250 ms).
+        assert!(took >= Duration::from_millis(120 + 240), "took only {took:?}");
+        let started = Instant::now();
+        let (status, _) = get(proxy.addr(), "/example.com/big/@v/v9.zip").await;
+        assert_eq!(status, 404);
+        assert!(started.elapsed() >= Duration::from_millis(120), "a miss is delayed too");
+        assert!(proxy.log().snapshot()[0].duration_ms >= 360.0);
+
+        proxy.shaping().set(Shaping::default());
+        std::fs::write(&zip, vec![7u8; 32 * 1024 * 1024]).unwrap();
+        let started = Instant::now();
+        let (status, body) = get(proxy.addr(), "/example.com/big/@v/v1.0.0.zip").await;
+        let took = started.elapsed();
+        assert_eq!((status, body.len()), (200, 32 * 1024 * 1024));
+        // Far below loopback speed on any machine (32 MiB in 2 s is 134 Mbit/s): unshaped answers are not paced.
+        assert!(took < Duration::from_secs(2), "32 MiB took {took:?}");
+        proxy.stop().await;
     }
 
     #[tokio::test]
@@ -576,11 +701,13 @@ mod tests {
         assert_eq!(status, 200);
         let (status, _) = get(proxy.addr(), "/example.com/absent/@v/v1.0.0.info").await;
         assert_eq!(status, 404);
+        let (status, _) = get(proxy.addr(), "/example.com/%2e%2e/@v/v1.0.0.info").await;
+        assert_eq!(status, 400, "a refused path is not forwarded");
 
         let log = proxy.log().snapshot();
         let from: Vec<ServedFrom> = log.iter().map(|r| r.served_from).collect();
         let (store_, up_, cached, none) = (ServedFrom::Store, ServedFrom::Upstream, ServedFrom::UpstreamCache, ServedFrom::None);
-        assert_eq!(from, [up_, up_, none, store_, cached, none]);
+        assert_eq!(from, [up_, up_, none, store_, cached, none, none]);
         assert_eq!(log[0].module.as_deref(), Some("example.com/Up"));
         assert_eq!((log[0].version.as_deref(), log[0].bytes), (Some("v1.0.0"), 26));
         assert!(log[5].is_miss() && !log[4].is_miss());
@@ -612,22 +739,5 @@ mod tests {
         config.upstream = Some(Upstream::new(format!("http://localhost:{port}/"), cache.path()));
         let err = ProxyServer::start(config).await.err().unwrap();
         assert!(matches!(err, ProxyError::UpstreamIsItself { .. }), "{err}");
-    }
-
-    #[test]
-    fn request_paths_are_parsed_with_escapes() {
-        let t = parse_target("/github.com/!burnt!sushi/toml/@v/v1.3.2.zip");
-        assert_eq!(t.module.as_deref(), Some("github.com/BurntSushi/toml"));
-        assert_eq!(t.version.as_deref(), Some("v1.3.2"));
-        assert_eq!(t.kind, RequestKind::Zip);
-        let t = parse_target("/github.com/%21burnt%21sushi/toml/@v/v1.2.0.info");
-        assert_eq!(t.module.as_deref(), Some("github.com/BurntSushi/toml"));
-        assert_eq!(t.kind, RequestKind::Info);
-        assert_eq!(parse_target("/a/%zz/@v/list").kind, RequestKind::Other);
-        assert_eq!(parse_target("/golang.org/x/sys/@v/list").kind, RequestKind::List);
-        assert_eq!(parse_target("/golang.org/x/sys/@latest").kind, RequestKind::Latest);
-        assert_eq!(parse_target("/../etc/passwd").kind, RequestKind::Other);
-        assert_eq!(parse_target("/a/@v/../../x.zip").kind, RequestKind::Other);
-        assert_eq!(parse_target("/favicon.ico").kind, RequestKind::Other);
     }
 }

@@ -126,12 +126,6 @@ pub fn tree_digest(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, u
 
 /// One plain HTTP GET to a proxy on loopback: the status and the body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = String::from_utf8_lossy(&buf[..split]).split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, buf[split + 4..].to_vec())
+    let answer = layerbench::goproxy::client::get(addr, path, &[]).await.unwrap();
+    (answer.status, answer.body)
 }
