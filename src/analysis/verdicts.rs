@@ -231,13 +231,15 @@ impl TimeSplit {
 
     /// `gap 5.6 s = download 5.1 s + build 0.3 s + other steps 0.0 s + export and overhead 0.2 s` for `b − a`.
     fn describe_gap(a: &TimeSplit, b: &TimeSplit) -> String {
+        // One decimal, and no `-0.0` for a difference that rounds to nothing.
+        let s = |x: f64| format!("{:.1}", if x.abs() < 0.05 { 0.0 } else { x });
         format!(
-            "mean gap {:.1} s = download {:.1} s + build {:.1} s + other steps {:.1} s + export and overhead {:.1} s",
-            b.total() - a.total(),
-            b.download - a.download,
-            b.build - a.build,
-            b.other_steps - a.other_steps,
-            b.export - a.export
+            "mean gap {} s = download {} s + build {} s + other steps {} s + export and overhead {} s",
+            s(b.total() - a.total()),
+            s(b.download - a.download),
+            s(b.build - a.build),
+            s(b.other_steps - a.other_steps),
+            s(b.export - a.export)
         )
     }
 }
