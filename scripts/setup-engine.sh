@@ -36,7 +36,13 @@ fi
 [ "$(id -u)" = 0 ] || die "no engine answers and starting dockerd needs root"
 log=/var/log/layerbench-dockerd.log
 say "starting dockerd in the background (log: $log)"
-nohup dockerd >"$log" 2>&1 &
+# dockerd outlives this script: it must not keep the caller's open files (a lock, a pipe a CI job waits on).
+for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    # 255 is where bash reads this script from.
+    if [ "$fd" -gt 2 ] && [ "$fd" -lt 255 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+done
+nohup setsid dockerd >"$log" 2>&1 </dev/null &
 for _ in $(seq 1 60); do
     if engine_answers; then
         say "dockerd is up: $("$DOCKER" version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"

@@ -97,8 +97,11 @@ pub enum Command {
     /// Remove the containers and images layerbench created (only those: they carry its label).
     Clean {
         /// Also remove the base-image stand-ins layerbench built.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "run")]
         base_images: bool,
+        /// Only what the run with this id made (its images and containers), leaving other runs' alone.
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
     },
 }
 
@@ -151,6 +154,12 @@ pub struct RunArgs {
     /// Run a suite (a shipped one such as `claims`, or a suite file) instead of --variant/--dockerfile/--scenario/--builder/--repetitions, and print claim verdicts at the end.
     #[arg(long, conflicts_with_all = ["variants", "dockerfiles", "scenarios", "repetitions", "builder"])]
     pub suite: Option<String>,
+    /// Print every step of every build as it finishes (on a terminal the log is otherwise one line per build).
+    #[arg(long)]
+    pub verbose: bool,
+    /// Go on with a run cut short (interrupted, or its engine lost): give the same options and its results file; only the cells that file lacks are built, and their records join it.
+    #[arg(long, value_name = "RESULTS", conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -200,6 +209,12 @@ pub struct EngineArgs {
     /// Build the module store from this recipe (into its own folder in the cache; the built-in store is left alone).
     #[arg(long, value_name = "FILE")]
     pub recipe: Option<PathBuf>,
+    /// Cancel a build that has not finished after this long (in the engine too), record it as `timed-out` and go on, e.g. `90s`, `30m`. Default: the suite's or project file's `build_timeout`, else 30m.
+    #[arg(long = "build-timeout", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub build_timeout: Option<std::time::Duration>,
+    /// When the engine stops answering, wait this long for it to come back before stopping the run (everything kept, resumable).
+    #[arg(long = "engine-wait", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "2m")]
+    pub engine_wait: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

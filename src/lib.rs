@@ -4,6 +4,7 @@ pub mod analysis;
 pub mod cli;
 pub mod context;
 pub mod dockerfile;
+pub mod durable;
 pub mod engine;
 pub mod goproxy;
 pub mod images;

@@ -196,10 +196,10 @@ async fn run(command: Command) -> Result<bool> {
             }
             Ok(!(fail_on_regression && steps.iter().any(|s| s.is_regression())))
         }
-        Command::Clean { base_images } => {
+        Command::Clean { base_images, run } => {
             let engine = Engine::connect().await?;
             let kinds: Option<&[&str]> = if base_images { None } else { Some(&["build", "selftest", "run"]) };
-            let removed = engine.remove_labelled(kinds).await?;
+            let removed = engine.remove_labelled(kinds, run.as_deref()).await?;
             for r in &removed {
                 println!("removed {r}");
             }
@@ -266,14 +266,31 @@ async fn run_command(args: RunArgs) -> Result<bool> {
         CacheChoice::Cold => CacheState::Cold,
         CacheChoice::Warm => CacheState::Warm,
     };
-    let (results, results_path) = execute(RunSpec { app, context, cells, cache_state, suite: args.suite.clone() }, &args.engine, &Say::Stdout).await?;
+    let (results, results_path) = execute(
+        RunSpec {
+            app,
+            context,
+            cells,
+            cache_state,
+            suite: args.suite.clone(),
+            build_timeout: suite.as_ref().and_then(|(s, _)| s.build_timeout),
+            resume: args.resume.clone(),
+            verbose: args.verbose,
+        },
+        &args.engine,
+        &Say::Stdout,
+    ).await?;
     print!("{}", table::cell_tables(&results));
     print!("{}", table::statistics_table(&results));
+    println!();
+    print!("{}", table::findings(&results));
     if suite.is_some() {
-        print!("{}", table::verdict_table(&layerbench::analysis::verdicts::verdicts(&results)));
+        println!("\nverdicts these builds settle (`layerbench verdicts {}` lists every claim):", results_path.display());
+        print!("{}", table::settled_verdicts(&layerbench::analysis::verdicts::verdicts(&results)));
     }
+    println!();
     print_report(&layerbench::report::write(&results, &results_path)?);
-    let failed: Vec<&BuildRecord> = results.records.iter().filter(|r| r.outcome == "failed").collect();
+    let failed: Vec<&BuildRecord> = results.records.iter().filter(|r| r.outcome == "failed" || r.outcome == runner::TIMED_OUT).collect();
     let probes_failed = results
         .records
         .iter()
@@ -287,7 +304,7 @@ async fn run_command(args: RunArgs) -> Result<bool> {
         results_path.display()
     );
     for r in &failed {
-        println!("  FAILED {} × {} · {} · {}: {}", r.variant, r.scenario, r.builder.name(), r.step, r.error.as_deref().unwrap_or("(no message)"));
+        println!("  {} {} × {} · {} · {}: {}", r.outcome.to_uppercase(), r.variant, r.scenario, r.builder.name(), r.step, r.error.as_deref().unwrap_or("(no message)"));
     }
     Ok(failed.is_empty() && probes_failed == 0)
 }
@@ -316,7 +333,7 @@ async fn check_command(args: CheckArgs) -> Result<bool> {
                 project.templates.iter().map(|t| t.expectations.len()).sum::<usize>(),
                 cells.len()
             ));
-            let spec = RunSpec { app, context, cells, cache_state: CacheState::Cold, suite: None };
+            let spec = RunSpec { app, context, cells, cache_state: CacheState::Cold, suite: None, build_timeout: project.build_timeout, resume: None, verbose: false };
             let (results, results_path) = execute(spec, &args.engine, &say).await?;
             for line in table::cell_tables(&results).lines() {
                 say.line(line);
@@ -334,7 +351,7 @@ async fn check_command(args: CheckArgs) -> Result<bool> {
     }
     if let Some(path) = &args.junit {
         let xml = layerbench::report::junit_xml(&judgements, args.strict, &format!("layerbench check {}", config.display()));
-        std::fs::write(path, xml).with_context(|| format!("failed to write the JUnit file {}", path.display()))?;
+        layerbench::durable::write(path, xml.as_bytes()).with_context(|| format!("failed to write the JUnit file {}", path.display()))?;
         say.line(&format!("check: JUnit XML in {}", path.display()));
     }
     if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
@@ -408,6 +425,12 @@ struct RunSpec {
     cells: Vec<runner::Cell>,
     cache_state: CacheState,
     suite: Option<String>,
+    /// The suite's or project file's build timeout (`--build-timeout` overrides it).
+    build_timeout: Option<std::time::Duration>,
+    /// The results file of the run this one resumes.
+    resume: Option<std::path::PathBuf>,
+    /// Every step of every build in the log, on a terminal too.
+    verbose: bool,
 }
 
 /// Provisions, starts the module proxy, runs every cell and returns the results and where they were written.
@@ -421,10 +444,28 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
         (None, None) => StoreSpec::default_store(&paths::store_dir()),
     };
     let upstream = if args.no_upstream { None } else { args.upstream.clone().or_else(upstream_from_env) };
+    // A resumed run keeps its id and its file; only the cells the file lacks are built.
+    let mut resumed = match &spec.resume {
+        Some(path) => Some((Results::read(path).map_err(BadInput::from_error)?, path.clone())),
+        None => None,
+    };
+    let mut cells = spec.cells;
+    if let Some((results, path)) = &mut resumed {
+        let all = cells.len();
+        cells = runner::resume(cells, results, path).map_err(BadInput::from_error)?;
+        say.line(&format!("resuming run {} from {}: {} of its {all} cells left to build", results.run_id, path.display(), cells.len()));
+    }
+    let run_id = resumed.as_ref().map_or_else(paths::new_run_id, |(r, _)| r.run_id.clone());
+    let results_path = match &resumed {
+        Some((_, path)) => path.clone(),
+        None => args.out.clone().unwrap_or_else(|| paths::results_dir().join(&run_id)).join("results.json"),
+    };
+    // Before provisioning and the first build: a folder that cannot take the results fails now, not an hour in.
+    let results_dir = results_path.parent().unwrap_or(std::path::Path::new("."));
+    layerbench::durable::check_writable(results_dir).with_context(|| format!("the results folder {} cannot be written", results_dir.display()))?;
     let (engine, p) = setup::provision_with(false, &cache, &store_spec, &mirror).await?;
+    let engine = engine.for_run(&run_id);
     print_provisioned(&p, say);
-    let run_id = paths::new_run_id();
-    let results_path = args.out.clone().unwrap_or_else(|| paths::results_dir().join(&run_id)).join("results.json");
     let store = store_spec.path().to_path_buf();
     let mut proxy_config = ProxyConfig::loopback(&store, args.proxy_port);
     proxy_config.upstream = upstream.as_ref().map(|url| Upstream::new(url.clone(), paths::upstream_cache_dir()));
@@ -435,31 +476,70 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
     let plan = runner::Plan {
         app: spec.app,
         context: spec.context,
-        cells: spec.cells,
+        cells,
         cache_state: spec.cache_state,
         work_dir: cache.join("workspaces").join(&run_id),
         results_path: results_path.clone(),
         proxy_url: proxy.url(),
         store: layerbench::goproxy::layout::StoreLayout::new(&store),
         inspect: true,
+        build_timeout: args.build_timeout.or(spec.build_timeout).unwrap_or(runner::DEFAULT_BUILD_TIMEOUT),
+        engine_wait: args.engine_wait,
     };
-    let repetitions = plan.cells.iter().map(|c| c.repetition).max().unwrap_or(1);
-    let mut results = runner::new_results(&run_id, &p, &store, &plan, repetitions);
-    results.options.suite = spec.suite;
-    results.options.upstream = upstream;
+    let mut results = match resumed {
+        Some((results, _)) => results,
+        None => {
+            let repetitions = plan.cells.iter().map(|c| c.repetition).max().unwrap_or(1);
+            let mut results = runner::new_results(&run_id, &p, &store, &plan, repetitions);
+            results.options.suite = spec.suite;
+            results.options.upstream = upstream;
+            results
+        }
+    };
     say.line(&format!("run {run_id}: {} cells, {} builds; results go to {}", plan.cells.len(), plan.total_builds(), results_path.display()));
     let (stop, mut interrupt) = tokio::sync::watch::channel(false);
+    let (shown, run) = (results_path.display().to_string(), run_id.clone());
+    // Listening from now on: a signal that comes while the first is handled is kept for the next wait.
+    let mut signals = StopSignals::listen()?;
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = stop.send(true);
-        }
+        let first = signals.next().await;
+        eprintln!("\nlayerbench: {first}: cancelling the build in flight and stopping; again to exit at once");
+        let _ = stop.send(true);
+        let second = signals.next().await;
+        // Every write of the results file is atomic: it holds each build finished so far, whole.
+        eprintln!("layerbench: {second} again: exiting now; the results so far are in {shown} (`layerbench clean --run {run}` removes what the build in flight left)");
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
     });
-    let mut progress = progress::Progress::start();
+    let mut progress = progress::Progress::start(spec.verbose);
     let outcome = runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |e| progress.event(e), &mut interrupt).await;
     progress.finish();
     proxy.stop().await;
     outcome?;
     Ok((results, results_path))
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM, which stop a run the same way.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).context("failed to listen for Ctrl-C")?,
+            terminate: signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?,
+        })
+    }
+
+    /// Waits for the next one and names it.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "interrupt (Ctrl-C)",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
 }
 
 /// A suite's `app`: `@sample`, or a folder relative to the suite file.

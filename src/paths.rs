@@ -47,13 +47,14 @@ pub fn scenarios_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")
 }
 
-/// A run id from the current UTC time: `YYYYMMDD-HHMMSS`.
+/// A run id from the current UTC time and the process: `YYYYMMDD-HHMMSS-PID`, so that two runs started in the same
+/// second on one engine still label, tag and clean their own images apart.
 pub fn new_run_id() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    run_id_at(secs)
+    format!("{}-{}", run_id_at(secs), std::process::id())
 }
 
 fn run_id_at(secs: u64) -> String {

@@ -10,6 +10,8 @@ use crate::runner::Event;
 /// Prints run events to stderr.
 pub struct Progress {
     tty: bool,
+    /// Print each finished step; on a terminal without it the log is one line per build.
+    verbose: bool,
     started: Instant,
     status: Arc<Mutex<String>>,
     ticker: Option<tokio::task::JoinHandle<()>>,
@@ -17,7 +19,7 @@ pub struct Progress {
 
 impl Progress {
     /// Starts the status-line ticker when stderr is a terminal.
-    pub fn start() -> Progress {
+    pub fn start(verbose: bool) -> Progress {
         let tty = std::io::stderr().is_terminal();
         let started = Instant::now();
         let status = Arc::new(Mutex::new(String::new()));
@@ -34,7 +36,7 @@ impl Progress {
                 }
             })
         });
-        Progress { tty, started, status, ticker }
+        Progress { tty, verbose, started, status, ticker }
     }
 
     fn line(&self, text: &str) {
@@ -59,7 +61,8 @@ impl Progress {
                     self.line(&format!("  build {build}/{of}: {step} ({} elapsed)", elapsed(self.started.elapsed())));
                 }
             }
-            Event::StepFinished { step } => self.line(&step_line(step)),
+            Event::StepFinished { step } if self.verbose || !self.tty || step.error.is_some() => self.line(&step_line(step)),
+            Event::StepFinished { .. } => {}
             Event::BuildFinished { record } => {
                 let mut text = format!(
                     "  => {}: {} in {:.1} s, {} proxy requests",

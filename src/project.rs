@@ -37,6 +37,8 @@ struct ProjectFile {
     repetitions: u32,
     #[serde(default = "buildkit_only")]
     builders: Vec<Builder>,
+    #[serde(default, deserialize_with = "crate::runner::duration_setting")]
+    build_timeout: Option<std::time::Duration>,
     #[serde(default, rename = "template")]
     templates: Vec<TemplateFile>,
 }
@@ -78,6 +80,8 @@ pub struct Project {
     pub context: Option<PathBuf>,
     pub repetitions: u32,
     pub builders: Vec<Builder>,
+    /// A build still running after this long is cancelled (`--build-timeout` overrides it).
+    pub build_timeout: Option<std::time::Duration>,
     pub templates: Vec<Template>,
     /// Every scenario the project or an expectation names, by name.
     pub scenarios: BTreeMap<String, Scenario>,
@@ -222,6 +226,7 @@ impl Project {
             app,
             context,
             repetitions: file.repetitions,
+            build_timeout: file.build_timeout,
             builders: file.builders,
             templates,
             scenarios,

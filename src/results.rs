@@ -141,7 +141,7 @@ pub struct BuildRecord {
     pub started_unix_ms: u64,
     /// Measured by the harness around the whole build call.
     pub wall_ms: f64,
-    /// `ok`, `failed`, or `not-applicable` (a legacy cell of a Dockerfile that needs BuildKit).
+    /// `ok`, `failed`, `timed-out` (cancelled by the build timeout), or `not-applicable` (a legacy cell of a Dockerfile that needs BuildKit).
     pub outcome: String,
     pub error: Option<String>,
     /// One per Dockerfile step the builder reported, in Dockerfile order.
@@ -454,19 +454,14 @@ impl LayerRecord {
 }
 
 impl Results {
-    /// Writes the file atomically (a temporary file renamed over it).
+    /// Writes the file atomically and synced: a failed write (a full disk) leaves the last complete file.
     pub fn write(&self, path: &Path) -> Result<(), ResultsError> {
         let err = |source| ResultsError::Write {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(err)?;
-        }
-        let tmp = path.with_extension("json.partial");
         let json = serde_json::to_string_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
-        std::fs::write(&tmp, json + "\n").map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        crate::durable::write(path, (json + "\n").as_bytes()).map_err(err)
     }
 
     pub fn read(path: &Path) -> Result<Results, ResultsError> {

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -30,7 +32,7 @@ use crate::workspace::{Applied, Layout, Workspace, WorkspaceError};
 const HIDDEN_DOCKERFILE_PREFIX: &str = ".dockerfile.";
 
 /// Label carrying the run id on every image a run builds.
-pub const RUN_LABEL: &str = "io.layerbench.run";
+pub use crate::engine::RUN_LABEL;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -46,9 +48,16 @@ pub enum RunError {
     Results(#[from] ResultsError),
     #[error("failed to prepare the scratch workspace for {cell}: {source}")]
     Workspace { cell: String, source: Box<WorkspaceError> },
-    #[error("interrupted; the partial results (every build finished so far) are in {0}; `layerbench report` on that file reports them")]
+    #[error("interrupted; the partial results (every build finished so far) are in {0}; `layerbench report` on that file reports them, and `layerbench run` with the same options and `--resume {0}` runs the cells it lacks")]
     Interrupted(PathBuf),
+    #[error("the Docker engine stopped answering and was not back after {}; every build finished before is in {path}; once the engine runs again, `layerbench run` with the same options and `--resume {path}` runs only the cells that file lacks", humantime::format_duration(*waited))]
+    EngineLost { path: PathBuf, waited: Duration },
+    #[error("{path} cannot be resumed by this run: {problem}")]
+    NotResumable { path: PathBuf, problem: String },
 }
+
+/// How a build's error begins when the engine stopped answering during it.
+pub const ENGINE_LOST: &str = "engine connection lost";
 
 /// A Dockerfile template to build, with how to build and inspect it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +253,24 @@ pub struct Plan {
     pub store: StoreLayout,
     /// Inspect every image built (sizes, binary linkage, the configured probe).
     pub inspect: bool,
+    /// A build still running after this long is cancelled and recorded as `timed-out`.
+    pub build_timeout: Duration,
+    /// How long to wait for an engine that stopped answering before stopping the run.
+    pub engine_wait: Duration,
+}
+
+/// The outcome of a build cancelled by the build timeout.
+pub const TIMED_OUT: &str = "timed-out";
+
+/// How long a build may run before it is cancelled, unless the command line, suite or project file says otherwise.
+pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// A duration setting of a suite or project file, written as people do (`90s`, `30m`, `1h 30m`).
+pub fn duration_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    humantime::parse_duration(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e}); write for example \"90s\" or \"30m\"")))
 }
 
 /// Every cell: each variant × scenario × builder × repetition, in that nesting order.
@@ -353,6 +380,8 @@ pub struct RunContext<'a> {
     pub plan: &'a Plan,
     pub proxy: &'a ProxyHandles,
     pub interrupt: watch::Receiver<bool>,
+    /// Set when a build failed and the engine no longer answered.
+    pub engine_lost: bool,
 }
 
 /// Progress through the run's builds, for events.
@@ -375,7 +404,7 @@ pub async fn run(
     interrupt: &mut watch::Receiver<bool>,
 ) -> Result<(), RunError> {
     results.write(&plan.results_path)?;
-    let mut ctx = RunContext { engine, plan, proxy: handles, interrupt: interrupt.clone() };
+    let mut ctx = RunContext { engine, plan, proxy: handles, interrupt: interrupt.clone(), engine_lost: false };
     let mut counter = Counter { done: 0, total: plan.total_builds() };
     for cell in &plan.cells {
         on_event(Event::CellStarted { cell, of: plan.cells.len() });
@@ -398,11 +427,69 @@ pub async fn run(
             }
             return Err(e);
         }
+        if std::mem::take(&mut ctx.engine_lost) {
+            on_event(Event::Warning {
+                message: format!("the engine stopped answering during {}; waiting up to {} for it to come back", cell.label(), humantime::format_duration(plan.engine_wait)),
+            });
+            let back = tokio::select! {
+                back = wait_for_engine(engine, plan.engine_wait) => back,
+                _ = interrupt.changed() => return Err(RunError::Interrupted(plan.results_path.clone())),
+            };
+            if !back {
+                return Err(RunError::EngineLost { path: plan.results_path.clone(), waited: plan.engine_wait });
+            }
+            on_event(Event::Warning {
+                message: format!("the engine answers again; going on with the next cell (`--resume {}` later redoes {})", plan.results_path.display(), cell.label()),
+            });
+        }
     }
     results.complete = true;
     results.write(&plan.results_path)?;
     let _ = std::fs::remove_dir(&plan.work_dir); // only when empty: every cell removed its own
     Ok(())
+}
+
+/// Polls the engine until it answers or `limit` has passed; true when it is back.
+async fn wait_for_engine(engine: &Engine, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if engine.answers().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// What identifies a cell in a results file: its template, scenario, builder, repetition and network.
+fn cell_key(variant: &str, scenario: &str, builder: Builder, repetition: u32, network: &str) -> String {
+    format!("{variant} × {scenario} · {} · rep {repetition} · {network}", builder.name())
+}
+
+/// For `--resume`: keeps the records of the cells `results` finished, drops those of cells it did not (cut short by
+/// an interrupt or a lost engine, to be built again whole), and returns the cells still to run. Refuses a file with a
+/// cell this run does not have: it was made with other options.
+pub fn resume(cells: Vec<Cell>, results: &mut Results, path: &Path) -> Result<Vec<Cell>, RunError> {
+    let keys: Vec<String> = cells.iter().map(|c| cell_key(&c.variant.name, &c.scenario.name, c.builder, c.repetition, &c.network.name)).collect();
+    let record_key = |r: &BuildRecord| cell_key(&r.variant, &r.scenario, r.builder, r.repetition, &r.network);
+    if let Some(stray) = results.records.iter().map(record_key).find(|k| !keys.contains(k)) {
+        return Err(RunError::NotResumable {
+            path: path.to_path_buf(),
+            problem: format!("it holds the cell {stray}, which these options do not make (resume with the options of the run that wrote it)"),
+        });
+    }
+    let finished = |cell: &Cell, key: &String| {
+        let records: Vec<&BuildRecord> = results.records.iter().filter(|r| &record_key(r) == key).collect();
+        let lost = records.iter().any(|r| r.error.as_deref().is_some_and(|e| e.starts_with(ENGINE_LOST)));
+        // Every build of the cell recorded, or it ended at a failure of its own (a failure ends a cell).
+        !lost && (records.len() == cell.builds() || records.last().is_some_and(|r| r.outcome != "ok"))
+    };
+    let done: Vec<String> = cells.iter().zip(&keys).filter(|(c, k)| finished(c, k)).map(|(_, k)| k.clone()).collect();
+    results.records.retain(|r| done.contains(&record_key(r)));
+    results.complete = false;
+    Ok(cells.into_iter().zip(keys).filter(|(_, k)| !done.contains(k)).map(|(c, _)| c).collect())
 }
 
 fn cell_id(results: &Results, cell: &Cell) -> String {
@@ -439,7 +526,10 @@ async fn run_cell(
     if cell_dir.exists() {
         let _ = std::fs::remove_dir_all(&cell_dir);
     }
-    let ws = match Layout::new(&plan.app, &plan.context, &cell.variant.dockerfile).and_then(|layout| Workspace::create(&layout, &cell_dir.join("tree"), Some(&id))).map(|ws| ws.with_origin(&plan.app, &cell.scenario.name)) {
+    if *ctx.interrupt.borrow() {
+        return Err(RunError::Interrupted(plan.results_path.clone()));
+    }
+    let ws = match make_workspace(ctx, cell, &cell_dir, &id).await?.map(|ws| ws.with_origin(&plan.app, &cell.scenario.name)) {
         Ok(ws) => ws,
         Err(e) => {
             let record = failed_record(cell, "baseline", results, &build_args, format!("the scratch workspace could not be made: {e}"));
@@ -638,6 +728,29 @@ async fn resolve_base_images(engine: &Engine, model: &DockerfileModel, build_arg
     out
 }
 
+/// Copies the app into the cell's scratch workspace on a blocking thread; an interrupt stops the copy between two
+/// files, removes what it made, and stops the run.
+async fn make_workspace(ctx: &mut RunContext<'_>, cell: &Cell, cell_dir: &Path, id: &str) -> Result<Result<Workspace, WorkspaceError>, RunError> {
+    let layout = match Layout::new(&ctx.plan.app, &ctx.plan.context, &cell.variant.dockerfile) {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(e)),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut copy = tokio::task::spawn_blocking({
+        let (stop, tree, id) = (stop.clone(), cell_dir.join("tree"), id.to_string());
+        move || Workspace::create_unless(&layout, &tree, Some(&id), &stop)
+    });
+    tokio::select! {
+        made = &mut copy => Ok(made.unwrap_or_else(|e| Err(WorkspaceError::Io { action: "copy", path: cell_dir.to_path_buf(), source: std::io::Error::other(e) }))),
+        _ = ctx.interrupt.changed() => {
+            stop.store(true, Ordering::Relaxed);
+            let _ = copy.await;
+            let _ = std::fs::remove_dir_all(cell_dir);
+            Err(RunError::Interrupted(ctx.plan.results_path.clone()))
+        }
+    }
+}
+
 /// One build, recorded whatever happens to it: a context that cannot be
 /// made, a build error and an engine error all give a failed record. Only an
 /// interrupt is an error. Each executed step gets its miss reason against the
@@ -704,16 +817,30 @@ async fn build_once(
     if *ctx.interrupt.borrow() {
         return Err(RunError::Interrupted(ctx.plan.results_path.clone()));
     }
+    // Dropping the build's future closes its connection, and the engine cancels the build.
+    let timeout = ctx.plan.build_timeout;
     let outcome = tokio::select! {
-        r = ctx.engine.build(request, progress) => r,
+        r = ctx.engine.build(request, progress) => Some(r),
         _ = ctx.interrupt.changed() => return Err(RunError::Interrupted(ctx.plan.results_path.clone())),
+        _ = tokio::time::sleep(timeout) => None,
     };
     let wall_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
     let requests = proxy.since(mark);
     let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            let mut record = failed(format!("the engine failed during the build: {e}"));
+        Some(Ok(o)) => o,
+        None => {
+            let mut record = failed(format!("the build had not finished after {} (the build timeout): it was cancelled in the engine", humantime::format_duration(timeout)));
+            record.outcome = TIMED_OUT.into();
+            record.started_unix_ms = started_unix_ms;
+            record.wall_ms = wall_ms;
+            record.proxy = proxy_record(&requests);
+            return Ok(record);
+        }
+        Some(Err(e)) => {
+            // An engine that no longer answers is told from one that refused the build.
+            let lost = !ctx.engine.answers().await;
+            ctx.engine_lost |= lost;
+            let mut record = failed(if lost { format!("{ENGINE_LOST}: {e}") } else { format!("the engine failed during the build: {e}") });
             record.started_unix_ms = started_unix_ms;
             record.wall_ms = wall_ms;
             record.proxy = proxy_record(&requests);
@@ -721,7 +848,14 @@ async fn build_once(
         }
     };
     let inspection = match (&outcome.image, ctx.plan.inspect) {
-        (Some(image), true) => Some(inspect_cached(ctx.engine, image, &cell.variant, results, no_cache).await),
+        (Some(image), true) => tokio::select! {
+            i = inspect_cached(ctx.engine, image, &cell.variant, results, no_cache) => Some(i),
+            _ = ctx.interrupt.changed() => {
+                // A probe's container outlives its dropped wait: remove this run's.
+                let _ = ctx.engine.remove_labelled(Some(&["run"]), Some(&results.run_id)).await;
+                return Err(RunError::Interrupted(ctx.plan.results_path.clone()));
+            }
+        },
         _ => None,
     };
     let mut layers = layer_records(&model, cell.builder, &outcome.steps, started_unix_ms);
@@ -871,6 +1005,43 @@ mod tests {
     }
 
     const DOCKERFILE: &str = "FROM golang:1.23 AS build\nARG GOPROXY\nWORKDIR /src\nCOPY go.mod go.sum ./\nRUN go mod download\nCOPY . .\nRUN go build -o /out/app .\nFROM scratch\nCOPY --from=build /out/app /app\nUSER 1\n";
+
+    #[test]
+    fn a_resumed_run_keeps_finished_cells_and_builds_again_those_cut_short() {
+        let edit = Scenario::parse("name = \"edit\"\ndescription = \"d\"\n[[step]]\nname = \"one\"\nchange = []\n[[step]]\nname = \"two\"\nchange = []\n", Path::new("edit.toml")).unwrap();
+        let variants = [Variant::from_file(Path::new("/app/a.Dockerfile")), Variant::from_file(Path::new("/app/b.Dockerfile"))];
+        let cells = cells(&variants, &[edit], &[Builder::Buildkit, Builder::Legacy], 1);
+        let record = |variant: &str, builder: Builder, step: &str, outcome: &str, error: Option<&str>| {
+            let mut r = crate::results::record_with(variant, "edit", step, 1.0, &[], 0);
+            r.builder = builder;
+            r.outcome = outcome.into();
+            r.error = error.map(str::to_string);
+            r
+        };
+        let lost = format!("{ENGINE_LOST}: connection refused");
+        let mut results = crate::results::results_with(vec![
+            // finished: every build
+            record("a", Builder::Buildkit, "baseline", "ok", None),
+            record("a", Builder::Buildkit, "one", "ok", None),
+            record("a", Builder::Buildkit, "two", "ok", None),
+            // finished: ended at its own failure
+            record("a", Builder::Legacy, "baseline", "failed", Some("at `RUN x`: exit 1")),
+            // cut short by the lost engine, then by an interrupt
+            record("b", Builder::Buildkit, "baseline", "ok", None),
+            record("b", Builder::Buildkit, "one", "failed", Some(&lost)),
+            record("b", Builder::Legacy, "baseline", "ok", None),
+        ]);
+        results.complete = true;
+        let left = resume(cells.clone(), &mut results, Path::new("r.json")).unwrap();
+        let left: Vec<(String, Builder)> = left.iter().map(|c| (c.variant.name.clone(), c.builder)).collect();
+        assert_eq!(left, [("b".to_string(), Builder::Buildkit), ("b".to_string(), Builder::Legacy)]);
+        assert_eq!(results.records.len(), 4, "the records of the cells to build again are dropped");
+        assert!(!results.complete);
+
+        let mut other = crate::results::results_with(vec![record("c", Builder::Buildkit, "baseline", "ok", None)]);
+        let err = resume(cells, &mut other, Path::new("r.json")).unwrap_err().to_string();
+        assert!(err.contains("r.json cannot be resumed by this run: it holds the cell c × edit · buildkit · rep 1 · loopback"), "{err}");
+    }
 
     #[test]
     fn buildkit_reports_are_put_in_dockerfile_order_with_stages() {

@@ -35,6 +35,9 @@ pub struct Suite {
     pub probe: Option<Probe>,
     #[serde(default)]
     pub network: BTreeMap<String, NetworkSpec>,
+    /// A build still running after this long is cancelled (`--build-timeout` overrides it).
+    #[serde(default, deserialize_with = "crate::runner::duration_setting")]
+    pub build_timeout: Option<std::time::Duration>,
     pub cells: Vec<CellGroup>,
 }
 
@@ -147,6 +150,16 @@ pub fn cells(suite: &Suite, app: &Path, scenarios_dir: Option<&Path>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_timeout_is_read_as_people_write_durations_and_a_bad_one_names_the_file_and_line() {
+        let text = |timeout: &str| format!("name = \"s\"\ndescription = \"d\"\nbuild_timeout = \"{timeout}\"\n[[cells]]\nvariants = [\"naive\"]\nscenarios = [\"no-change\"]\n");
+        let suite = parse(&text("1h 30m"), Path::new("s.toml")).unwrap();
+        assert_eq!(suite.build_timeout, Some(std::time::Duration::from_secs(5400)));
+        assert_eq!(parse(&text("90s").replace("build_timeout = \"90s\"\n", ""), Path::new("s.toml")).unwrap().build_timeout, None);
+        let err = parse(&text("soon"), Path::new("s.toml")).unwrap_err().to_string();
+        assert!(err.contains("s.toml") && err.contains("line 3") && err.contains("`soon` is not a duration"), "{err}");
+    }
 
     #[test]
     fn the_claims_suite_expands_into_cells_for_every_claim() {

@@ -1,6 +1,10 @@
 //! The end-of-run table: per cell, each build's cache outcomes, time and proxy requests (plain text, from results only).
 
+use crate::report::charts::shorten;
 use crate::results::{BuildRecord, LayerRecord, MissKind, Results};
+
+/// The terminal width the end-of-run tables fit without wrapping.
+pub const WIDTH: usize = 100;
 
 /// One block per cell (variant, scenario, builder, repetition), in run order.
 pub fn cell_tables(results: &Results) -> String {
@@ -28,9 +32,11 @@ pub fn cell_tables(results: &Results) -> String {
             let executed: Vec<String> = r.layers.iter().filter(|l| !l.cached && !l.is_base_image()).map(|l| with_reason(r, l)).collect();
             let detail = match (&r.error, r.outcome.as_str()) {
                 (Some(e), "not-applicable") => e.clone(),
-                (Some(e), _) => format!("FAILED: {e}"),
+                (Some(e), outcome) => format!("{}: {e}", outcome.to_uppercase()),
                 (None, _) => executed.join(" | "),
             };
+            // The full list is in the results and the report; here it is cut to the terminal's 100 columns.
+            let detail = shorten(&detail, WIDTH - 54);
             out.push_str(&format!(
                 "  {:<16} {:>6} {:>8} {:>9} {:>7}  {}\n",
                 r.step,
@@ -72,7 +78,7 @@ pub fn statistics_table(results: &Results) -> String {
         }
     }
     let mut out = format!(
-        "{:<44} {:<16} {:>2} {:>8} {:>8} {:>8} {:>7}  notes\n",
+        "{:<40} {:<14} {:>2} {:>8} {:>8} {:>8} {:>7}  notes\n",
         "variant × scenario · builder · network", "step", "n", "median", "min", "max", "spread"
     );
     for ((variant, scenario, builder, network, step), values) in &groups {
@@ -86,17 +92,19 @@ pub fn statistics_table(results: &Results) -> String {
         }
         // One unit per row (ms below 0.1 s), with digits that show a non-zero range and spread.
         let f = crate::analysis::stats::DurationFormat::new(s.median, &[s.min, s.max, s.spread], 2);
-        out.push_str(&format!(
-            "{:<44} {:<16} {:>2} {:>8} {:>8} {:>8} {:>7}  {}\n",
-            format!("{variant} × {scenario} · {builder} · {network}"),
-            step,
+        let line = format!(
+            "{:<40} {:<14} {:>2} {:>8} {:>8} {:>8} {:>7}  {}",
+            shorten(&format!("{variant} × {scenario} · {builder} · {network}"), 40),
+            shorten(step, 14),
             s.n,
             f.show(s.median),
             f.show(s.min),
             f.show(s.max),
             f.show(s.spread),
             notes.join("; ")
-        ));
+        );
+        out.push_str(&shorten(line.trim_end(), WIDTH));
+        out.push('\n');
     }
     out
 }
@@ -115,7 +123,7 @@ pub fn compare_table(steps: &[crate::analysis::compare::StepComparison]) -> Stri
         let flag = if s.is_regression() { "  REGRESSION" } else { "" };
         out.push_str(&format!("{:<52} {:<18} {:>9} {:>9}  {change}{flag}\n", s.key, s.step, secs(&s.before), secs(&s.after)));
         if let Some(lost) = &s.lost {
-            out.push_str(&format!("    {}\n", one_line(lost, 240)));
+            out.push_str(&format!("    {}\n", shorten(lost, 240)));
         }
         for c in &s.cache_changes {
             out.push_str(&format!("    {c}\n"));
@@ -158,20 +166,61 @@ pub fn check_table(judgements: &[crate::analysis::expect::Judgement]) -> String 
     out
 }
 
-/// `text` on one line (whitespace runs collapsed), cut to `max` characters with an ellipsis.
-fn one_line(text: &str, max: usize) -> String {
-    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match joined.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &joined[..cut]),
-        None => joined,
-    }
-}
-
 /// The claim verdicts as an aligned table: id, verdict, evidence.
 pub fn verdict_table(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> String {
     let mut out = String::from("claim  verdict                 evidence\n");
     for v in verdicts {
         out.push_str(&format!("{:<6} {:<23} {}\n", v.id, v.verdict.label(), v.evidence));
+    }
+    out
+}
+
+/// What each rebuild did, side by side per scenario step: per template the median rebuild time, the modules the proxy
+/// served, and the steps it re-ran (cut to fit 100 columns).
+pub fn findings(results: &Results) -> String {
+    use crate::analysis::stats::{seconds_text, wall_seconds};
+    use crate::report::charts::{cells_of, repetitions, scenarios, steps_of};
+    let mut out = String::new();
+    for scenario in scenarios(results) {
+        for step in steps_of(results, &scenario).into_iter().filter(|s| s != "baseline") {
+            let cells = cells_of(results, &scenario, &step);
+            let Some(first) = cells.first() else { continue };
+            out.push_str(&format!("after {scenario} · {step} ({}, {}):\n", first.builder.name(), first.network));
+            out.push_str(&format!("  {:<22} {:>9} {:>7}  {}\n", "template", "rebuild", "modules", "re-ran"));
+            for r in cells.iter().copied() {
+                let reps: Vec<&BuildRecord> = repetitions(results, r).into_iter().filter(|o| o.outcome == "ok").collect();
+                let (time, modules, reran) = match (wall_seconds(&reps), reps.first()) {
+                    (Some(s), Some(o)) => (
+                        seconds_text(s.median),
+                        o.proxy.modules.len().to_string(),
+                        o.layers.iter().filter(|l| !l.cached && !l.is_base_image()).map(|l| l.instruction.as_str()).collect::<Vec<_>>().join(" | "),
+                    ),
+                    _ => ("-".into(), "-".into(), format!("{}: {}", r.outcome, r.error.as_deref().unwrap_or("no successful build"))),
+                };
+                let reran = if reran.is_empty() { "nothing (every step cached)".to_string() } else { reran };
+                let label = if cells.iter().any(|c| c.builder != first.builder || c.network != first.network) {
+                    format!("{} · {} · {}", r.variant, r.builder.name(), r.network)
+                } else {
+                    r.variant.clone()
+                };
+                out.push_str(&format!("  {:<22} {:>9} {:>7}  {}\n", shorten(&label, 22), time, modules, shorten(&reran, WIDTH - 45)));
+            }
+        }
+    }
+    out
+}
+
+/// The verdicts a run settled (those it did not measure are left out), each evidence line wrapped below its claim
+/// to fit the terminal's 100 columns.
+pub fn settled_verdicts(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> String {
+    use crate::analysis::verdicts::Verdict;
+    let mut out = String::new();
+    for v in verdicts.iter().filter(|v| v.verdict != Verdict::NotMeasured) {
+        out.push_str(&format!("{} {}: {}\n", v.id, v.verdict.label(), crate::analysis::verdicts::claim_summary(&v.id)));
+        for line in textwrap::wrap(&v.evidence, textwrap::Options::new(WIDTH).initial_indent("    ").subsequent_indent("    ")) {
+            out.push_str(&line);
+            out.push('\n');
+        }
     }
     out
 }
@@ -215,7 +264,34 @@ mod tests {
         let baseline = lines.iter().position(|l| l.contains("baseline")).unwrap();
         assert!(lines[baseline].ends_with("no longer builds  REGRESSION"), "{table}");
         assert_eq!(lines[baseline + 1], "    missing from the second file");
-        assert_eq!(one_line(&"x".repeat(10), 4), "xxxx…");
+        assert_eq!(shorten(&"x".repeat(10), 4), "xxx…");
+    }
+
+    #[test]
+    fn findings_put_each_templates_rebuild_side_by_side_within_100_columns() {
+        let steps = |download_cached| [("COPY go.mod go.sum ./", true, 0.01), ("RUN go mod download", download_cached, 0.4), ("COPY . .", false, 0.01), ("RUN CGO_ENABLED=0 go build -ldflags \"-X main.version=dev\" -o /out/sample .", false, 17.0)];
+        let mut naive = crate::results::record_with("naive", "edit-go-source", "edit-handler", 18.0, &steps(false), 17);
+        naive.proxy.modules = vec!["github.com/go-chi/chi/v5@v5.0.8".into(); 17];
+        let good = crate::results::record_with("static-scratch", "edit-go-source", "edit-handler", 17.1, &steps(true), 0);
+        let text = findings(&crate::results::results_with(vec![naive, good]));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "after edit-go-source · edit-handler (buildkit, loopback):");
+        assert!(lines[2].starts_with("  naive") && lines[2].contains("18.0 s") && lines[2].contains(" 17  RUN go mod download | COPY . . | RUN CGO"), "{text}");
+        assert!(lines[3].starts_with("  static-scratch") && lines[3].contains("17.1 s") && lines[3].contains("  0  COPY . . | RUN CGO"), "{text}");
+        assert!(lines.iter().all(|l| l.chars().count() <= WIDTH), "{text}");
+    }
+
+    #[test]
+    fn settled_verdicts_leave_out_what_was_not_measured_and_wrap_their_evidence() {
+        use crate::analysis::verdicts::{ClaimVerdict, Verdict};
+        let verdicts = [
+            ClaimVerdict { id: "C2".into(), verdict: Verdict::Confirmed, evidence: "word ".repeat(60) },
+            ClaimVerdict { id: "C3".into(), verdict: Verdict::NotMeasured, evidence: "not measured: needs a bump".into() },
+        ];
+        let text = settled_verdicts(&verdicts);
+        assert!(text.starts_with("C2 confirmed: A dependency bump rebuilds"), "{text}");
+        assert!(!text.contains("C3"), "{text}");
+        assert!(text.lines().count() >= 4 && text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
     }
 
     #[test]
@@ -227,7 +303,9 @@ mod tests {
         cold.layers[0].miss_reason = Some(MissReason { kind: MissKind::Cold, detail: "the build ignored the cache".into(), line: None });
         cold.layers[1].miss_reason = Some(MissReason { kind: MissKind::Follows, detail: "`RUN step0` missed".into(), line: Some(1) });
         let table = cell_tables(&crate::results::results_with(vec![cold, edit]));
-        assert!(table.contains("RUN step1 [files: main.go (content)] | RUN step2 [follows line 7]\n"), "{table}");
+        // The full list is in the results; the table cuts it to 100 columns.
+        assert!(table.contains("RUN step1 [files: main.go (content)] | RUN st…\n"), "{table}");
+        assert!(table.lines().all(|l| l.chars().count() <= WIDTH), "{table}");
         assert!(table.contains("RUN step0 [cold] | RUN step1\n"), "a cold build does not repeat `follows` on every step: {table}");
     }
 

@@ -1,5 +1,6 @@
 //! Scratch workspaces (the only user of git2): a copy of the app in a fresh git repository, where a scenario's changes are applied and committed.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
@@ -38,6 +39,8 @@ pub enum WorkspaceError {
     },
     #[error("{at}: {file} {problem}")]
     BadPath { at: String, file: String, problem: String },
+    #[error("copying {from} into a scratch workspace was interrupted")]
+    Interrupted { from: PathBuf },
     #[error("{at}: failed to {action} {path}: {source}")]
     Change {
         at: String,
@@ -127,8 +130,13 @@ impl Workspace {
     /// the end of the app's go.mod when given, initialises a repository and
     /// commits the baseline. Nothing of the source is written.
     pub fn create(layout: &Layout, tree: &Path, salt: Option<&str>) -> Result<Workspace, WorkspaceError> {
+        Workspace::create_unless(layout, tree, salt, &AtomicBool::new(false))
+    }
+
+    /// [`Workspace::create`], giving up with [`WorkspaceError::Interrupted`] between two files once `stop` is set.
+    pub fn create_unless(layout: &Layout, tree: &Path, salt: Option<&str>, stop: &AtomicBool) -> Result<Workspace, WorkspaceError> {
         let tree = tree.to_path_buf();
-        copy_tree(&layout.source, &tree)?;
+        copy_tree(&layout.source, &tree, stop)?;
         let dockerfile = if layout.dockerfile.is_absolute() {
             let folder = tree.with_extension("dockerfile");
             std::fs::create_dir_all(&folder).map_err(io("create", &folder))?;
@@ -540,10 +548,13 @@ fn write(path: &Path, text: &str) -> Result<(), WorkspaceError> {
 }
 
 /// Copies files, folders and symlinks, keeping permission bits; skips `.git`.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), WorkspaceError> {
+fn copy_tree(from: &Path, to: &Path, stop: &AtomicBool) -> Result<(), WorkspaceError> {
     std::fs::create_dir_all(to).map_err(io("create", to))?;
     let entries = std::fs::read_dir(from).map_err(io("read", from))?;
     for entry in entries {
+        if stop.load(Ordering::Relaxed) {
+            return Err(WorkspaceError::Interrupted { from: from.to_path_buf() });
+        }
         let entry = entry.map_err(io("read", from))?;
         let src = entry.path();
         let dst = to.join(entry.file_name());
@@ -552,7 +563,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), WorkspaceError> {
             if entry.file_name() == ".git" {
                 continue;
             }
-            copy_tree(&src, &dst)?;
+            copy_tree(&src, &dst, stop)?;
         } else if kind.is_symlink() {
             let target = std::fs::read_link(&src).map_err(io("read the link", &src))?;
             std::os::unix::fs::symlink(&target, &dst).map_err(io("create the link", &dst))?;

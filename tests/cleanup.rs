@@ -47,7 +47,7 @@ async fn cleanup_removes_labelled_images_and_leaves_an_unrelated_image_alone() {
     let (image, _, _) = engine.build(request, &mut |_| {}).await.unwrap().into_image("fixture").unwrap();
     assert_eq!(image.labels.get(layerbench::engine::MANAGED_LABEL).map(String::as_str), Some("true"));
 
-    let removed = engine.remove_labelled(Some(&["build", "selftest", "run"])).await.unwrap();
+    let removed = engine.remove_labelled(Some(&["build", "selftest", "run"]), None).await.unwrap();
     assert!(removed.iter().any(|r| r.contains("layerbench-test/labelled:remove")), "{removed:?}");
     assert!(engine.image("layerbench-test/labelled:remove").await.unwrap().is_none());
     assert!(engine.image("layerbench-test/unrelated:keep").await.unwrap().is_some(), "the unrelated image was removed");

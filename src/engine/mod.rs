@@ -23,6 +23,8 @@ pub use crate::results::{Builder, EngineVersion, Machine};
 pub const MANAGED_LABEL: &str = "io.layerbench.managed";
 /// What a managed object is (`base-image`, `build`, `selftest`, ...).
 pub const KIND_LABEL: &str = "io.layerbench.kind";
+/// The run that made a build's image or a container (its run id): `clean --run ID` removes only those.
+pub const RUN_LABEL: &str = "io.layerbench.run";
 
 /// The oldest engine API layerbench works with (Engine 20.10 speaks 1.41).
 const MIN_API: (u64, u64) = (1, 41);
@@ -67,6 +69,8 @@ pub struct Engine {
     docker: Docker,
     target: String,
     pub version: EngineVersion,
+    /// The run whose id labels the containers this handle creates.
+    run: Option<String>,
 }
 
 /// Facts about an image present in the engine.
@@ -192,6 +196,7 @@ impl Engine {
             return Err(EngineError::TooOld { target, found: api });
         }
         Ok(Engine {
+            run: None,
             docker,
             target,
             version: EngineVersion {
@@ -518,6 +523,9 @@ impl Engine {
         let mut labels = HashMap::new();
         labels.insert(MANAGED_LABEL.to_string(), "true".to_string());
         labels.insert(KIND_LABEL.to_string(), "run".to_string());
+        if let Some(run) = &self.run {
+            labels.insert(RUN_LABEL.to_string(), run.clone());
+        }
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             cmd,
@@ -588,11 +596,13 @@ impl Engine {
     }
 
     /// Removes dangling images that carry layerbench's label (old builds of a
-    /// re-used tag, the legacy builder's stage images); returns how many.
+    /// re-used tag, the legacy builder's stage images), only this handle's run's when it has one; returns how many.
     pub async fn prune_dangling(&self) -> Result<usize, EngineError> {
         let mut filters = HashMap::new();
         filters.insert("dangling".to_string(), vec!["true".to_string()]);
-        filters.insert("label".to_string(), vec![format!("{MANAGED_LABEL}=true")]);
+        let mut labels = vec![format!("{MANAGED_LABEL}=true")];
+        labels.extend(self.run.as_ref().map(|id| format!("{RUN_LABEL}={id}")));
+        filters.insert("label".to_string(), labels);
         let options = bollard::query_parameters::PruneImagesOptions { filters: Some(filters) };
         let pruned = self
             .docker
@@ -602,11 +612,23 @@ impl Engine {
         Ok(pruned.images_deleted.map_or(0, |d| d.len()))
     }
 
+    /// Whether the engine answers a ping within 5 seconds.
+    pub async fn answers(&self) -> bool {
+        matches!(tokio::time::timeout(Duration::from_secs(5), self.docker.ping()).await, Ok(Ok(_)))
+    }
+
+    /// This handle, labelling the containers it creates with the run's id.
+    pub fn for_run(&self, run_id: &str) -> Engine {
+        Engine { run: Some(run_id.to_string()), ..self.clone() }
+    }
+
     /// Removes every container and image that carries layerbench's label (and
-    /// `kind` among `kinds`, when given); nothing else is touched. Returns what was removed.
-    pub async fn remove_labelled(&self, kinds: Option<&[&str]>) -> Result<Vec<String>, EngineError> {
+    /// `kind` among `kinds`, and the run's id, when given); nothing else is touched. Returns what was removed.
+    pub async fn remove_labelled(&self, kinds: Option<&[&str]>, run: Option<&str>) -> Result<Vec<String>, EngineError> {
         let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![format!("{MANAGED_LABEL}=true")]);
+        let mut labels = vec![format!("{MANAGED_LABEL}=true")];
+        labels.extend(run.map(|id| format!("{RUN_LABEL}={id}")));
+        filters.insert("label".to_string(), labels);
         let wanted = |labels: Option<&HashMap<String, String>>| match (kinds, labels) {
             (None, _) => true,
             (Some(kinds), Some(l)) => l.get(KIND_LABEL).is_some_and(|k| kinds.contains(&k.as_str())),

@@ -32,7 +32,7 @@ pub const DEFAULT_PORT: u16 = 48123;
 pub enum ProxyError {
     #[error("the module proxy must listen on loopback, not {0}: builds may reach no other address")]
     NotLoopback(IpAddr),
-    #[error("port {0} on loopback is already in use (another layerbench proxy, or some other program); stop it or choose another port with --proxy-port")]
+    #[error("port {0} on loopback is already in use (another layerbench run, or some other program): stop it, or give this run another port with --proxy-port (layerbench never picks one itself: the proxy's address is part of every RUN step's cache key)")]
     PortInUse(SocketAddr),
     #[error("failed to listen on {addr}: {source}")]
     Bind {

@@ -71,10 +71,11 @@ fn run_section(results: &Results, results_dir: &Path) -> String {
     row(
         "Builds",
         format!(
-            "{} recorded: {} ok, {} failed, {} not applicable; up to {} repetitions per cell",
+            "{} recorded: {} ok, {} failed, {} timed out, {} not applicable; up to {} repetitions per cell",
             results.records.len(),
             count("ok"),
             count("failed"),
+            count(crate::runner::TIMED_OUT),
             count("not-applicable"),
             results.records.iter().map(|r| r.repetition).max().unwrap_or(0)
         ),

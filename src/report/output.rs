@@ -48,14 +48,7 @@ pub fn write(results: &Results, results_path: &Path) -> Result<ReportFiles, Repo
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let err = |source| ReportError::Write { path: path.to_path_buf(), source };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(err)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    crate::durable::write(path, bytes).map_err(|source| ReportError::Write { path: path.to_path_buf(), source })
 }
 
 /// Chart files (`.svg`, `.png`) in the charts folder that this report did not write.

@@ -78,6 +78,8 @@ pub async fn run_cells(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, 
         proxy_url: proxy.url(),
         store: StoreLayout::new(&store),
         inspect: true,
+        build_timeout: runner::DEFAULT_BUILD_TIMEOUT,
+        engine_wait: std::time::Duration::from_secs(120),
     };
     let mut results = runner::new_results(&run_id, &provisioned, &store, &plan, 1);
     let (_stop, mut interrupt) = tokio::sync::watch::channel(false);
