@@ -24,4 +24,5 @@ pub mod setup;
 pub mod shipped;
 pub mod suite;
 pub mod table;
+pub mod toml_lines;
 pub mod workspace;

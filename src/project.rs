@@ -10,6 +10,7 @@ use crate::dockerfile::DockerfileModel;
 use crate::results::{Builder, Probe};
 use crate::runner::{Cell, NetworkProfile, Variant};
 use crate::scenario::Scenario;
+use crate::toml_lines::{self, At};
 
 /// The project file `check` reads when `--config` is not given.
 pub const PROJECT_FILE: &str = "layerbench.toml";
@@ -106,28 +107,29 @@ impl Project {
         Project::parse(&text, path)
     }
 
-    /// Parses and checks project text; relative paths are resolved from `path`'s folder.
+    /// Parses and checks project text; relative paths are resolved from `path`'s folder. Every error names the file and the line.
     pub fn parse(text: &str, path: &Path) -> Result<Project, ProjectError> {
-        let bad = |message: String| ProjectError { path: path.to_path_buf(), message };
-        let file: ProjectFile = toml::from_str(text).map_err(|e| bad(crate::scenario::locate_unknown_key(text, &e)))?;
+        let bad = |message: String| ProjectError { path: path.to_path_buf(), message: toml_lines::one_line(&message) };
+        let at = |place: &[At], message: String| bad(format!("line {}: {message}", toml_lines::line_near(text, place)));
+        let file: ProjectFile = toml::from_str(text).map_err(|e| bad(toml_lines::describe(text, &e)))?;
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let dir = std::fs::canonicalize(dir).map_err(|e| bad(format!("failed to resolve the folder of the project file: {e}")))?;
         let resolve = |p: &str| if Path::new(p).is_absolute() { PathBuf::from(p) } else { dir.join(p) };
         if file.templates.is_empty() {
-            return Err(bad("no `[[template]]`: name at least one Dockerfile template to check".into()));
+            return Err(at(&[At::Key("template")], "no `[[template]]`: name at least one Dockerfile template to check".into()));
         }
         if file.builders.is_empty() {
-            return Err(bad("`builders` is empty: name `buildkit`, `legacy` or both".into()));
+            return Err(at(&[At::Key("builders")], "`builders` is empty: name `buildkit`, `legacy` or both".into()));
         }
         if file.repetitions == 0 {
-            return Err(bad("`repetitions` must be at least 1".into()));
+            return Err(at(&[At::Key("repetitions")], "`repetitions` must be at least 1".into()));
         }
         let app = if file.app == crate::shipped::SAMPLE_APP {
             file.app.clone()
         } else {
             let p = resolve(&file.app);
             if !p.is_dir() {
-                return Err(bad(format!("{}: `app = {:?}` is not a folder ({})", line_of(text, &file.app), file.app, p.display())));
+                return Err(at(&[At::Key("app")], format!("`app = {:?}` is not a folder ({})", file.app, p.display())));
             }
             p.display().to_string()
         };
@@ -135,7 +137,10 @@ impl Project {
             Some(c) => {
                 let p = resolve(c);
                 if !p.is_dir() {
-                    return Err(bad(format!("{}: `context = {c:?}` is not a folder ({})", line_of(text, c), p.display())));
+                    return Err(at(&[At::Key("context")], format!("`context = {c:?}` is not a folder ({})", p.display())));
+                }
+                if let Some(problem) = context_problem(&app, &p) {
+                    return Err(at(&[At::Key("context")], format!("`context = {c:?}` {problem}")));
                 }
                 Some(p)
             }
@@ -144,65 +149,72 @@ impl Project {
 
         let mut scenarios: BTreeMap<String, Scenario> = BTreeMap::new();
         // A scenario by name or file: its name and its steps' names.
-        let mut load_scenario = |name: &str| -> Result<(String, Vec<String>), ProjectError> {
+        let mut load_scenario = |name: &str, place: &[At]| -> Result<(String, Vec<String>), ProjectError> {
             let wanted = if name.ends_with(".toml") { resolve(name).display().to_string() } else { name.to_string() };
-            let found = crate::shipped::select_scenarios(None, &[wanted], true).map_err(|e| bad(format!("{}: {e}", line_of(text, name))))?;
-            let scenario = found.into_iter().next().ok_or_else(|| bad(format!("no scenario `{name}`")))?;
+            let found = crate::shipped::select_scenarios(None, &[wanted], true).map_err(|e| at(place, e.to_string()))?;
+            let scenario = found.into_iter().next().ok_or_else(|| at(place, format!("no scenario `{name}`")))?;
             let key = scenario.name.clone();
             let steps = scenario.steps.iter().map(|st| st.name.clone()).collect();
             scenarios.insert(key.clone(), scenario);
             Ok((key, steps))
         };
         let mut every_build_scenarios = Vec::new();
-        for s in &file.scenarios {
-            every_build_scenarios.push(load_scenario(s)?.0);
+        for (i, s) in file.scenarios.iter().enumerate() {
+            every_build_scenarios.push(load_scenario(s, &[At::Key("scenarios"), At::Index(i)])?.0);
         }
 
         let cwd = std::env::current_dir().unwrap_or_default();
         let mut templates: Vec<Template> = Vec::new();
-        for t in &file.templates {
+        for (ti, t) in file.templates.iter().enumerate() {
+            let template_at = |key: &'static str| [At::Key("template"), At::Index(ti), At::Key(key)];
             if templates.iter().any(|o| o.variant.name == t.name) {
-                return Err(bad(format!("{}: two templates are named `{}`", line_of(text, &t.name), t.name)));
+                return Err(at(&template_at("name"), format!("two templates are named `{}`", t.name)));
             }
             let dockerfile = resolve(&t.dockerfile);
             let dockerfile_text = std::fs::read_to_string(&dockerfile)
-                .map_err(|e| bad(format!("{}: template `{}`: failed to read its Dockerfile {}: {e}", line_of(text, &t.dockerfile), t.name, dockerfile.display())))?;
+                .map_err(|e| at(&template_at("dockerfile"), format!("template `{}`: failed to read its Dockerfile {}: {e}", t.name, dockerfile.display())))?;
             let model = DockerfileModel::parse(&dockerfile_text);
             let mut expectations = Vec::new();
             for (i, e) in t.expectations.iter().enumerate() {
-                let at = format!("template `{}`, expectation {}", t.name, i + 1);
+                let expect_at = |key: &'static str| [At::Key("template"), At::Index(ti), At::Key("expect"), At::Index(i), At::Key(key)];
+                let which = format!("template `{}`, expectation {}", t.name, i + 1);
                 let mut e = e.clone();
                 if e.is_empty() {
-                    return Err(bad(format!("{at} checks nothing: give it `cached`, `executed`, `all_cached`, `max_proxy_requests`, `max_image_size`, `max_layers`, `binary`, `user`, `probe`, `max_rebuild_seconds` or `max_slowdown`")));
+                    return Err(at(&expect_at("scenario"), format!("{which} checks nothing: give it `cached`, `executed`, `all_cached`, `max_proxy_requests`, `max_image_size`, `max_layers`, `binary`, `user`, `probe`, `max_rebuild_seconds` or `max_slowdown`")));
                 }
                 if let Some(s) = &e.scenario {
-                    let (name, steps) = load_scenario(s)?;
+                    let (name, steps) = load_scenario(s, &expect_at("scenario"))?;
                     if let Some(step) = &e.step {
                         if step != "baseline" && !steps.contains(step) {
-                            return Err(bad(format!("{}: {at}: scenario `{name}` has no step `{step}` (its steps: baseline, {})", line_of(text, step), steps.join(", "))));
+                            return Err(at(&expect_at("step"), format!("{which}: scenario `{name}` has no step `{step}` (its steps: baseline, {})", steps.join(", "))));
                         }
                     }
                     e.scenario = Some(name);
                 } else if e.step.is_some() {
-                    return Err(bad(format!("{at}: `step` needs a `scenario`")));
+                    return Err(at(&expect_at("step"), format!("{which}: `step` needs a `scenario`")));
                 }
-                for (key, pattern) in e.patterns() {
-                    let p = StepPattern::parse(pattern).map_err(|m| bad(format!("{}: {at}: {key}: {m}", line_of(text, pattern))))?;
-                    if !model.instructions.iter().filter(|i| !i.text.starts_with("FROM ")).any(|i| p.matches_instruction(i)) {
-                        return Err(bad(format!(
-                            "{}: {at}: `{key} = {pattern:?}` matches no step of {} (a pattern is an instruction's beginning, a glob with * and ?, or line:N; its steps: {})",
-                            line_of(text, pattern),
-                            dockerfile.display(),
-                            model.instructions.iter().filter(|i| i.keyword != "FROM").map(|i| format!("line {} `{}`", i.line, i.text)).collect::<Vec<_>>().join(", ")
-                        )));
+                for (key, patterns) in [("cached", &e.cached), ("executed", &e.executed)] {
+                    for (k, pattern) in patterns.iter().enumerate() {
+                        let pattern_at = [At::Key("template"), At::Index(ti), At::Key("expect"), At::Index(i), At::Key(key), At::Index(k)];
+                        let p = StepPattern::parse(pattern).map_err(|m| at(&pattern_at, format!("{which}: {key}: {m}")))?;
+                        if !model.instructions.iter().filter(|i| !i.text.starts_with("FROM ")).any(|i| p.matches_instruction(i)) {
+                            return Err(at(
+                                &pattern_at,
+                                format!(
+                                    "{which}: `{key} = {pattern:?}` matches no step of {} (a pattern is an instruction's beginning, a glob with * and ?, or line:N; its steps: {})",
+                                    dockerfile.display(),
+                                    model.instructions.iter().filter(|i| i.keyword != "FROM").map(|i| format!("line {} `{}`", i.line, i.text)).collect::<Vec<_>>().join(", ")
+                                ),
+                            ));
+                        }
                     }
                 }
                 if e.probe.is_some() && t.probe.is_none() {
-                    return Err(bad(format!("{at}: `probe = …` needs the template's `probe = {{ command = [...] }}`")));
+                    return Err(at(&expect_at("probe"), format!("{which}: `probe = …` needs the template's `probe = {{ command = [...] }}`")));
                 }
                 for (key, v) in [("max_rebuild_seconds", e.max_rebuild_seconds), ("max_slowdown", e.max_slowdown)] {
                     if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
-                        return Err(bad(format!("{at}: `{key}` must be a positive number")));
+                        return Err(at(&expect_at(key), format!("{which}: `{key}` must be a positive number")));
                     }
                 }
                 expectations.push(e);
@@ -305,12 +317,21 @@ fn baseline_only() -> Scenario {
     }
 }
 
-/// `line N` of the first line of `text` that holds `value` as a quoted string, for messages.
-fn line_of(text: &str, value: &str) -> String {
-    let quoted = format!("{value:?}");
-    match text.lines().position(|l| l.contains(&quoted) || l.contains(&format!("'{value}'"))) {
-        Some(n) => format!("line {}", n + 1),
-        None => "the file".to_string(),
+/// Why the build context cannot be used with the app, if it cannot: the two must be the same folder or one
+/// inside the other, their symlinks followed (a context that reaches outside the app must hold the whole app).
+fn context_problem(app: &str, context: &Path) -> Option<String> {
+    if app == crate::shipped::SAMPLE_APP {
+        return None;
+    }
+    let real = |p: &Path| std::fs::canonicalize(p).ok();
+    match (real(Path::new(app)), real(context)) {
+        (Some(app), Some(context)) if app.starts_with(&context) || context.starts_with(&app) => None,
+        (Some(app), Some(context)) => Some(format!(
+            "is {}, which neither holds the app {} nor lies inside it (through its symlinks)",
+            context.display(),
+            app.display()
+        )),
+        _ => Some("cannot be resolved".to_string()),
     }
 }
 
@@ -416,6 +437,42 @@ max_slowdown = 1.15
         for (from, to, needle) in cases {
             let e = Project::parse(&GOOD.replace(from, to), &path).unwrap_err().to_string();
             assert!(e.contains(needle), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_context_that_leaves_the_app_is_refused_with_the_line_even_through_a_symlinked_folder() {
+        let (dir, path) = project_dir();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("linked")).unwrap();
+        std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+        let with_context = |c: &str| GOOD.replace("app = \".\"", &format!("app = \".\"\ncontext = {c:?}"));
+        let sibling = format!("../{}", elsewhere.path().file_name().unwrap().to_str().unwrap());
+        for context in [sibling.as_str(), "linked", elsewhere.path().to_str().unwrap()] {
+            let e = Project::parse(&with_context(context), &path).unwrap_err().to_string();
+            assert!(e.contains(PROJECT_FILE) && e.contains("line 2: ") && e.contains("neither holds the app"), "{context}: {e}");
+        }
+        for context in [".", "sub"] {
+            assert!(Project::parse(&with_context(context), &path).is_ok(), "{context}");
+        }
+        let app_below = GOOD.replace("app = \".\"", "app = \"sub\"\ncontext = \".\"");
+        assert!(Project::parse(&app_below, &path).is_ok(), "a context holding the app is fine");
+    }
+
+    #[test]
+    fn every_semantic_error_names_its_line() {
+        let (_dir, path) = project_dir();
+        for (from, to, line) in [
+            ("repetitions = 3", "repetitions = 0", 3),
+            ("builders = [\"buildkit\"]", "builders = []", 4),
+            ("max_slowdown = 1.15", "max_slowdown = -1.0", 22),
+            ("scenario = \"edit-go-source\"", "step = \"x\"", 18),
+            ("scenarios = [\"edit-go-source\", \"touch-only\"]", "scenarios = [\"edit-go-source\",\n  \"nope\"]", 3),
+            ("probe = { command = [\"selftest\"] }", "", 15),
+        ] {
+            let e = Project::parse(&GOOD.replace(from, to), &path).unwrap_err().to_string();
+            assert!(e.contains(&format!("line {line}: ")), "{to}: {e}");
+            assert!(!e.contains('\n'), "{e}");
         }
     }
 }

@@ -469,9 +469,14 @@ impl Results {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut results: Results = serde_json::from_str(&text).map_err(|e| ResultsError::Parse {
+        Results::parse(&text, path)
+    }
+
+    /// Parses results text; `path` names the file in errors, which also name the line and column.
+    pub fn parse(text: &str, path: &Path) -> Result<Results, ResultsError> {
+        let mut results: Results = serde_json::from_str(text).map_err(|e| ResultsError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: crate::toml_lines::one_line(&e.to_string()),
         })?;
         results.upgrade();
         Ok(results)
@@ -579,5 +584,16 @@ mod tests {
         assert_eq!(states, [BuildStart::Warm, BuildStart::Rebuild]);
         assert_eq!(BuildStart::of("baseline", CacheState::Cold), BuildStart::Cold);
         assert_eq!(BuildStart::of("edit", CacheState::Cold), BuildStart::Rebuild);
+    }
+
+    #[test]
+    fn a_bad_results_file_names_the_file_and_the_line() {
+        let good = serde_json::to_string_pretty(&results_with(vec![record_with("v", "s", "baseline", 1.0, &[("RUN x", true, 1.0)], 0)])).unwrap();
+        assert!(Results::parse(&good, Path::new("r.json")).is_ok());
+        let bad = good.replacen("\"wall_ms\": 1000.0", "\"wall_ms\": \"slow\"", 1);
+        assert_ne!(bad, good);
+        let line = bad.lines().position(|l| l.contains("\"slow\"")).unwrap() + 1;
+        let e = Results::parse(&bad, Path::new("runs/r.json")).unwrap_err().to_string();
+        assert!(e.contains("runs/r.json") && e.contains(&format!("line {line}")), "{e}");
     }
 }

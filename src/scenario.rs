@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::goproxy::gomod::Version;
 use crate::roles::{self, Role, FIRST_DIRECT_DEPENDENCY};
+use crate::toml_lines::{self, At};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -112,30 +113,32 @@ impl Change {
         }
     }
 
-    /// What is wrong with this change as written, if anything (checked before any file is touched).
-    fn problem(&self) -> Option<String> {
+    /// What is wrong with this change as written, if anything, and the key it is wrong in (checked before any file is touched).
+    fn problem(&self) -> Option<(&'static str, String)> {
         for (key, value) in self.paths() {
             if let Some(problem) = path_problem(value) {
-                return Some(format!("`{key}` = `{value}` {problem}"));
+                return Some((key, format!("`{key}` = `{value}` {problem}")));
             }
             if let Some(name) = roles::placeholders(value).into_iter().find(|n| Role::from_name(n).is_none()) {
                 let known: Vec<String> = Role::ALL.iter().map(|r| format!("{{{}}}", r.name())).collect();
-                return Some(format!("`{key}` = `{value}` names `{{{name}}}`, which is not a role (roles: {})", known.join(", ")));
+                return Some((key, format!("`{key}` = `{value}` names `{{{name}}}`, which is not a role (roles: {})", known.join(", "))));
             }
         }
         match self {
-            Change::Chmod { mode, .. } if u32::from_str_radix(mode, 8).is_err() => Some(format!("chmod mode `{mode}` is not octal")),
+            Change::Chmod { mode, .. } if u32::from_str_radix(mode, 8).is_err() => Some(("mode", format!("chmod mode `{mode}` is not octal"))),
             Change::Chown { owner, .. } if parse_owner(owner).is_none() => {
-                Some(format!("chown owner `{owner}` is not numeric `uid:gid` (such as \"1000:1000\")"))
+                Some(("owner", format!("chown owner `{owner}` is not numeric `uid:gid` (such as \"1000:1000\")")))
             }
             Change::Symlink { target, .. } if target.is_empty() || Path::new(target).is_absolute() => {
-                Some(format!("symlink target `{target}` must be a relative path (it must resolve inside the app)"))
+                Some(("target", format!("symlink target `{target}` must be a relative path (it must resolve inside the app)")))
             }
-            Change::BumpModule { module, .. } if module.contains('{') && module != FIRST_DIRECT_DEPENDENCY => Some(format!(
-                "bump-module module `{module}`: the only role a module may be named by is `{FIRST_DIRECT_DEPENDENCY}`"
+            Change::BumpModule { module, .. } if module.contains('{') && module != FIRST_DIRECT_DEPENDENCY => Some((
+                "module",
+                format!("bump-module module `{module}`: the only role a module may be named by is `{FIRST_DIRECT_DEPENDENCY}`"),
             )),
-            Change::BumpModule { version, .. } if version != NEXT_VERSION && Version::parse(version).is_none() => Some(format!(
-                "bump-module version `{version}` is neither `{NEXT_VERSION}` nor a module version such as `v1.2.3`"
+            Change::BumpModule { version, .. } if version != NEXT_VERSION && Version::parse(version).is_none() => Some((
+                "version",
+                format!("bump-module version `{version}` is neither `{NEXT_VERSION}` nor a module version such as `v1.2.3`"),
             )),
             _ => None,
         }
@@ -167,44 +170,43 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
 }
 
 impl Scenario {
-    /// Parses scenario text; errors name the file, the line and the key.
+    /// Parses scenario text; every error names the file, the line and what is wrong.
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
-            path: path.to_path_buf(),
-            message: locate_unknown_key(text, &e),
-        })?;
         let bad = |message: String| ScenarioError::Parse {
             path: path.to_path_buf(),
-            message,
+            message: toml_lines::one_line(&message),
         };
+        let scenario: Scenario = toml::from_str(text).map_err(|e| bad(toml_lines::describe(text, &e)))?;
+        let at = |place: &[At], message: String| bad(format!("line {}: {message}", toml_lines::line_near(text, place)));
         if scenario.name.trim().is_empty() {
-            return Err(bad("`name` is empty".into()));
+            return Err(at(&[At::Key("name")], "`name` is empty".into()));
         }
         if scenario.steps.is_empty() {
-            return Err(bad("a scenario needs at least one [[step]]".into()));
+            return Err(at(&[At::Key("step")], "a scenario needs at least one [[step]]".into()));
         }
-        for u in &scenario.unpublished {
+        for (i, u) in scenario.unpublished.iter().enumerate() {
             if u.split_once('@').is_none_or(|(m, v)| m.is_empty() || v.is_empty()) {
-                return Err(bad(format!("`unpublished` entry `{u}` is not module@version")));
+                return Err(at(&[At::Key("unpublished"), At::Index(i)], format!("`unpublished` entry `{u}` is not module@version")));
             }
         }
         for (i, step) in scenario.steps.iter().enumerate() {
             if step.name.trim().is_empty() || step.name == "baseline" {
-                return Err(bad(format!("step {} needs a name other than `baseline`", i + 1)));
+                return Err(at(&[At::Key("step"), At::Index(i), At::Key("name")], format!("step {} needs a name other than `baseline`", i + 1)));
             }
             if scenario.steps[..i].iter().any(|s| s.name == step.name) {
-                return Err(bad(format!("two steps are named `{}`", step.name)));
+                return Err(at(&[At::Key("step"), At::Index(i), At::Key("name")], format!("two steps are named `{}`", step.name)));
             }
-            for change in &step.changes {
-                if let Some(problem) = change.problem() {
-                    return Err(bad(format!("step `{}`: {problem}", step.name)));
+            for (j, change) in step.changes.iter().enumerate() {
+                let change_at = |key: &'static str| [At::Key("step"), At::Index(i), At::Key("change"), At::Index(j), At::Key(key)];
+                if let Some((key, problem)) = change.problem() {
+                    return Err(at(&change_at(key), format!("step `{}`: {problem}", step.name)));
                 }
                 if let Change::PublishModule { module, version } = change {
                     if !scenario.unpublished.contains(&format!("{module}@{version}")) {
-                        return Err(bad(format!(
-                            "step `{}` publishes {module}@{version}, which `unpublished` does not list",
-                            step.name
-                        )));
+                        return Err(at(
+                            &change_at("version"),
+                            format!("step `{}` publishes {module}@{version}, which `unpublished` does not list", step.name),
+                        ));
                     }
                 }
             }
@@ -218,29 +220,6 @@ impl Scenario {
             source,
         })?;
         Scenario::parse(&text, path)
-    }
-}
-
-/// The parser reports an unknown key at the start of its table; this points
-/// at the line where the key itself is written.
-pub(crate) fn locate_unknown_key(text: &str, e: &toml::de::Error) -> String {
-    let message = e.to_string().trim_end().to_string();
-    let key = message
-        .split("unknown field `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_string);
-    let from = e.span().map_or(0, |span| text[..span.start.min(text.len())].lines().count().saturating_sub(1));
-    let found = key.as_ref().and_then(|key| {
-        text.lines().enumerate().skip(from).find_map(|(i, line)| {
-            let t = line.trim_start().trim_start_matches(['{', ',', ' ']);
-            let name = t.split(['=', ' ']).next().unwrap_or("");
-            (name == key || line.contains(&format!(" {key} =")) || line.contains(&format!("{{{key} ="))).then_some(i + 1)
-        })
-    });
-    match (key, found) {
-        (Some(key), Some(line)) => format!("line {line}: unknown key `{key}`\n{message}"),
-        _ => message,
     }
 }
 
@@ -353,7 +332,7 @@ change = [
             ("{ kind = \"bump-module\", module = \"m\", version = \"newest\" }", "neither `next`"),
         ] {
             let err = parse(change).unwrap_err();
-            assert!(err.contains("bad.toml") && err.contains("the-step") && err.contains(problem), "{change}: {err}");
+            assert!(err.contains("bad.toml") && err.contains("line 5") && err.contains("the-step") && err.contains(problem), "{change}: {err}");
         }
         assert!(parse("{ kind = \"chown\", file = \"{any_go}\", owner = \"0:65534\" }").is_ok());
         assert_eq!(parse_owner("1000:1000"), Some((1000, 1000)));
@@ -377,7 +356,14 @@ change = [
     #[test]
     fn bad_modes_and_reserved_step_names_are_refused() {
         let text = "name = \"t\"\ndescription = \"d\"\n[[step]]\nname = \"baseline\"\n";
-        assert!(Scenario::parse(text, Path::new("x.toml")).is_err());
+        let err = Scenario::parse(text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("x.toml: line 4: ") && err.contains("baseline"), "{err}");
+        let text = "name = \"t\"\ndescription = \"d\"\nstep = []\n";
+        let err = Scenario::parse(text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("line 3: ") && err.contains("at least one"), "{err}");
+        let text = "name = \"t\"\ndescription = \"d\"\nunpublished = [\n  \"m@v1\",\n  \"m\",\n]\n[[step]]\nname = \"s\"\n";
+        let err = Scenario::parse(text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("line 5: ") && err.contains("module@version"), "{err}");
         let text = "name = \"t\"\ndescription = \"d\"\n[[step]]\nname = \"s\"\nchange = [{ kind = \"chmod\", file = \"a\", mode = \"rwx\" }]\n";
         assert!(Scenario::parse(text, Path::new("x.toml")).unwrap_err().to_string().contains("not octal"));
     }

@@ -9,6 +9,7 @@ use crate::goproxy::server::Shaping;
 use crate::results::{Builder, Probe};
 use crate::runner::{self, Cell, NetworkProfile, RunError};
 use crate::scenario::ScenarioError;
+use crate::toml_lines::{self, At};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
@@ -99,17 +100,33 @@ pub fn load(name_or_path: &str) -> Result<(Suite, PathBuf), SuiteError> {
 
 /// Parses suite text; `path` names the file in errors.
 pub fn parse(text: &str, path: &Path) -> Result<Suite, SuiteError> {
-    let suite: Suite = toml::from_str(text).map_err(|e| SuiteError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string().trim_end().to_string(),
-    })?;
-    for group in &suite.cells {
-        for n in &group.networks {
+    let bad = |message: String| SuiteError::Parse { path: path.to_path_buf(), message: toml_lines::one_line(&message) };
+    let suite: Suite = toml::from_str(text).map_err(|e| bad(toml_lines::describe(text, &e)))?;
+    let at = |place: &[At], message: String| bad(format!("line {}: {message}", toml_lines::line_near(text, place)));
+    for (name, spec) in &suite.network {
+        if spec.bandwidth_bytes_per_sec == Some(0) {
+            return Err(at(
+                &[At::Key("network"), At::Key(name), At::Key("bandwidth_bytes_per_sec")],
+                format!("network `{name}`: `bandwidth_bytes_per_sec` must be at least 1 (leave it out for no cap)"),
+            ));
+        }
+    }
+    if suite.cells.is_empty() {
+        return Err(at(&[At::Key("cells")], "`cells` is empty: a suite needs at least one group of cells".into()));
+    }
+    for (g, group) in suite.cells.iter().enumerate() {
+        if group.networks.is_empty() {
+            return Err(at(&[At::Key("cells"), At::Index(g), At::Key("networks")], "`networks` is empty: name `loopback` or a profile under [network]".into()));
+        }
+        if group.builders.is_empty() {
+            return Err(at(&[At::Key("cells"), At::Index(g), At::Key("builders")], "`builders` is empty: name `buildkit`, `legacy` or both".into()));
+        }
+        if group.repetitions == 0 {
+            return Err(at(&[At::Key("cells"), At::Index(g), At::Key("repetitions")], "`repetitions` must be at least 1".into()));
+        }
+        for (i, n) in group.networks.iter().enumerate() {
             if n != "loopback" && !suite.network.contains_key(n) {
-                return Err(SuiteError::Parse {
-                    path: path.to_path_buf(),
-                    message: format!("network `{n}` is not defined under [network]"),
-                });
+                return Err(at(&[At::Key("cells"), At::Index(g), At::Key("networks"), At::Index(i)], format!("network `{n}` is not defined under [network]")));
             }
         }
     }
@@ -176,5 +193,23 @@ mod tests {
         let builds: usize = cells.iter().map(Cell::builds).sum();
         assert!(builds < 80, "the claims suite stays small: {builds} builds");
         assert!(cells.iter().enumerate().all(|(i, c)| c.index == i));
+    }
+
+    #[test]
+    fn bad_suites_name_the_file_the_line_and_what_is_wrong() {
+        let base = "name = \"s\"\ndescription = \"d\"\n\n[[cells]]\nvariants = [\"layered\"]\nscenarios = [\"no-change\"]\nnetworks = [\"loopback\"]\n";
+        assert!(parse(base, Path::new("s.toml")).is_ok());
+        for (from, to, line, needle) in [
+            ("networks = [\"loopback\"]", "networks = [\"loopback\", \"moon\"]", 7, "network `moon`"),
+            ("networks = [\"loopback\"]", "networks = []", 7, "`networks` is empty"),
+            ("networks = [\"loopback\"]", "networks = [\"loopback\"]\nrepetitions = 0", 8, "at least 1"),
+            ("networks = [\"loopback\"]", "networks = [\"loopback\"]\nbuilders = [\"kaniko\"]", 8, "kaniko"),
+            ("networks = [\"loopback\"]", "networks = [\"loopback\"]\nrepetiton = 2", 8, "repetiton"),
+            ("[[cells]]", "[network.slow]\nbandwidth_bytes_per_sec = 0\n[[cells]]", 5, "at least 1"),
+        ] {
+            let err = parse(&base.replace(from, to), Path::new("suites/s.toml")).unwrap_err().to_string();
+            assert!(err.contains("suites/s.toml") && err.contains(&format!("line {line}")) && err.contains(needle), "{to}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
     }
 }

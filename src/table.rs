@@ -103,7 +103,7 @@ pub fn statistics_table(results: &Results) -> String {
             f.show(s.spread),
             notes.join("; ")
         );
-        out.push_str(&shorten(line.trim_end(), WIDTH));
+        out.push_str(&cut(line.trim_end(), WIDTH));
         out.push('\n');
     }
     out
@@ -175,6 +175,15 @@ pub fn verdict_table(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> St
     out
 }
 
+/// A table line cut to `max` characters with an ellipsis, its alignment kept.
+fn cut(line: &str, max: usize) -> String {
+    if line.chars().count() <= max {
+        line.to_string()
+    } else {
+        format!("{}…", line.chars().take(max - 1).collect::<String>())
+    }
+}
+
 /// What each rebuild did, side by side per scenario step: per template the median rebuild time, the modules the proxy
 /// served, and the steps it re-ran (cut to fit 100 columns).
 pub fn findings(results: &Results) -> String {
@@ -243,6 +252,8 @@ mod tests {
         assert!(table.starts_with("layered × edit-go-source · buildkit · rep 1 (cold)\n"), "{table}");
         let stats = statistics_table(&results);
         assert!(stats.lines().nth(1).is_some_and(|l| l.contains("baseline") && l.contains("1.50 s")), "{stats}");
+        let columns = |l: &str| l.find(" baseline ").or_else(|| l.find(" edit-handler ")).map_or(0, |at| l[..at].chars().count());
+        assert!(stats.lines().skip(1).all(|l| columns(l) == 40), "the step column is aligned: {stats}");
         let line = table.lines().find(|l| l.trim_start().starts_with("edit-handler")).unwrap();
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cols[..6], ["edit-handler", "1", "1", "1.50", "s", "0"]);

@@ -17,8 +17,9 @@ fn read(builder: Builder, name: &str) -> (Vec<LayerRecord>, Option<layerbench::e
         Builder::Buildkit => "buildkit",
         Builder::Legacy => "legacy",
     };
-    let text = std::fs::read_to_string(fixture().join(format!("streams/{prefix}-{name}.jsonl"))).unwrap();
-    let stream = BuildStream::from_recording(&text).unwrap();
+    let path = fixture().join(format!("streams/{prefix}-{name}.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let stream = BuildStream::from_recording(&text, &path).unwrap();
     let failure = stream.failure().cloned();
     let model = DockerfileModel::parse(&std::fs::read_to_string(fixture().join("tiny-app/dockerfiles/layered.Dockerfile")).unwrap());
     let steps = stream.finish();

@@ -63,18 +63,19 @@ impl IgnoreRules {
             origin: origin.to_path_buf(),
         };
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        for line in text.lines() {
+        for (n, line) in text.lines().enumerate() {
             if let Some(pattern) = read_line(line) {
-                rules.push(&pattern, line)?;
+                rules.push(&pattern, line, &format!("line {}", n + 1))?;
             }
         }
         Ok(rules)
     }
 
-    /// Compiles one pattern as Docker's matcher does; `line` is quoted in errors.
-    fn push(&mut self, pattern: &str, line: &str) -> Result<(), ContextError> {
+    /// Compiles one pattern as Docker's matcher does; `line` is quoted in errors, `at` says where it was written.
+    fn push(&mut self, pattern: &str, line: &str, at: &str) -> Result<(), ContextError> {
         let bad = |reason: &str| ContextError::BadPattern {
             file: self.origin.clone(),
+            at: at.to_string(),
             pattern: line.to_string(),
             reason: reason.to_string(),
         };
@@ -137,7 +138,7 @@ impl IgnoreRules {
     pub fn keep(&mut self, rel: &str) -> Result<(), ContextError> {
         if self.is_excluded(rel) {
             let pattern = format!("!{rel}");
-            self.push(&pattern, &pattern)?;
+            self.push(&pattern, &pattern, &format!("the re-include of `{rel}` the Docker CLI adds"))?;
         }
         Ok(())
     }
@@ -554,7 +555,7 @@ mod tests {
         for bad in ["bad[", "[]a]", "x\\", "!", "! ", "[a-]", "a(b"] {
             let err = IgnoreRules::parse(&format!("ok\n{bad}\n"), Path::new("app/.dockerignore")).unwrap_err();
             let text = err.to_string();
-            assert!(text.contains("app/.dockerignore") && text.contains(bad), "{bad}: {text}");
+            assert!(text.contains("app/.dockerignore: line 2: ") && text.contains(bad), "{bad}: {text}");
         }
     }
 

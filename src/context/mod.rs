@@ -15,9 +15,11 @@ pub enum ContextError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{file}: the pattern `{pattern}` is not valid in a .dockerignore file: {reason}")]
+    #[error("{file}: {at}: the pattern `{pattern}` is not valid in a .dockerignore file: {reason}")]
     BadPattern {
         file: PathBuf,
+        /// `line N`, or the rule that added it.
+        at: String,
         pattern: String,
         reason: String,
     },

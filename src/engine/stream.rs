@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,15 @@ pub enum StreamItem {
     Text { text: String, at_unix_ms: u64 },
     /// The error that ends a failed build.
     Error { message: String },
+}
+
+/// A line of a recorded stream that is not a stream item.
+#[derive(Debug, thiserror::Error)]
+#[error("recorded build stream {path}: line {line}: {message}")]
+pub struct RecordingError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub message: String,
 }
 
 /// Appends every stream item to the file named by `LAYERBENCH_RECORD_STREAM`, when set.
@@ -61,11 +71,15 @@ fn is_internal(name: &str) -> bool {
 }
 
 impl BuildStream {
-    /// Reads a whole recorded stream (JSON lines of [`StreamItem`]).
-    pub fn from_recording(text: &str) -> Result<BuildStream, serde_json::Error> {
+    /// Reads a whole recorded stream (JSON lines of [`StreamItem`]); `path` names the file in errors.
+    pub fn from_recording(text: &str, path: &Path) -> Result<BuildStream, RecordingError> {
         let mut s = BuildStream::default();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let item: StreamItem = serde_json::from_str(line)?;
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let item: StreamItem = serde_json::from_str(line).map_err(|e| RecordingError {
+                path: path.to_path_buf(),
+                line: n + 1,
+                message: crate::toml_lines::one_line(&e.to_string()),
+            })?;
             s.push(&item, &mut |_| {});
         }
         Ok(s)
@@ -194,3 +208,18 @@ impl BuildStream {
         self.order.iter().filter_map(|k| self.by_key.remove(k)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_line_of_a_recorded_stream_names_the_file_and_the_line() {
+        let text = "{\"type\":\"error\",\"message\":\"boom\"}\n\n{\"type\":\"text\",\"text\":1}\n";
+        let e = BuildStream::from_recording(text, Path::new("streams/x.jsonl")).err().unwrap().to_string();
+        assert!(e.contains("streams/x.jsonl") && e.contains("line 3: "), "{e}");
+        let s = BuildStream::from_recording(&text.replace("\"text\":1", "\"text\":\"Step 1/1 : FROM x\",\"at_unix_ms\":5"), Path::new("x")).unwrap();
+        assert_eq!(s.failure().map(|f| f.message.as_str()), Some("boom"));
+    }
+}
+
