@@ -59,7 +59,7 @@ async fn an_app_unlike_the_sample_runs_with_two_templates_three_shipped_scenario
     assert_eq!(tree_digest(&app), before, "the app folder was modified");
     let results = Results::read(&out_dir.join("results.json")).unwrap();
     assert!(results.complete);
-    assert_eq!(results.schema_version, 2);
+    assert_eq!(results.schema_version, layerbench::results::SCHEMA_VERSION);
     assert_eq!(results.records.len(), 2 * 3 * 2 * 2, "two templates × three one-step scenarios × two builders, baseline and step");
     for r in &results.records {
         assert_eq!(r.outcome, "ok", "{} {} {:?} {}: {:?}", r.variant, r.scenario, r.builder, r.step, r.error);

@@ -93,17 +93,19 @@ fn a_hung_build_is_cancelled_in_the_engine_recorded_as_timed_out_and_the_run_goe
 fn start_hung_run(dir: &std::path::Path, seconds: &str, port: &str) -> std::process::Child {
     let hang = dir.join("hang.Dockerfile");
     std::fs::write(&hang, format!("FROM golang:1.23\nRUN sleep {seconds}\n")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_layerbench"))
-        .args(["run", "--app"])
+    let mut run = Command::new(env!("CARGO_BIN_EXE_layerbench"));
+    run.args(["run", "--app"])
         .arg(root().join("tests/fixtures/tiny-app"))
         .arg("--dockerfile")
         .arg(format!("hang={}", hang.display()))
         .args(["--scenario", "no-change", "--repetitions", "2", "--proxy-port", port, "--out"])
-        .arg(dir.join("results"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start layerbench");
+        .arg(dir.join("results"));
+    spawn_until_sleeping(&mut run, seconds)
+}
+
+/// Starts `run` with its output captured and waits until its hung step (`sleep <seconds>`) runs.
+fn spawn_until_sleeping(run: &mut Command, seconds: &str) -> std::process::Child {
+    let child = run.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("start layerbench");
     let deadline = Instant::now() + Duration::from_secs(300);
     while sleeping(seconds) == 0 {
         assert!(Instant::now() < deadline, "the hung step never started");
@@ -255,17 +257,7 @@ fn a_lost_engine_is_waited_for_or_the_run_stops_resumable_and_resume_builds_only
     let (first_sleep, second_sleep) = (unique_sleep(4), unique_sleep(5));
 
     // The engine comes back within --engine-wait: the hung cell is recorded as lost and the run goes on.
-    let child = run_hung_and_good(dir.path(), &first_sleep, "48224", &["--engine-wait", "90s", "--out"])
-        .arg(dir.path().join("results"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start layerbench");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while sleeping(&first_sleep) == 0 {
-        assert!(Instant::now() < deadline, "the hung step never started");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let child = spawn_until_sleeping(run_hung_and_good(dir.path(), &first_sleep, "48224", &["--engine-wait", "90s", "--out"]).arg(dir.path().join("results")), &first_sleep);
     stop_engine();
     end_sleeping(&first_sleep);
     std::thread::sleep(Duration::from_secs(3));
@@ -295,17 +287,7 @@ fn a_lost_engine_is_waited_for_or_the_run_stops_resumable_and_resume_builds_only
 
     // The engine stays away longer than --engine-wait: the run stops, everything kept, and says how to resume.
     let other = dir.path().join("second");
-    let child = run_hung_and_good(dir.path(), &second_sleep, "48224", &["--engine-wait", "4s", "--out"])
-        .arg(&other)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start layerbench");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while sleeping(&second_sleep) == 0 {
-        assert!(Instant::now() < deadline, "the hung step never started");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let child = spawn_until_sleeping(run_hung_and_good(dir.path(), &second_sleep, "48224", &["--engine-wait", "4s", "--out"]).arg(&other), &second_sleep);
     stop_engine();
     end_sleeping(&second_sleep);
     let out = child.wait_with_output().expect("wait for layerbench");

@@ -29,6 +29,12 @@ pub const RUN_LABEL: &str = "io.layerbench.run";
 /// The oldest engine API layerbench works with (Engine 20.10 speaks 1.41).
 const MIN_API: (u64, u64) = (1, 41);
 
+/// How long an engine call may take to answer (the head of its answer; streamed bodies have their own limits).
+const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long reading an exported image may take (a large one streams for seconds, not minutes).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(900);
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("no Docker engine answered at {target}: {source}\nStart one with `scripts/setup-engine.sh` (installs Debian's docker.io and starts dockerd), or point DOCKER_HOST at a running engine.")]
@@ -182,7 +188,9 @@ impl Engine {
             source,
         };
         let docker = Docker::connect_with_defaults().map_err(unreachable)?;
-        let docker = docker.with_timeout(Duration::from_secs(3600));
+        // Every call gets its answer's head within this; a build's stream is bounded by the run's build timeout,
+        // and the streamed bodies read here (an exported image, a copied file) by their own limits.
+        let docker = docker.with_timeout(CALL_TIMEOUT);
         let docker = tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version())
             .await
             .map_err(|_| EngineError::Unreachable {
@@ -463,7 +471,10 @@ impl Engine {
         let mut stream = self.docker.download_from_container(&id, Some(options));
         let mut tar_bytes = Vec::new();
         let mut missing = false;
-        while let Some(chunk) = stream.next().await {
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        while let Some(chunk) = tokio::time::timeout_at(deadline, stream.next()).await.unwrap_or_else(|_| {
+            Some(Err(bollard::errors::Error::IOError { err: std::io::Error::new(std::io::ErrorKind::TimedOut, format!("copying {path} out took over {} s", CALL_TIMEOUT.as_secs())) }))
+        }) {
             match chunk {
                 Ok(b) => tar_bytes.extend_from_slice(&b),
                 Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
@@ -515,7 +526,10 @@ impl Engine {
             read(&mut bridge)
         });
         let export = |source| EngineError::Export { image: image.to_string(), source };
-        task.await.map_err(|e| export(std::io::Error::other(e)))?.map_err(export)
+        let finished = tokio::time::timeout(EXPORT_TIMEOUT, task)
+            .await
+            .map_err(|_| export(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no end after {} s", EXPORT_TIMEOUT.as_secs()))))?;
+        finished.map_err(|e| export(std::io::Error::other(e)))?.map_err(export)
     }
 
     /// Creates (does not start) a container carrying layerbench's label; returns its id.
