@@ -225,7 +225,11 @@ pub fn settled_verdicts(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) ->
     use crate::analysis::verdicts::Verdict;
     let mut out = String::new();
     for v in verdicts.iter().filter(|v| v.verdict != Verdict::NotMeasured) {
-        out.push_str(&format!("{} {}: {}\n", v.id, v.verdict.label(), crate::analysis::verdicts::claim_summary(&v.id)));
+        let claim = format!("{} {}: {}", v.id, v.verdict.label(), crate::analysis::verdicts::claim_summary(&v.id));
+        for line in textwrap::wrap(&claim, textwrap::Options::new(WIDTH).subsequent_indent("  ")) {
+            out.push_str(&line);
+            out.push('\n');
+        }
         for line in textwrap::wrap(&v.evidence, textwrap::Options::new(WIDTH).initial_indent("    ").subsequent_indent("    ")) {
             out.push_str(&line);
             out.push('\n');
@@ -297,6 +301,8 @@ mod tests {
         use crate::analysis::verdicts::{ClaimVerdict, Verdict};
         let verdicts = [
             ClaimVerdict { id: "C2".into(), verdict: Verdict::Confirmed, evidence: "word ".repeat(60) },
+            // Its claim is longer than a line once the verdict is before it.
+            ClaimVerdict { id: "C1".into(), verdict: Verdict::ConfirmedWithCaveat, evidence: "e".into() },
             ClaimVerdict { id: "C3".into(), verdict: Verdict::NotMeasured, evidence: "not measured: needs a bump".into() },
         ];
         let text = settled_verdicts(&verdicts);
