@@ -94,6 +94,15 @@ pub enum Command {
     },
     /// Build the templates of a project file (layerbench.toml) and judge its expectations: exit 0 when all pass, 1 when one fails, 2 for a bad project file, 3 for the environment.
     Check(CheckArgs),
+    /// Join the results files of a run's shards (`run --shard K/N`, one per CI job) into one, and write its report; files from different configurations are refused.
+    Merge {
+        /// The shards' results files, one per shard.
+        #[arg(required = true, value_name = "RESULTS")]
+        files: Vec<PathBuf>,
+        /// Write DIR/results.json and the report there.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Remove the containers and images layerbench created (only those: they carry its label).
     Clean {
         /// Also remove the base-image stand-ins layerbench built.
@@ -160,6 +169,9 @@ pub struct RunArgs {
     /// Go on with a run cut short (interrupted, or its engine lost): give the same options and its results file; only the cells that file lacks are built, and their records join it.
     #[arg(long, value_name = "RESULTS", conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// Build only share K of N of the run's cells (cell i when i mod N = K-1), for N CI jobs; `layerbench merge` joins their results.
+    #[arg(long, value_name = "K/N", value_parser = crate::results::Shard::parse)]
+    pub shard: Option<crate::results::Shard>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -192,6 +204,9 @@ pub struct CheckArgs {
 /// Where a run's modules come from and its results go (`run` and `check`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct EngineArgs {
+    /// An engine to build on: the name of one layerbench owns (`layerbench engine start`), or a URL (`unix:///path`, `tcp://host:port`); repeat to spread the cells over several (one build at a time on each). Default: DOCKER_HOST or the default socket.
+    #[arg(long = "engine", value_name = "NAME|URL")]
+    pub engines: Vec<String>,
     /// Write DIR/results.json instead of ./layerbench-results/<run-id>/results.json.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod goproxy;
 pub mod images;
 pub mod inspect;
+pub mod merge;
 pub mod miss;
 pub mod paths;
 pub mod project;

@@ -176,6 +176,22 @@ async fn run(command: Command) -> Result<bool> {
             print_report(&layerbench::report::write(&results, &path)?);
             Ok(true)
         }
+        Command::Merge { files, out } => {
+            let mut shards = Vec::new();
+            for path in files {
+                let results = Results::read(&path).map_err(BadInput::from_error)?;
+                shards.push((path, results));
+            }
+            let count = shards.len();
+            let merged = layerbench::merge::merge(shards).map_err(BadInput::from_error)?;
+            let path = out.join("results.json");
+            layerbench::durable::check_writable(&out).with_context(|| format!("the folder {} cannot be written", out.display()))?;
+            merged.write(&path)?;
+            let cells = merged.records.iter().filter_map(|r| r.cell).collect::<std::collections::BTreeSet<_>>().len();
+            println!("merged {count} shards: {} builds in {cells} cells{}; results: {}", merged.records.len(), if merged.complete { "" } else { " (a shard is incomplete)" }, path.display());
+            print_report(&layerbench::report::write(&merged, &path)?);
+            Ok(true)
+        }
         Command::Verdicts { results, json } => {
             let results = layerbench::results::Results::read(&results)?;
             let verdicts = layerbench::analysis::verdicts::verdicts(&results);
@@ -276,6 +292,7 @@ async fn run_command(args: RunArgs) -> Result<bool> {
             build_timeout: suite.as_ref().and_then(|(s, _)| s.build_timeout),
             resume: args.resume.clone(),
             verbose: args.verbose,
+            shard: args.shard,
         },
         &args.engine,
         &Say::Stdout,
@@ -284,6 +301,9 @@ async fn run_command(args: RunArgs) -> Result<bool> {
     print!("{}", table::statistics_table(&results));
     println!();
     print!("{}", table::findings(&results));
+    if let Some(line) = table::overhead(&results) {
+        print!("{line}");
+    }
     if suite.is_some() {
         println!("\nverdicts these builds settle (`layerbench verdicts {}` lists every claim):", results_path.display());
         print!("{}", table::settled_verdicts(&layerbench::analysis::verdicts::verdicts(&results)));
@@ -333,7 +353,7 @@ async fn check_command(args: CheckArgs) -> Result<bool> {
                 project.templates.iter().map(|t| t.expectations.len()).sum::<usize>(),
                 cells.len()
             ));
-            let spec = RunSpec { app, context, cells, cache_state: CacheState::Cold, suite: None, build_timeout: project.build_timeout, resume: None, verbose: false };
+            let spec = RunSpec { app, context, cells, cache_state: CacheState::Cold, suite: None, build_timeout: project.build_timeout, resume: None, verbose: false, shard: None };
             let (results, results_path) = execute(spec, &args.engine, &say).await?;
             for line in table::cell_tables(&results).lines() {
                 say.line(line);
@@ -431,6 +451,44 @@ struct RunSpec {
     resume: Option<std::path::PathBuf>,
     /// Every step of every build in the log, on a terminal too.
     verbose: bool,
+    /// The share of the cells this run builds.
+    shard: Option<layerbench::results::Shard>,
+}
+
+/// The engines `--engine` names (the default one when none), each with its isolation; two with one name are refused.
+async fn connect_engines(specs: &[String]) -> Result<Vec<(Engine, layerbench::results::Isolation)>> {
+    use layerbench::results::Isolation;
+    if specs.is_empty() {
+        return Ok(vec![(Engine::connect().await?, Isolation::Shared)]);
+    }
+    let mut engines: Vec<(Engine, Isolation)> = Vec::new();
+    for spec in specs {
+        let engine = Engine::connect_spec(spec).await.map_err(|e| anyhow::anyhow!(e)).with_context(|| format!("--engine {spec}"))?;
+        if let Some((other, _)) = engines.iter().find(|(e, _)| e.name() == engine.name()) {
+            anyhow::bail!(BadInput::from_error(anyhow::anyhow!("--engine {spec} names the engine {} twice (as {})", engine.name(), other.target())));
+        }
+        let isolation = if engine.is_owned() { Isolation::Private } else { Isolation::Shared };
+        engines.push((engine, isolation));
+    }
+    Ok(engines)
+}
+
+// TEMPORARY until the owned-engine branch is merged.
+trait SpecStub {
+    async fn connect_spec(spec: &str) -> Result<Engine, layerbench::engine::EngineError>;
+    fn name(&self) -> &str;
+    fn is_owned(&self) -> bool;
+}
+impl SpecStub for Engine {
+    async fn connect_spec(_spec: &str) -> Result<Engine, layerbench::engine::EngineError> {
+        Engine::connect().await
+    }
+    fn name(&self) -> &str {
+        "default"
+    }
+    fn is_owned(&self) -> bool {
+        false
+    }
 }
 
 /// Provisions, starts the module proxy, runs every cell and returns the results and where they were written.
@@ -449,7 +507,8 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
         Some(path) => Some((Results::read(path).map_err(BadInput::from_error)?, path.clone())),
         None => None,
     };
-    let mut cells = spec.cells;
+    let all_cells = spec.cells;
+    let mut cells: Vec<runner::Cell> = all_cells.iter().filter(|c| spec.shard.is_none_or(|s| s.holds(c.index))).cloned().collect();
     if let Some((results, path)) = &mut resumed {
         let all = cells.len();
         cells = runner::resume(cells, results, path).map_err(BadInput::from_error)?;
@@ -463,9 +522,14 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
     // Before provisioning and the first build: a folder that cannot take the results fails now, not an hour in.
     let results_dir = results_path.parent().unwrap_or(std::path::Path::new("."));
     layerbench::durable::check_writable(results_dir).with_context(|| format!("the results folder {} cannot be written", results_dir.display()))?;
-    let (engine, p) = setup::provision_with(false, &cache, &store_spec, &mirror).await?;
-    let engine = engine.for_run(&run_id);
+    let engines = connect_engines(&args.engines).await?;
+    let p = setup::provision_on(&engines[0].0, false, &cache, &store_spec, &mirror).await?;
     print_provisioned(&p, say);
+    for (engine, _) in &engines[1..] {
+        // Every engine builds from the same base images (made, or loaded from the cached root filesystems, as needed).
+        let images = layerbench::images::ensure_base_images(engine, false, &cache, &mirror).await?;
+        say.line(&format!("engine {}: Docker {} (API {}), {} base images ready", engine.name(), engine.version.engine, engine.version.api, images.len()));
+    }
     let store = store_spec.path().to_path_buf();
     let mut proxy_config = ProxyConfig::loopback(&store, args.proxy_port);
     proxy_config.upstream = upstream.as_ref().map(|url| Upstream::new(url.clone(), paths::upstream_cache_dir()));
@@ -489,14 +553,32 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
     let mut results = match resumed {
         Some((results, _)) => results,
         None => {
-            let repetitions = plan.cells.iter().map(|c| c.repetition).max().unwrap_or(1);
-            let mut results = runner::new_results(&run_id, &p, &store, &plan, repetitions);
+            // The options name every cell of the run, the other shards' too: shards of one run have equal options.
+            let mut results = runner::new_results(&run_id, &p, &store, &plan, &all_cells);
             results.options.suite = spec.suite;
             results.options.upstream = upstream;
+            results.shard = spec.shard;
             results
         }
     };
-    say.line(&format!("run {run_id}: {} cells, {} builds; results go to {}", plan.cells.len(), plan.total_builds(), results_path.display()));
+    // One engine builds through the proxy's plain URL; several get a lane each, so each build's requests are its own.
+    let lanes = engines.len() > 1;
+    let run_engines: Vec<runner::RunEngine> = engines
+        .iter()
+        .enumerate()
+        .map(|(i, (engine, isolation))| runner::RunEngine {
+            name: engine.name().to_string(),
+            engine: engine.for_run(&run_id),
+            isolation: *isolation,
+            proxy: if lanes { runner::ProxyHandles::of_lane(&proxy, &format!("e{}", i + 1)) } else { runner::ProxyHandles::of(&proxy) },
+        })
+        .collect();
+    let shard = spec.shard.map_or_else(String::new, |s| format!(" (shard {s})"));
+    say.line(&format!("run {run_id}{shard}: {} cells, {} builds; results go to {}", plan.cells.len(), plan.total_builds(), results_path.display()));
+    if run_engines.len() > 1 {
+        let names: Vec<String> = run_engines.iter().map(|e| format!("{} ({})", e.name, e.isolation.name())).collect();
+        say.line(&format!("engines: {}; each builds one cell at a time", names.join(", ")));
+    }
     let (stop, mut interrupt) = tokio::sync::watch::channel(false);
     let (shown, run) = (results_path.display().to_string(), run_id.clone());
     // Listening from now on: a signal that comes while the first is handled is kept for the next wait.
@@ -511,7 +593,7 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
         std::process::exit(i32::from(EXIT_INTERRUPTED));
     });
     let mut progress = progress::Progress::start(spec.verbose);
-    let outcome = runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |e| progress.event(e), &mut interrupt).await;
+    let outcome = runner::run(&run_engines, &plan, &mut results, &mut |e| progress.event(e), &mut interrupt).await;
     progress.finish();
     proxy.stop().await;
     outcome?;

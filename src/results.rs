@@ -39,7 +39,119 @@ pub struct Results {
     pub options: RunOptions,
     /// `true` once the run finished every cell; `false` while running or after an interruption.
     pub complete: bool,
+    /// The engines the cells ran on (absent in files written before runs could use several).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub engines: Vec<EngineUse>,
+    /// The share of the run's cells this file holds (`--shard K/N`); `layerbench merge` joins the shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// Where the run's time went outside the builds themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overhead: Option<Overhead>,
     pub records: Vec<BuildRecord>,
+}
+
+/// An engine a run built on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EngineUse {
+    /// What records name it by: an owned engine's name, the URL given, or `default`.
+    pub name: String,
+    /// Where it was reached.
+    pub target: String,
+    pub version: EngineVersion,
+    pub isolation: Isolation,
+}
+
+/// Whether a cell's builds shared the engine's build cache with anything else.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// An engine others use too: a cell is cold only by the cache it is told to ignore and a nonce in its files.
+    #[default]
+    Shared,
+    /// An engine layerbench owns, emptied (build cache and images, base images kept) before every cell: truly cold.
+    Private,
+}
+
+impl Isolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::Shared => "shared",
+            Isolation::Private => "private",
+        }
+    }
+}
+
+/// One of `count` shares of a run's cells: the cells whose index modulo `count` is `index - 1`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// `K/N` with 1 ≤ K ≤ N.
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard {text:?} is not K/N with 1 <= K <= N (for example 2/3)");
+        let (k, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether the cell with this plan index is in the shard.
+    pub fn holds(self, cell_index: usize) -> bool {
+        cell_index % self.count as usize == (self.index - 1) as usize
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// The run's time outside the builds (milliseconds, summed over its engines): what the harness itself costs.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Overhead {
+    /// Inside the engines' build calls (warm-up builds included).
+    pub builds_ms: f64,
+    /// Everything else while cells ran: the parts below and the rest (writing results, events).
+    pub outside_ms: f64,
+    /// Copying the app into scratch workspaces and applying scenario changes.
+    pub workspace_ms: f64,
+    /// Making build contexts and reading what each build will see (for miss reasons).
+    pub context_ms: f64,
+    /// Inspecting built images (sizes, binaries, probes, layer contents).
+    pub inspection_ms: f64,
+    /// Removing what a cell left, and emptying an owned engine before a cell.
+    pub cleanup_ms: f64,
+    /// Waiting for an engine that stopped answering.
+    pub waiting_ms: f64,
+}
+
+impl Overhead {
+    /// The time outside builds as a share of the time in them (0 when nothing was built).
+    pub fn share(&self) -> f64 {
+        if self.builds_ms > 0.0 {
+            self.outside_ms / self.builds_ms
+        } else {
+            0.0
+        }
+    }
+
+    pub fn add(&mut self, other: &Overhead) {
+        self.builds_ms += other.builds_ms;
+        self.outside_ms += other.outside_ms;
+        self.workspace_ms += other.workspace_ms;
+        self.context_ms += other.context_ms;
+        self.inspection_ms += other.inspection_ms;
+        self.cleanup_ms += other.cleanup_ms;
+        self.waiting_ms += other.waiting_ms;
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -157,6 +269,15 @@ pub struct BuildRecord {
     /// What the built image is and does (absent when inspection was off or the build failed).
     #[serde(default)]
     pub inspection: Option<Inspection>,
+    /// The cell's index in the run's plan (the same in every shard of it; absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<usize>,
+    /// The engine the build ran on (see [`Results::engines`]; empty in older files).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub engine: String,
+    /// Whether the cell's engine was shared or owned and emptied before the cell.
+    #[serde(default)]
+    pub isolation: Isolation,
 }
 
 fn loopback() -> String {
@@ -520,6 +641,9 @@ pub(crate) fn results_with(records: Vec<BuildRecord>) -> Results {
             upstream: None,
         },
         complete: true,
+        engines: vec![],
+        shard: None,
+        overhead: None,
         records,
     }
 }
@@ -559,6 +683,9 @@ pub(crate) fn record_with(variant: &str, scenario: &str, step: &str, wall_second
         notes: vec![],
         network: "loopback".into(),
         inspection: None,
+        cell: None,
+        engine: String::new(),
+        isolation: Isolation::Shared,
     }
 }
 

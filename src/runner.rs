@@ -1,6 +1,7 @@
 //! Runs the cells of a plan (variant × scenario × builder × repetition): a scratch workspace per cell, a baseline build, then one build per scenario step; emits events and writes results after every build.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use crate::goproxy::store::StoreReport;
 use crate::inspect::{inspect_image, InspectOptions, Inspection};
 use crate::miss::{base_image_references, explain, BaseImageRef, BuildInputs, ContextFiles};
 use crate::results::{
-    BuildRecord, BuildStart, CacheState, ImageRecord, LayerRecord, Probe, ProxyRecord, Results, ResultsError, RunOptions, ServedRequest, StoreProvenance,
-    TemplateRecord, SCHEMA_VERSION,
+    BuildRecord, BuildStart, CacheState, EngineUse, ImageRecord, Isolation, LayerRecord, Overhead, Probe, ProxyRecord, Results, ResultsError, RunOptions,
+    ServedRequest, StoreProvenance, TemplateRecord, SCHEMA_VERSION,
 };
 use crate::setup::Provisioned;
 use crate::scenario::{Scenario, Step};
@@ -197,7 +198,7 @@ impl NetworkProfile {
     }
 }
 
-/// The running proxy's handles the runner uses.
+/// The running proxy's handles the runner uses: one lane of it (see [`ProxyServer::lane`]).
 #[derive(Debug, Clone)]
 pub struct ProxyHandles {
     /// The store and upstream the proxy answers from (dependency bumps read versions through it).
@@ -205,15 +206,50 @@ pub struct ProxyHandles {
     pub log: ProxyLog,
     pub unpublished: Unpublished,
     pub shaping: ShapingControl,
+    /// The lane's name (empty: the plain URL) and the GOPROXY value its builds get.
+    pub lane: String,
+    pub url: String,
 }
 
 impl ProxyHandles {
+    /// The plain URL: what a run on one engine uses.
     pub fn of(proxy: &ProxyServer) -> ProxyHandles {
+        ProxyHandles::of_lane(proxy, "")
+    }
+
+    /// A lane of its own, for one engine of a run over several (its builds' requests are told from the others').
+    pub fn of_lane(proxy: &ProxyServer, lane: &str) -> ProxyHandles {
+        let controls = proxy.lane(lane);
         ProxyHandles {
             source: proxy.source(),
             log: proxy.log(),
-            unpublished: proxy.unpublished(),
-            shaping: proxy.shaping(),
+            unpublished: controls.unpublished,
+            shaping: controls.shaping,
+            lane: lane.to_string(),
+            url: proxy.lane_url(lane),
+        }
+    }
+}
+
+/// An engine a run builds on, with its own lane of the proxy.
+#[derive(Debug, Clone)]
+pub struct RunEngine {
+    /// What its records name it by.
+    pub name: String,
+    pub engine: Engine,
+    /// `Private` for an engine layerbench owns: it is emptied before every cell.
+    pub isolation: Isolation,
+    pub proxy: ProxyHandles,
+}
+
+impl RunEngine {
+    /// What the results record about it.
+    pub fn record(&self) -> EngineUse {
+        EngineUse {
+            name: self.name.clone(),
+            target: self.engine.target().to_string(),
+            version: self.engine.version.clone(),
+            isolation: self.isolation,
         }
     }
 }
@@ -302,7 +338,9 @@ impl Plan {
 }
 
 /// A results file for `plan`, with the provenance of this machine and run, and no records yet.
-pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: &Plan, repetitions: u32) -> Results {
+/// `all_cells` are the run's every cell (those of other shards too): the options name them all.
+pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: &Plan, all_cells: &[Cell]) -> Results {
+    let repetitions = all_cells.iter().map(|c| c.repetition).max().unwrap_or(1);
     let report = StoreReport::read(store);
     let unique = |names: Vec<String>| {
         let mut seen = Vec::new();
@@ -331,12 +369,12 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
         },
         app: plan.app.display().to_string(),
         options: RunOptions {
-            variants: unique(plan.cells.iter().map(|c| c.variant.name.clone()).collect()),
-            scenarios: unique(plan.cells.iter().map(|c| c.scenario.name.clone()).collect()),
+            variants: unique(all_cells.iter().map(|c| c.variant.name.clone()).collect()),
+            scenarios: unique(all_cells.iter().map(|c| c.scenario.name.clone()).collect()),
             repetitions,
             builders: {
                 let mut b: Vec<Builder> = Vec::new();
-                for c in &plan.cells {
+                for c in all_cells {
                     if !b.contains(&c.builder) {
                         b.push(c.builder);
                     }
@@ -348,7 +386,7 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
             suite: None,
             templates: {
                 let mut t: Vec<TemplateRecord> = Vec::new();
-                for c in &plan.cells {
+                for c in all_cells {
                     if !t.iter().any(|x| x.name == c.variant.name) {
                         t.push(c.variant.record(&plan.app));
                     }
@@ -359,6 +397,9 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
             upstream: None,
         },
         complete: false,
+        engines: Vec::new(),
+        shard: None,
+        overhead: None,
         records: Vec::new(),
     }
 }
@@ -375,14 +416,17 @@ pub enum Event<'a> {
     Warning { message: String },
 }
 
-/// What every build of a run shares: the engine, the plan, the proxy and where results go.
+/// What one engine's builds share: the engine, the plan, its proxy lane, and the time it spent outside builds.
 pub struct RunContext<'a> {
+    pub slot: &'a RunEngine,
     pub engine: &'a Engine,
     pub plan: &'a Plan,
     pub proxy: &'a ProxyHandles,
     pub interrupt: watch::Receiver<bool>,
     /// Set when a build failed and the engine no longer answered.
     pub engine_lost: bool,
+    /// The time spent in builds and outside them since the last cell was accounted.
+    spent: Overhead,
 }
 
 /// Progress through the run's builds, for events.
@@ -391,63 +435,184 @@ struct Counter {
     total: usize,
 }
 
-/// Runs every cell. `results` holds the provenance and receives the records;
-/// it is written to `plan.results_path` after every build. A build that
-/// fails, for any reason including an engine error, is recorded with its
-/// error and the run goes on with the next cell. `interrupt` becoming `true`
-/// stops the run between or during builds.
+/// What the engines' workers share (they run as futures of one task, so nothing is borrowed across an await):
+/// the results, the reporter, the build counter and the cells not yet taken.
+struct Sink<'r, 'e> {
+    results: RefCell<&'r mut Results>,
+    on_event: RefCell<&'e mut dyn FnMut(Event<'_>)>,
+    counter: RefCell<Counter>,
+    queue: RefCell<VecDeque<&'r Cell>>,
+    path: &'r Path,
+}
+
+impl Sink<'_, '_> {
+    fn event(&self, event: Event<'_>) {
+        (self.on_event.borrow_mut())(event);
+    }
+
+    /// Counts a build as started and tells the reporter.
+    fn build_started(&self, engine: &str, cell: &Cell, step: &str) {
+        let (build, of) = {
+            let mut counter = self.counter.borrow_mut();
+            counter.done += 1;
+            (counter.done, counter.total)
+        };
+        self.event(Event::BuildStarted { engine, cell, step, build, of });
+    }
+
+    /// Counts builds a cell will not make (it ended early).
+    fn skip(&self, builds: usize) {
+        self.counter.borrow_mut().done += builds;
+    }
+
+    /// Records a build (stamped with its cell and engine), writes the results file and tells the reporter.
+    fn push(&self, slot: &RunEngine, cell: &Cell, mut record: BuildRecord) -> Result<(), RunError> {
+        record.cell = Some(cell.index);
+        record.engine.clone_from(&slot.name);
+        record.isolation = slot.isolation;
+        let mut results = self.results.borrow_mut();
+        results.records.push(record);
+        results.write(self.path)?;
+        if let Some(last) = results.records.last() {
+            self.event(Event::BuildFinished { record: last });
+        }
+        Ok(())
+    }
+
+    /// Adds a cell's time to the run's and writes nothing (the next record's write carries it).
+    fn account(&self, spent: &mut Overhead) {
+        let mut results = self.results.borrow_mut();
+        results.overhead.get_or_insert_with(Overhead::default).add(spent);
+        *spent = Overhead::default();
+    }
+
+    fn run_id(&self) -> String {
+        self.results.borrow().run_id.clone()
+    }
+}
+
+/// How an engine's worker ended.
+enum WorkerEnd {
+    /// No cell left to take.
+    Drained,
+    /// Its engine stopped answering and did not come back in time; its cells left are for the other engines.
+    EngineLost,
+}
+
+/// Runs every cell, spread over `engines` (one build at a time on each; a cell stays on the engine that took it).
+/// `results` holds the provenance and receives the records; it is written to `plan.results_path` after every build.
+/// A build that fails, for any reason including an engine error, is recorded with its error and the run goes on
+/// with the next cell. `interrupt` becoming `true` stops the run between or during builds.
 pub async fn run(
-    engine: &Engine,
+    engines: &[RunEngine],
     plan: &Plan,
-    handles: &ProxyHandles,
     results: &mut Results,
     on_event: &mut dyn FnMut(Event<'_>),
     interrupt: &mut watch::Receiver<bool>,
 ) -> Result<(), RunError> {
-    results.write(&plan.results_path)?;
-    let mut ctx = RunContext { engine, plan, proxy: handles, interrupt: interrupt.clone(), engine_lost: false };
-    let mut counter = Counter { done: 0, total: plan.total_builds() };
-    for cell in &plan.cells {
-        on_event(Event::CellStarted { engine: "default", cell, of: plan.cells.len() });
-        handles.unpublished.set(cell.scenario.unpublished.iter().filter_map(|u| {
-            let (m, v) = u.split_once('@')?;
-            Some((m.to_string(), v.to_string()))
-        }));
-        handles.shaping.set(cell.network.shaping);
-        let outcome = run_cell(&mut ctx, cell, results, on_event, &mut counter).await;
-        handles.unpublished.set([]);
-        handles.shaping.set(Shaping::default());
-        if let Err(e) = cleanup_cell(engine, plan, &cell_id(results, cell)).await {
-            on_event(Event::Warning { message: format!("after {}: {e}", cell.label()) });
-        }
-        if let Err(e) = outcome {
-            if let RunError::Interrupted(_) = e {
-                results.write(&plan.results_path)?;
-                let _ = std::fs::remove_dir(&plan.work_dir);
-                return Err(RunError::Interrupted(plan.results_path.clone()));
-            }
-            return Err(e);
-        }
-        if std::mem::take(&mut ctx.engine_lost) {
-            on_event(Event::Warning {
-                message: format!("the engine stopped answering during {}; waiting up to {} for it to come back", cell.label(), humantime::format_duration(plan.engine_wait)),
-            });
-            let back = tokio::select! {
-                back = wait_for_engine(engine, plan.engine_wait) => back,
-                _ = interrupt.changed() => return Err(RunError::Interrupted(plan.results_path.clone())),
-            };
-            if !back {
-                return Err(RunError::EngineLost { path: plan.results_path.clone(), waited: plan.engine_wait });
-            }
-            on_event(Event::Warning {
-                message: format!("the engine answers again; going on with the next cell (`--resume {}` later redoes {})", plan.results_path.display(), cell.label()),
-            });
+    for slot in engines {
+        if !results.engines.iter().any(|e| e.name == slot.name) {
+            results.engines.push(slot.record());
         }
     }
+    results.write(&plan.results_path)?;
+    let sink = Sink {
+        results: RefCell::new(results),
+        on_event: RefCell::new(on_event),
+        counter: RefCell::new(Counter { done: 0, total: plan.total_builds() }),
+        queue: RefCell::new(plan.cells.iter().collect()),
+        path: &plan.results_path,
+    };
+    let workers = engines.iter().map(|slot| work(slot, plan, &sink, interrupt.clone()));
+    let ends = futures_util::future::try_join_all(workers).await;
+    let left = sink.queue.borrow().len();
+    let results = sink.results.into_inner();
+    match ends {
+        Err(RunError::Interrupted(_)) => {
+            results.write(&plan.results_path)?;
+            let _ = std::fs::remove_dir(&plan.work_dir);
+            return Err(RunError::Interrupted(plan.results_path.clone()));
+        }
+        Err(e) => return Err(e),
+        // Cells are left only when every engine was lost; a lost engine whose cells the others took ends nothing.
+        Ok(ends) if left > 0 || ends.iter().all(|e| matches!(e, WorkerEnd::EngineLost)) => {
+            return Err(RunError::EngineLost { path: plan.results_path.clone(), waited: plan.engine_wait });
+        }
+        Ok(_) => {}
+    }
+    // Cells finish in any order over several engines: the file keeps the plan's order (a cell's builds in theirs).
+    results.records.sort_by_key(|r| r.cell.unwrap_or(usize::MAX));
     results.complete = true;
     results.write(&plan.results_path)?;
     let _ = std::fs::remove_dir(&plan.work_dir); // only when empty: every cell removed its own
     Ok(())
+}
+
+/// One engine's worker: takes the next cell until none is left.
+async fn work(slot: &RunEngine, plan: &Plan, sink: &Sink<'_, '_>, interrupt: watch::Receiver<bool>) -> Result<WorkerEnd, RunError> {
+    let mut ctx = RunContext { slot, engine: &slot.engine, plan, proxy: &slot.proxy, interrupt, engine_lost: false, spent: Overhead::default() };
+    let cells = plan.cells.len();
+    loop {
+        let Some(cell) = sink.queue.borrow_mut().pop_front() else { return Ok(WorkerEnd::Drained) };
+        if *ctx.interrupt.borrow() {
+            return Err(RunError::Interrupted(plan.results_path.clone()));
+        }
+        let started = Instant::now();
+        sink.event(Event::CellStarted { engine: &slot.name, cell, of: cells });
+        if slot.isolation == Isolation::Private {
+            let emptying = Instant::now();
+            let emptied = tokio::select! {
+                e = slot.engine.empty() => e,
+                _ = ctx.interrupt.changed() => return Err(RunError::Interrupted(plan.results_path.clone())),
+            };
+            ctx.spent.cleanup_ms += ms(emptying.elapsed());
+            if let Err(e) = emptied {
+                sink.event(Event::Warning { message: format!("engine {}: could not be emptied before {} ({e}); the cell runs on what it holds", slot.name, cell.label()) });
+            }
+        }
+        ctx.proxy.unpublished.set(cell.scenario.unpublished.iter().filter_map(|u| {
+            let (m, v) = u.split_once('@')?;
+            Some((m.to_string(), v.to_string()))
+        }));
+        ctx.proxy.shaping.set(cell.network.shaping);
+        let outcome = run_cell(&mut ctx, cell, sink).await;
+        ctx.proxy.unpublished.set([]);
+        ctx.proxy.shaping.set(Shaping::default());
+        let cleaning = Instant::now();
+        if let Err(e) = cleanup_cell(ctx.engine, plan, &cell_id(&sink.run_id(), cell)).await {
+            sink.event(Event::Warning { message: format!("after {}: {e}", cell.label()) });
+        }
+        ctx.spent.cleanup_ms += ms(cleaning.elapsed());
+        ctx.spent.outside_ms += (ms(started.elapsed()) - ctx.spent.builds_ms).max(0.0);
+        sink.account(&mut ctx.spent);
+        outcome?;
+        if std::mem::take(&mut ctx.engine_lost) {
+            sink.event(Event::Warning {
+                message: format!("engine {}: it stopped answering during {}; waiting up to {} for it to come back", slot.name, cell.label(), humantime::format_duration(plan.engine_wait)),
+            });
+            let waiting = Instant::now();
+            let back = tokio::select! {
+                back = wait_for_engine(ctx.engine, plan.engine_wait) => back,
+                _ = ctx.interrupt.changed() => return Err(RunError::Interrupted(plan.results_path.clone())),
+            };
+            let waited = ms(waiting.elapsed());
+            ctx.spent.waiting_ms += waited;
+            ctx.spent.outside_ms += waited;
+            sink.account(&mut ctx.spent);
+            if !back {
+                sink.event(Event::Warning { message: format!("engine {}: not back after {}; it takes no more cells", slot.name, humantime::format_duration(plan.engine_wait)) });
+                return Ok(WorkerEnd::EngineLost);
+            }
+            sink.event(Event::Warning {
+                message: format!("engine {}: it answers again; going on with the next cell (`--resume {}` later redoes {})", slot.name, plan.results_path.display(), cell.label()),
+            });
+        }
+    }
+}
+
+/// Milliseconds, to the microsecond.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1000.0
 }
 
 /// Polls the engine until it answers or `limit` has passed; true when it is back.
@@ -493,35 +658,31 @@ pub fn resume(cells: Vec<Cell>, results: &mut Results, path: &Path) -> Result<Ve
     Ok(cells.into_iter().zip(keys).filter(|(_, k)| !done.contains(k)).map(|(c, _)| c).collect())
 }
 
-fn cell_id(results: &Results, cell: &Cell) -> String {
-    format!("{}-{}", results.run_id, cell.index + 1)
+fn cell_id(run_id: &str, cell: &Cell) -> String {
+    format!("{run_id}-{}", cell.index + 1)
 }
 
-fn cell_tag(results: &Results, cell: &Cell) -> String {
+fn cell_tag(run_id: &str, cell: &Cell) -> String {
     let clean: String = cell
         .variant
         .name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c.to_ascii_lowercase() } else { '-' })
         .collect();
-    format!("layerbench/{}:{}", clean.trim_start_matches(['.', '-', '_']), cell_id(results, cell))
+    format!("layerbench/{}:{}", clean.trim_start_matches(['.', '-', '_']), cell_id(run_id, cell))
 }
 
 /// One cell: the workspace, the baseline and each step. Returns an error only
 /// when the run must stop (an interrupt, results that cannot be written).
-async fn run_cell(
-    ctx: &mut RunContext<'_>,
-    cell: &Cell,
-    results: &mut Results,
-    on_event: &mut dyn FnMut(Event<'_>),
-    counter: &mut Counter,
-) -> Result<(), RunError> {
+async fn run_cell(ctx: &mut RunContext<'_>, cell: &Cell, sink: &Sink<'_, '_>) -> Result<(), RunError> {
     let plan = ctx.plan;
-    let id = cell_id(results, cell);
+    let slot = ctx.slot;
+    let run_id = sink.run_id();
+    let id = cell_id(&run_id, cell);
     let mut build_args = cell.variant.build_args.clone();
-    build_args.insert("GOPROXY".to_string(), plan.proxy_url.clone());
+    build_args.insert("GOPROXY".to_string(), ctx.proxy.url.clone());
     build_args.insert("GOSUMDB".to_string(), "off".to_string());
-    let skip_rest = |counter: &mut Counter, from_step: usize| counter.done += cell.builds() - from_step;
+    let skip_rest = |from_step: usize| sink.skip(cell.builds() - from_step);
 
     let cell_dir = plan.work_dir.join(&id);
     if cell_dir.exists() {
@@ -530,61 +691,66 @@ async fn run_cell(
     if *ctx.interrupt.borrow() {
         return Err(RunError::Interrupted(plan.results_path.clone()));
     }
-    let ws = match make_workspace(ctx, cell, &cell_dir, &id).await?.map(|ws| ws.with_origin(&plan.app, &cell.scenario.name)) {
+    let copying = Instant::now();
+    let made = make_workspace(ctx, cell, &cell_dir, &id).await?.map(|ws| ws.with_origin(&plan.app, &cell.scenario.name));
+    ctx.spent.workspace_ms += ms(copying.elapsed());
+    let ws = match made {
         Ok(ws) => ws,
         Err(e) => {
-            let record = failed_record(cell, "baseline", results, &build_args, format!("the scratch workspace could not be made: {e}"));
-            push(results, plan, record, on_event)?;
-            skip_rest(counter, 0);
+            let record = failed_record(cell, "baseline", plan.cache_state, &build_args, format!("the scratch workspace could not be made: {e}"));
+            sink.push(slot, cell, record)?;
+            skip_rest(0);
             return Ok(());
         }
     };
 
-    let mut run = CellRun { cell, ws, build_args, previous: None };
+    let mut run = CellRun { cell, ws, build_args, previous: None, run_id };
     if cell.builder == Builder::Legacy {
         if let Some(feature) = run.ws.dockerfile_model().ok().and_then(|m| m.buildkit_only_feature()) {
             // Not a failure: the legacy builder cannot run this Dockerfile at all.
-            let mut record = run.failed("baseline", results, format!("not applicable: {feature} needs BuildKit"));
+            let mut record = run.failed("baseline", plan.cache_state, format!("not applicable: {feature} needs BuildKit"));
             record.outcome = "not-applicable".into();
-            push(results, plan, record, on_event)?;
-            skip_rest(counter, 0);
+            sink.push(slot, cell, record)?;
+            skip_rest(0);
             return Ok(());
         }
     }
 
     if plan.cache_state == CacheState::Warm {
         // The warm-up build is not recorded: it only puts the baseline into the cache.
-        let _ = build_once(ctx, &mut run, results, "warm-up", false, &mut |_| {}).await?;
+        let _ = build_once(ctx, &mut run, sink, "warm-up", false, &mut |_| {}).await?;
     }
-    counter.done += 1;
-    on_event(Event::BuildStarted { engine: "default", cell, step: "baseline", build: counter.done, of: counter.total });
+    sink.build_started(&slot.name, cell, "baseline");
     let cold = plan.cache_state == CacheState::Cold;
-    let record = build_once(ctx, &mut run, results, "baseline", cold, &mut |s| on_event(Event::StepFinished { step: s })).await?;
+    let record = build_once(ctx, &mut run, sink, "baseline", cold, &mut |s| sink.event(Event::StepFinished { step: s })).await?;
     let failed = record.outcome != "ok";
-    push(results, plan, record, on_event)?;
+    sink.push(slot, cell, record)?;
     if failed {
-        skip_rest(counter, 1);
+        skip_rest(1);
         return Ok(());
     }
 
     for (i, step) in cell.scenario.steps.iter().enumerate() {
-        counter.done += 1;
         let nonce = format!("{id}-{}", i + 1);
         let mut applied = Applied::default();
+        let changing = Instant::now();
         let applied_ok = match prefetch_bumps(&run.ws, step, &ctx.proxy.source, &plan.store).await {
             Ok(Some(versions)) => apply_step(&run.ws, step, &nonce, &versions, &mut applied),
             Ok(None) => apply_step(&run.ws, step, &nonce, &plan.store, &mut applied),
             Err(message) => {
-                let record = run.failed(&step.name, results, message);
-                push(results, plan, record, on_event)?;
-                skip_rest(counter, i + 2);
+                let record = run.failed(&step.name, plan.cache_state, message);
+                sink.skip(1);
+                sink.push(slot, cell, record)?;
+                skip_rest(i + 2);
                 return Ok(());
             }
         };
+        ctx.spent.workspace_ms += ms(changing.elapsed());
         if let Err(e) = applied_ok {
-            let record = run.failed(&step.name, results, e.to_string());
-            push(results, plan, record, on_event)?;
-            skip_rest(counter, i + 2);
+            let record = run.failed(&step.name, plan.cache_state, e.to_string());
+            sink.skip(1);
+            sink.push(slot, cell, record)?;
+            skip_rest(i + 2);
             return Ok(());
         }
         for (k, v) in &applied.build_args {
@@ -593,13 +759,13 @@ async fn run_cell(
         for (m, v) in &applied.published {
             ctx.proxy.unpublished.publish(m, v);
         }
-        on_event(Event::BuildStarted { engine: "default", cell, step: &step.name, build: counter.done, of: counter.total });
-        let mut record = build_once(ctx, &mut run, results, &step.name, false, &mut |s| on_event(Event::StepFinished { step: s })).await?;
+        sink.build_started(&slot.name, cell, &step.name);
+        let mut record = build_once(ctx, &mut run, sink, &step.name, false, &mut |s| sink.event(Event::StepFinished { step: s })).await?;
         record.notes.splice(0..0, applied.notes);
         let failed = record.outcome != "ok";
-        push(results, plan, record, on_event)?;
+        sink.push(slot, cell, record)?;
         if failed {
-            skip_rest(counter, i + 2);
+            skip_rest(i + 2);
             return Ok(());
         }
     }
@@ -673,24 +839,14 @@ pub async fn prefetch_bumps(ws: &Workspace, step: &Step, source: &ModuleSource, 
     Ok(Some(prefetched))
 }
 
-fn push(results: &mut Results, plan: &Plan, record: BuildRecord, on_event: &mut dyn FnMut(Event<'_>)) -> Result<(), RunError> {
-    results.records.push(record);
-    results.write(&plan.results_path)?;
-    if let Some(last) = results.records.last() {
-        on_event(Event::BuildFinished { record: last });
-    }
-    Ok(())
-}
-
-
-fn failed_record(cell: &Cell, step: &str, results: &Results, build_args: &BTreeMap<String, String>, error: String) -> BuildRecord {
+fn failed_record(cell: &Cell, step: &str, cache_state: CacheState, build_args: &BTreeMap<String, String>, error: String) -> BuildRecord {
     BuildRecord {
         variant: cell.variant.name.clone(),
         scenario: cell.scenario.name.clone(),
         step: step.to_string(),
         repetition: cell.repetition,
         builder: cell.builder,
-        cache_state: BuildStart::of(step, results.options.cache_state),
+        cache_state: BuildStart::of(step, cache_state),
         started_unix_ms: crate::engine::unix_ms_now(),
         wall_ms: 0.0,
         outcome: "failed".into(),
@@ -702,6 +858,9 @@ fn failed_record(cell: &Cell, step: &str, results: &Results, build_args: &BTreeM
         notes: Vec::new(),
         network: cell.network.name.clone(),
         inspection: None,
+        cell: Some(cell.index),
+        engine: String::new(),
+        isolation: Isolation::Shared,
     }
 }
 
@@ -711,11 +870,12 @@ struct CellRun<'c> {
     ws: Workspace,
     build_args: BTreeMap<String, String>,
     previous: Option<BuildInputs>,
+    run_id: String,
 }
 
 impl CellRun<'_> {
-    fn failed(&self, step: &str, results: &Results, error: String) -> BuildRecord {
-        failed_record(self.cell, step, results, &self.build_args, error)
+    fn failed(&self, step: &str, cache_state: CacheState, error: String) -> BuildRecord {
+        failed_record(self.cell, step, cache_state, &self.build_args, error)
     }
 }
 
@@ -759,13 +919,15 @@ async fn make_workspace(ctx: &mut RunContext<'_>, cell: &Cell, cell_dir: &Path, 
 async fn build_once(
     ctx: &mut RunContext<'_>,
     run: &mut CellRun<'_>,
-    results: &Results,
+    sink: &Sink<'_, '_>,
     step: &str,
     no_cache: bool,
     progress: &mut dyn FnMut(&StepReport),
 ) -> Result<BuildRecord, RunError> {
-    let (cell, ws, build_args) = (run.cell, &run.ws, &run.build_args);
-    let failed = |message: String| failed_record(cell, step, results, build_args, message);
+    let (cell, ws, build_args, run_id) = (run.cell, &run.ws, &run.build_args, run.run_id.as_str());
+    let cache_state = ctx.plan.cache_state;
+    let failed = |message: String| failed_record(cell, step, cache_state, build_args, message);
+    let preparing = Instant::now();
     let model = match ws.dockerfile_model() {
         Ok(m) => m,
         Err(e) => return Ok(failed(format!("the Dockerfile could not be read: {e}"))),
@@ -798,12 +960,12 @@ async fn build_once(
     };
     let mut labels = BTreeMap::new();
     labels.insert(KIND_LABEL.to_string(), "build".to_string());
-    labels.insert(RUN_LABEL.to_string(), results.run_id.clone());
+    labels.insert(RUN_LABEL.to_string(), run_id.to_string());
     let request = BuildRequest {
         what: format!("{} ({})", cell.label(), step),
         context_tar: context.tar,
         dockerfile: context.dockerfile,
-        tag: cell_tag(results, cell),
+        tag: cell_tag(run_id, cell),
         target: cell.variant.target.clone(),
         build_args: build_args.clone(),
         labels,
@@ -813,6 +975,7 @@ async fn build_once(
     };
     let proxy = &ctx.proxy.log;
     let mark = proxy.len();
+    ctx.spent.context_ms += ms(preparing.elapsed());
     let started_unix_ms = crate::engine::unix_ms_now();
     let started = Instant::now();
     if *ctx.interrupt.borrow() {
@@ -825,8 +988,10 @@ async fn build_once(
         _ = ctx.interrupt.changed() => return Err(RunError::Interrupted(ctx.plan.results_path.clone())),
         _ = tokio::time::sleep(timeout) => None,
     };
-    let wall_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
-    let requests = proxy.since(mark);
+    let wall_ms = ms(started.elapsed());
+    ctx.spent.builds_ms += wall_ms;
+    // Over several engines the log holds every lane's requests: this build's are its engine's lane's.
+    let requests: Vec<ProxyRequest> = proxy.since(mark).into_iter().filter(|r| r.lane == ctx.proxy.lane).collect();
     let outcome = match outcome {
         Some(Ok(o)) => o,
         None => {
@@ -848,17 +1013,19 @@ async fn build_once(
             return Ok(record);
         }
     };
+    let inspecting = Instant::now();
     let inspection = match (&outcome.image, ctx.plan.inspect) {
         (Some(image), true) => tokio::select! {
-            i = inspect_cached(ctx.engine, image, &cell.variant, results, no_cache) => Some(i),
+            i = inspect_cached(ctx.engine, image, &cell.variant, sink, no_cache) => Some(i),
             _ = ctx.interrupt.changed() => {
                 // A probe's container outlives its dropped wait: remove this run's.
-                let _ = ctx.engine.remove_labelled(Some(&["run"]), Some(&results.run_id)).await;
+                let _ = ctx.engine.remove_labelled(Some(&["run"]), Some(run_id)).await;
                 return Err(RunError::Interrupted(ctx.plan.results_path.clone()));
             }
         },
         _ => None,
     };
+    ctx.spent.inspection_ms += ms(inspecting.elapsed());
     let mut layers = layer_records(&model, cell.builder, &outcome.steps, started_unix_ms);
     if let Some(inputs) = inputs {
         explain(run.previous.as_ref(), &inputs, &mut layers);
@@ -870,7 +1037,7 @@ async fn build_once(
         step: step.to_string(),
         repetition: cell.repetition,
         builder: cell.builder,
-        cache_state: BuildStart::of(step, results.options.cache_state),
+        cache_state: BuildStart::of(step, cache_state),
         started_unix_ms,
         wall_ms,
         outcome: if outcome.failure.is_none() { "ok".into() } else { "failed".into() },
@@ -887,21 +1054,28 @@ async fn build_once(
         notes,
         network: cell.network.name.clone(),
         inspection,
+        cell: Some(cell.index),
+        engine: String::new(),
+        isolation: Isolation::Shared,
     })
 }
 
 /// Inspects an image, reusing an earlier inspection of the same image id for the same template in this run.
 /// What Go's layers hold is read once per template, from a cold build (exporting a large image takes seconds).
-async fn inspect_cached(engine: &Engine, image: &crate::engine::ImageFacts, variant: &Variant, results: &Results, cold: bool) -> Inspection {
-    let earlier = results
-        .records
-        .iter()
-        .filter(|r| r.variant == variant.name && r.image.as_ref().is_some_and(|i| i.id == image.id))
-        .find_map(|r| r.inspection.clone().filter(|i| i.error.is_none()));
+async fn inspect_cached(engine: &Engine, image: &crate::engine::ImageFacts, variant: &Variant, sink: &Sink<'_, '_>, cold: bool) -> Inspection {
+    let (earlier, contents_read) = {
+        let results = sink.results.borrow();
+        let earlier = results
+            .records
+            .iter()
+            .filter(|r| r.variant == variant.name && r.image.as_ref().is_some_and(|i| i.id == image.id))
+            .find_map(|r| r.inspection.clone().filter(|i| i.error.is_none()));
+        let contents_read = results.records.iter().any(|r| r.variant == variant.name && r.inspection.as_ref().is_some_and(|i| !i.layer_contents.is_empty()));
+        (earlier, contents_read)
+    };
     match earlier {
         Some(i) => i,
         None => {
-            let contents_read = results.records.iter().any(|r| r.variant == variant.name && r.inspection.as_ref().is_some_and(|i| !i.layer_contents.is_empty()));
             let options = InspectOptions {
                 binary: variant.inspect_binary.clone(),
                 probe: variant.probe.clone(),
@@ -1100,5 +1274,15 @@ mod tests {
         assert_eq!(rows[0].instruction, "ARG GOPROXY");
         assert_eq!(rows[0].stage, "build");
         assert!(rows[1].cached);
+    }
+}
+
+// TEMPORARY until the owned-engine branch is merged (it adds Engine::empty).
+trait EmptyStub {
+    async fn empty(&self) -> Result<(), EngineError>;
+}
+impl EmptyStub for Engine {
+    async fn empty(&self) -> Result<(), EngineError> {
+        Ok(())
     }
 }

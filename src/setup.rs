@@ -139,20 +139,23 @@ pub async fn provision(pull: bool, cache: &Path, store: &Path, mirror: &str) -> 
 /// Connects to the engine, ensures the base images and the module store `spec` names.
 pub async fn provision_with(pull: bool, cache: &Path, spec: &StoreSpec, mirror: &str) -> Result<(Engine, Provisioned), SetupError> {
     let engine = Engine::connect().await?;
-    let base_images = ensure_base_images(&engine, pull, cache, mirror).await?;
+    let provisioned = provision_on(&engine, pull, cache, spec, mirror).await?;
+    Ok((engine, provisioned))
+}
+
+/// Ensures the base images in `engine` and the module store `spec` names.
+pub async fn provision_on(engine: &Engine, pull: bool, cache: &Path, spec: &StoreSpec, mirror: &str) -> Result<Provisioned, SetupError> {
+    let base_images = ensure_base_images(engine, pull, cache, mirror).await?;
     let (cache, spec, mirror) = (cache.to_path_buf(), spec.clone(), mirror.to_string());
     let store = tokio::task::spawn_blocking(move || ensure_store_spec(&spec, &mirror, &cache))
         .await
         .expect("the store task does not panic")?;
     let version = engine.version.clone();
     let machine = engine.machine().await?;
-    Ok((
-        engine,
-        Provisioned {
-            engine: version,
-            machine,
-            base_images,
-            store,
-        },
-    ))
+    Ok(Provisioned {
+        engine: version,
+        machine,
+        base_images,
+        store,
+    })
 }

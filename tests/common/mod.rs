@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use layerbench::engine::{Builder, Engine};
 use layerbench::goproxy::layout::StoreLayout;
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
-use layerbench::results::{BuildRecord, Builder as RecordBuilder, CacheState, Probe, Results};
+use layerbench::results::{BuildRecord, Builder as RecordBuilder, CacheState, Isolation, Probe, Results};
 use layerbench::runner::{self, Plan};
 use layerbench::scenario::{self, Scenario};
 use layerbench::{paths, setup};
@@ -81,9 +81,10 @@ pub async fn run_cells(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, 
         build_timeout: runner::DEFAULT_BUILD_TIMEOUT,
         engine_wait: std::time::Duration::from_secs(120),
     };
-    let mut results = runner::new_results(&run_id, &provisioned, &store, &plan, 1);
+    let mut results = runner::new_results(&run_id, &provisioned, &store, &plan, &plan.cells);
     let (_stop, mut interrupt) = tokio::sync::watch::channel(false);
-    runner::run(&engine, &plan, &runner::ProxyHandles::of(&proxy), &mut results, &mut |_| {}, &mut interrupt)
+    let engines = [runner::RunEngine { name: "default".into(), engine, isolation: Isolation::Shared, proxy: runner::ProxyHandles::of(&proxy) }];
+    runner::run(&engines, &plan, &mut results, &mut |_| {}, &mut interrupt)
         .await
         .unwrap();
     proxy.stop().await;
