@@ -187,20 +187,7 @@ fn cut(line: &str, max: usize) -> String {
 /// The run's time outside builds as a share of the time in them, and where it went (none before anything was built).
 pub fn overhead(results: &Results) -> Option<String> {
     let o = results.overhead.filter(|o| o.builds_ms > 0.0)?;
-    let s = |ms: f64| format!("{:.1} s", ms / 1000.0);
-    let other = (o.outside_ms - o.workspace_ms - o.context_ms - o.inspection_ms - o.cleanup_ms - o.waiting_ms).max(0.0);
-    Some(format!(
-        "time outside builds: {} = {:.1} % of {} in builds (target ≤ 5 %): workspaces {}, contexts {}, inspection {}, cleanup {}, waiting {}, other {}\n",
-        s(o.outside_ms),
-        o.share() * 100.0,
-        s(o.builds_ms),
-        s(o.workspace_ms),
-        s(o.context_ms),
-        s(o.inspection_ms),
-        s(o.cleanup_ms),
-        s(o.waiting_ms),
-        s(other)
-    ))
+    Some(format!("time outside builds: {}\n", o.summary()))
 }
 
 /// What each rebuild did, side by side per scenario step: per template the median rebuild time, the modules the proxy

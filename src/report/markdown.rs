@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::analysis::verdicts::{claim_summary, verdicts};
-use crate::results::{BuildRecord, CacheState, LayerRecord, MissKind, Results};
+use crate::results::{BuildRecord, CacheState, Isolation, LayerRecord, MissKind, Results};
 
 use super::charts::{cell_label, cells_of, repetitions, scenarios, steps_of, Chart};
 use super::shown;
@@ -59,6 +59,20 @@ fn run_section(results: &Results, results_dir: &Path) -> String {
         engine.push_str(&format!(", storage driver {}, cgroup v{}", m.storage_driver, m.cgroup_version));
     }
     row("Engine", engine);
+    if results.engines.len() > 1 || results.engines.iter().any(|e| e.isolation == Isolation::Private) {
+        let engines: Vec<String> = results
+            .engines
+            .iter()
+            .map(|e| format!("`{}` (Docker {}, {}, {} builds)", e.name, e.version.engine, e.isolation.name(), results.records.iter().filter(|r| r.engine == e.name).count()))
+            .collect();
+        row("Engines", engines.join(", "));
+    }
+    if let Some(shard) = results.shard {
+        row("Shard", format!("{shard}: the cells whose plan index modulo {} is {}", shard.count, shard.index - 1));
+    }
+    if let Some(o) = results.overhead.filter(|o| o.builds_ms > 0.0) {
+        row("Time outside builds", o.summary());
+    }
     row("Builders", results.options.builders.iter().map(|b| builder_display(*b)).collect::<Vec<_>>().join(", "));
     row(
         "Cells start",
