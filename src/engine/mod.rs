@@ -317,6 +317,12 @@ impl Engine {
         self.owned_in.is_some()
     }
 
+    /// How many tagged images the engine has.
+    pub async fn image_count(&self) -> Result<usize, EngineError> {
+        let images = self.docker.list_images(None::<ListImagesOptions>).await.map_err(api(format!("list the images of engine {}", self.name)))?;
+        Ok(images.len())
+    }
+
     /// Whether a dockerd answers a ping on the unix socket `socket` within 5 seconds.
     pub async fn answers_at(socket: &Path) -> bool {
         let url = format!("unix://{}", socket.display());

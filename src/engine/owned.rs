@@ -390,7 +390,7 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
     let _ = std::fs::remove_file(&socket);
     for dir in layout.outside() {
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+            remove_tree(&dir)?;
         }
     }
     if keep {
@@ -400,7 +400,7 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
                 continue;
             }
             if path.is_dir() {
-                std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+                remove_tree(&path)?;
             } else {
                 std::fs::remove_file(&path).map_err(io("remove", &path))?;
             }
@@ -410,7 +410,7 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
             write_state(&layout.state, &state)?;
         }
     } else {
-        std::fs::remove_dir_all(&layout.dir).map_err(io("remove", &layout.dir))?;
+        remove_tree(&layout.dir)?;
     }
     let left: Vec<String> = processes_referencing(&roots)
         .iter()
@@ -429,6 +429,57 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
         unmounted,
         kept_data: keep,
     })
+}
+
+/// How many removals run at once: on this kind of disk an unlink waits on the device, so one thread takes a minute
+/// for a data root with base images (33,000 files) and eight take seconds.
+const REMOVERS: usize = 8;
+
+/// Removes `dir` and everything under it (symlinks not followed), `REMOVERS` at a time: files first, then folders,
+/// deepest first.
+fn remove_tree(dir: &Path) -> Result<(), OwnedEngineError> {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.map_err(|e| OwnedEngineError::Io { action: "read", path: e.path().unwrap_or(dir).to_path_buf(), source: e.into() })?;
+        if entry.file_type().is_dir() {
+            dirs.push((entry.depth(), entry.into_path()));
+        } else {
+            files.push(entry.into_path());
+        }
+    }
+    in_parallel(&files, |f| std::fs::remove_file(f))?;
+    dirs.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
+    for level in dirs.chunk_by(|a, b| a.0 == b.0) {
+        let paths: Vec<PathBuf> = level.iter().map(|(_, p)| p.clone()).collect();
+        in_parallel(&paths, |d| std::fs::remove_dir(d))?;
+    }
+    Ok(())
+}
+
+/// Runs `remove` on every path, `REMOVERS` threads at once; the first failure (other than already gone) is returned.
+fn in_parallel(paths: &[PathBuf], remove: impl Fn(&Path) -> std::io::Result<()> + Sync) -> Result<(), OwnedEngineError> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failure = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..REMOVERS {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                match remove(path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        if let Ok(mut f) = failure.lock() {
+                            f.get_or_insert(OwnedEngineError::Io { action: "remove", path: path.clone(), source: e });
+                        }
+                    }
+                    _ => {}
+                }
+            });
+        }
+    });
+    match failure.into_inner() {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn signal(pid: u32, sig: i32) {
@@ -598,6 +649,23 @@ mod tests {
         assert!(layout.socket.as_os_str().len() <= MAX_SOCKET_PATH);
         assert!(layout.socket.starts_with(&long), "the socket still fits in the engine folder");
         assert_eq!(layout.outside(), vec![PathBuf::from("/run/layerbench-private")]);
+    }
+
+    #[test]
+    fn a_tree_is_removed_whole_without_following_symlinks() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("kept"), "x").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let tree = root.path().join("engine");
+        for i in 0..50 {
+            let d = tree.join(format!("a{}/b{}", i % 5, i % 7));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(format!("f{i}")), "data").unwrap();
+        }
+        std::os::unix::fs::symlink(outside.path(), tree.join("link")).unwrap();
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists());
+        assert!(outside.path().join("kept").exists());
     }
 
     #[test]
