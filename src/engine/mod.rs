@@ -339,8 +339,14 @@ impl Engine {
             return Err(EngineError::NotOwned { name: self.name.clone() });
         };
         let keep: Vec<String> = owned::read_state(engines, &self.name)?.map(|s| s.base_images).unwrap_or_default();
-        let is_base = |id: &str, labels: &HashMap<String, String>| {
-            keep.iter().any(|k| k == id) || labels.get(KIND_LABEL).is_some_and(|k| k == "base-image")
+        // By the ids `engine start` recorded; without them, tagged images labelled as base images. (The label alone
+        // is not enough: the legacy builder's intermediate images inherit it from the base image.)
+        let is_base = |image: &bollard::models::ImageSummary| {
+            if keep.is_empty() {
+                image.labels.get(KIND_LABEL).is_some_and(|k| k == "base-image") && image.repo_tags.iter().any(|t| !t.starts_with("<none>"))
+            } else {
+                keep.contains(&image.id)
+            }
         };
         let mut emptied = Emptied::default();
         let containers = self
@@ -361,7 +367,7 @@ impl Engine {
                 .list_images(Some(ListImagesOptions { all: true, ..Default::default() }))
                 .await
                 .map_err(api(format!("list the images of engine {}", self.name)))?;
-            let (kept, doomed): (Vec<_>, Vec<_>) = images.into_iter().partition(|i| is_base(&i.id, &i.labels));
+            let (kept, doomed): (Vec<_>, Vec<_>) = images.into_iter().partition(|i| is_base(i));
             emptied.kept_images = kept.len();
             if doomed.is_empty() {
                 break;
