@@ -1,5 +1,7 @@
 //! An engine layerbench owns, through the binary and the library: started beside the host's engine without touching it, built on by both builders through a loopback proxy, emptied to truly cold, and stopped leaving nothing behind.
 
+#![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
+
 mod common;
 
 use std::path::{Path, PathBuf};

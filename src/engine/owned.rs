@@ -177,7 +177,7 @@ pub fn dockerd_alive(pid: u32, socket: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
     let socket = format!("unix://{}", socket.display());
-    args.first().is_some_and(|a| a.ends_with("dockerd")) && args.iter().any(|a| *a == socket)
+    args.first().is_some_and(|a| a.ends_with("dockerd")) && args.contains(&socket)
 }
 
 /// The running state of an owned engine.
