@@ -103,14 +103,44 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
-    /// Remove the containers and images layerbench created (only those: they carry its label).
+    /// Remove the containers and images layerbench created (only those: they carry its label); with --engine, empty an engine layerbench owns whole.
     Clean {
         /// Also remove the base-image stand-ins layerbench built.
-        #[arg(long, conflicts_with = "run")]
+        #[arg(long, conflicts_with_all = ["run", "engine"])]
         base_images: bool,
         /// Only what the run with this id made (its images and containers), leaving other runs' alone.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", conflicts_with = "engine")]
         run: Option<String>,
+        /// Empty this engine layerbench owns whole (every container, every image but its base images, its whole build cache).
+        #[arg(long, value_name = "NAME")]
+        engine: Option<String>,
+    },
+    /// Engines layerbench owns: a dockerd of its own per name, with its own data root and socket under the cache folder.
+    #[command(subcommand)]
+    Engine(EngineCommand),
+}
+
+/// `layerbench engine …`.
+#[derive(Debug, Subcommand)]
+pub enum EngineCommand {
+    /// Start a dockerd of layerbench's own (no bridge, no firewall rules, the host's engine untouched), load the base images into it, and print how to use it.
+    Start {
+        /// Its name: a-z, 0-9 and `-`.
+        #[arg(long, default_value = crate::engine::owned::DEFAULT_OWNED_NAME)]
+        name: String,
+    },
+    /// List the engines layerbench owns: name, state, socket, images, disk used.
+    Ls,
+    /// Stop an engine layerbench owns and remove its folder: no process, mount or socket is left.
+    Stop {
+        #[arg(long, default_value = crate::engine::owned::DEFAULT_OWNED_NAME, conflicts_with = "all")]
+        name: String,
+        /// Stop every engine layerbench owns.
+        #[arg(long)]
+        all: bool,
+        /// Keep the data root (base images, build cache), so the next start is quicker.
+        #[arg(long)]
+        keep: bool,
     },
 }
 

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use layerbench::cli::{BuilderChoice, CacheChoice, CheckArgs, Cli, Command, EngineArgs, RunArgs};
+use layerbench::cli::{BuilderChoice, CacheChoice, CheckArgs, Cli, Command, EngineArgs, EngineCommand, RunArgs};
+use layerbench::engine::owned::{self, Liveness};
 use layerbench::engine::{Engine, StepReport};
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer, Shaping, Upstream};
 use layerbench::goproxy::upstream_from_env;
@@ -212,7 +213,21 @@ async fn run(command: Command) -> Result<bool> {
             }
             Ok(!(fail_on_regression && steps.iter().any(|s| s.is_regression())))
         }
-        Command::Clean { base_images, run } => {
+        Command::Clean { engine: Some(name), .. } => {
+            let engine = Engine::connect_spec(&name).await?;
+            let e = engine.empty().await?;
+            println!(
+                "clean: emptied engine {name}: {} containers, {} images, {} build cache records ({:.1} MB) removed; {} base images kept",
+                e.containers,
+                e.images,
+                e.cache_records,
+                e.cache_bytes as f64 / 1e6,
+                e.kept_images
+            );
+            Ok(true)
+        }
+        Command::Engine(command) => engine_command(command, &cache, &mirror).await,
+        Command::Clean { base_images, run, engine: None } => {
             let engine = Engine::connect().await?;
             let kinds: Option<&[&str]> = if base_images { None } else { Some(&["build", "selftest", "run"]) };
             let removed = engine.remove_labelled(kinds, run.as_deref()).await?;
@@ -221,6 +236,89 @@ async fn run(command: Command) -> Result<bool> {
             }
             let kept = removed.iter().filter(|r| r.starts_with("kept")).count();
             println!("clean: removed {} objects carrying layerbench's label, kept {kept}", removed.len() - kept);
+            Ok(true)
+        }
+    }
+}
+
+/// `layerbench engine start|ls|stop`: the engines layerbench owns.
+async fn engine_command(command: EngineCommand, cache: &std::path::Path, mirror: &str) -> Result<bool> {
+    let engines = paths::engines_dir();
+    match command {
+        EngineCommand::Start { name } => {
+            let state = owned::start_dockerd(&engines, &name).await?;
+            println!(
+                "engine {name}: dockerd (pid {}) answers on {}; data root {}, log {}",
+                state.pid.unwrap_or_default(),
+                state.socket.display(),
+                state.data_root.display(),
+                state.log.display()
+            );
+            let loaded = match Engine::connect_spec(&name).await {
+                Ok(engine) => layerbench::images::ensure_base_images(&engine, false, cache, mirror).await.map_err(anyhow::Error::from),
+                Err(e) => Err(e.into()),
+            };
+            let images = match loaded {
+                Ok(images) => images,
+                Err(e) => {
+                    // Nothing half-made is left running.
+                    let _ = tokio::task::spawn_blocking({
+                        let (engines, name) = (engines.clone(), name.clone());
+                        move || owned::stop(&engines, &name, false)
+                    })
+                    .await;
+                    return Err(e.context(format!("loading the base images into engine {name} failed; the engine was stopped")));
+                }
+            };
+            for image in &images {
+                println!("engine {name}: base image {} {} [{}] {}", image.name, short(&image.id), image.action, image.provenance);
+            }
+            owned::record_base_images(&engines, &name, images.iter().map(|i| i.id.clone()).collect())?;
+            println!("use it:   layerbench run --engine {name} …   (or DOCKER_HOST={} /usr/bin/docker …)", state.docker_host());
+            println!("empty it: layerbench clean --engine {name}");
+            println!("stop it:  layerbench engine stop --name {name}   (--keep keeps its data root for a quicker start)");
+            Ok(true)
+        }
+        EngineCommand::Ls => {
+            let listed = owned::list(&engines)?;
+            if listed.is_empty() {
+                println!("layerbench owns no engines (none under {}); `layerbench engine start` starts one", engines.display());
+                return Ok(true);
+            }
+            println!("{:<20} {:<10} {:>7} {:>10}  SOCKET", "NAME", "STATE", "IMAGES", "DISK");
+            for e in listed {
+                let images = match e.liveness {
+                    Liveness::Running => match Engine::connect_spec(&e.name).await {
+                        Ok(engine) => engine.image_count().await.map_or_else(|_| "?".to_string(), |n| n.to_string()),
+                        Err(_) => "?".to_string(),
+                    },
+                    _ => "-".to_string(),
+                };
+                println!("{:<20} {:<10} {:>7} {:>8.1}GB  {}", e.name, e.liveness.as_str(), images, e.disk_bytes as f64 / 1e9, e.socket.display());
+            }
+            Ok(true)
+        }
+        EngineCommand::Stop { name, all, keep } => {
+            let names = if all { owned::list(&engines)?.into_iter().map(|e| e.name).collect() } else { vec![name] };
+            if names.is_empty() {
+                println!("layerbench owns no engines: nothing to stop");
+            }
+            for name in names {
+                let engines = engines.clone();
+                let stopped = tokio::task::spawn_blocking(move || owned::stop(&engines, &name, keep)).await.context("the stop task failed")??;
+                println!(
+                    "engine {}: {}; {} helper processes and {} mounts cleared; {}",
+                    stopped.name,
+                    match (stopped.pid, stopped.killed) {
+                        (Some(pid), false) => format!("dockerd (pid {pid}) stopped"),
+                        (Some(pid), true) => format!("dockerd (pid {pid}) killed after it ignored SIGTERM"),
+                        (None, _) => "no dockerd was running".to_string(),
+                    },
+                    stopped.helpers_stopped,
+                    stopped.unmounted,
+                    if stopped.kept_data { "data root kept" } else { "folder removed" }
+                );
+            }
             Ok(true)
         }
     }
@@ -473,23 +571,6 @@ async fn connect_engines(specs: &[String]) -> Result<Vec<(Engine, layerbench::re
     Ok(engines)
 }
 
-// TEMPORARY until the owned-engine branch is merged.
-trait SpecStub {
-    async fn connect_spec(spec: &str) -> Result<Engine, layerbench::engine::EngineError>;
-    fn name(&self) -> &str;
-    fn is_owned(&self) -> bool;
-}
-impl SpecStub for Engine {
-    async fn connect_spec(_spec: &str) -> Result<Engine, layerbench::engine::EngineError> {
-        Engine::connect().await
-    }
-    fn name(&self) -> &str {
-        "default"
-    }
-    fn is_owned(&self) -> bool {
-        false
-    }
-}
 
 /// Provisions, starts the module proxy, runs every cell and returns the results and where they were written.
 async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbench::results::Results, std::path::PathBuf)> {

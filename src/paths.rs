@@ -19,6 +19,11 @@ pub fn store_dir() -> PathBuf {
     cache_dir().join("modstore")
 }
 
+/// Where the engines layerbench owns keep their data roots, sockets and logs (one folder each, by name).
+pub fn engines_dir() -> PathBuf {
+    cache_dir().join("engines")
+}
+
 /// Where the module proxy keeps the answers of upstream GOPROXYs (one subfolder each).
 pub fn upstream_cache_dir() -> PathBuf {
     cache_dir().join("upstream")

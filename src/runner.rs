@@ -1276,13 +1276,3 @@ mod tests {
         assert!(rows[1].cached);
     }
 }
-
-// TEMPORARY until the owned-engine branch is merged (it adds Engine::empty).
-trait EmptyStub {
-    async fn empty(&self) -> Result<(), EngineError>;
-}
-impl EmptyStub for Engine {
-    async fn empty(&self) -> Result<(), EngineError> {
-        Ok(())
-    }
-}

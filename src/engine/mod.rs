@@ -1,5 +1,6 @@
 //! The Docker engine, through bollard (the only module that uses it): connect, build, import, inspect, run, and remove only what layerbench labelled.
 
+pub mod owned;
 pub mod stream;
 
 use stream::{BuildStream, StreamItem};
@@ -57,6 +58,14 @@ pub enum EngineError {
     },
     #[error("failed to read the image {image} as the engine exported it: {source}")]
     Export { image: String, source: std::io::Error },
+    #[error("{spec:?} names no engine: {why}. Give the name of an engine layerbench owns (`layerbench engine ls`), a URL (unix:///path, tcp://host:port, http://host:port), or `default`")]
+    BadSpec { spec: String, why: String },
+    #[error("the engine {name} is not running{detail}: start it with `layerbench engine start --name {name}`")]
+    NotRunning { name: String, detail: String },
+    #[error("refusing to empty the engine {name}: layerbench empties only engines it owns (`layerbench engine start`); on a shared engine `layerbench clean` removes only what carries its label")]
+    NotOwned { name: String },
+    #[error(transparent)]
+    Owned(#[from] owned::OwnedEngineError),
     #[error("failed to read {path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -74,6 +83,10 @@ fn api(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Engi
 pub struct Engine {
     docker: Docker,
     target: String,
+    /// The owned engine's name, the URL as given, or `default`.
+    name: String,
+    /// The folder of the engines layerbench owns, when this is one of them.
+    owned_in: Option<std::path::PathBuf>,
     pub version: EngineVersion,
     /// The run whose id labels the containers this handle creates.
     run: Option<String>,
@@ -156,6 +169,49 @@ impl BuildOutcome {
     }
 }
 
+/// Which engine to reach, as `--engine` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineSpec {
+    /// `default`: DOCKER_HOST or the default socket.
+    Default,
+    /// `unix:///path`, `tcp://host:port` or `http://host:port`, as given.
+    Url(String),
+    /// The name of an engine layerbench owns.
+    Owned(String),
+}
+
+impl EngineSpec {
+    pub fn parse(spec: &str) -> Result<EngineSpec, EngineError> {
+        let bad = |why: &str| EngineError::BadSpec { spec: spec.to_string(), why: why.to_string() };
+        if spec == "default" {
+            return Ok(EngineSpec::Default);
+        }
+        if let Some((scheme, rest)) = spec.split_once("://") {
+            return match scheme {
+                "unix" if rest.starts_with('/') => Ok(EngineSpec::Url(spec.to_string())),
+                "unix" => Err(bad("a unix URL needs an absolute path (unix:///path)")),
+                "tcp" | "http" if !rest.is_empty() && !rest.starts_with('/') => Ok(EngineSpec::Url(spec.to_string())),
+                "tcp" | "http" => Err(bad("a tcp or http URL needs a host (tcp://host:port)")),
+                _ => Err(bad(&format!("the scheme {scheme}:// is not one layerbench speaks (unix, tcp, http)"))),
+            };
+        }
+        owned::check_name(spec).map_err(|e| bad(&e.to_string()))?;
+        Ok(EngineSpec::Owned(spec.to_string()))
+    }
+}
+
+/// What `Engine::empty` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Emptied {
+    pub containers: usize,
+    pub images: usize,
+    /// Build cache records (BuildKit's) pruned.
+    pub cache_records: usize,
+    pub cache_bytes: u64,
+    /// The base images left in place.
+    pub kept_images: usize,
+}
+
 /// A container run to completion.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
@@ -183,11 +239,46 @@ impl Engine {
             Ok(h) => format!("{h} (from DOCKER_HOST)"),
             Err(_) => "unix:///var/run/docker.sock (the default socket; DOCKER_HOST is not set)".to_string(),
         };
+        let docker = Docker::connect_with_defaults().map_err(|source| EngineError::Unreachable { target: target.clone(), source })?;
+        Engine::negotiate(docker, target, "default".to_string(), None).await
+    }
+
+    /// Connects to the engine `spec` names: an engine layerbench owns (it must be running), a URL
+    /// (`unix:///path`, `tcp://host:port`, `http://host:port`), or `default` (as `connect`).
+    pub async fn connect_spec(spec: &str) -> Result<Engine, EngineError> {
+        match EngineSpec::parse(spec)? {
+            EngineSpec::Default => Engine::connect().await,
+            EngineSpec::Url(url) => {
+                let docker = Docker::connect_with_host(&url).map_err(|source| EngineError::Unreachable { target: url.clone(), source })?;
+                Engine::negotiate(docker, url.clone(), url, None).await
+            }
+            EngineSpec::Owned(name) => {
+                let engines = crate::paths::engines_dir();
+                let state = owned::read_state(&engines, &name)?;
+                let state = match (owned::liveness(state.as_ref()), state) {
+                    (owned::Liveness::Running, Some(state)) => state,
+                    (liveness, state) => {
+                        let detail = match (liveness, state) {
+                            (owned::Liveness::StalePid, Some(s)) => format!(" (its dockerd, pid {}, is gone)", s.pid.unwrap_or_default()),
+                            (_, Some(_)) => " (stopped, its data root kept)".to_string(),
+                            (_, None) => format!(" (layerbench owns no engine of that name under {})", engines.display()),
+                        };
+                        return Err(EngineError::NotRunning { name, detail });
+                    }
+                };
+                let target = format!("{} (engine {name}, owned by layerbench)", state.docker_host());
+                let docker = Docker::connect_with_host(&state.docker_host()).map_err(|source| EngineError::Unreachable { target: target.clone(), source })?;
+                Engine::negotiate(docker, target, name, Some(engines)).await
+            }
+        }
+    }
+
+    /// Negotiates the API version (every call bounded by `CALL_TIMEOUT`) and checks it is recent enough.
+    async fn negotiate(docker: Docker, target: String, name: String, owned_in: Option<std::path::PathBuf>) -> Result<Engine, EngineError> {
         let unreachable = |source| EngineError::Unreachable {
             target: target.clone(),
             source,
         };
-        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
         // Every call gets its answer's head within this; a build's stream is bounded by the run's build timeout,
         // and the streamed bodies read here (an exported image, a copied file) by their own limits.
         let docker = docker.with_timeout(CALL_TIMEOUT);
@@ -207,11 +298,108 @@ impl Engine {
             run: None,
             docker,
             target,
+            name,
+            owned_in,
             version: EngineVersion {
                 engine: v.version.unwrap_or_default(),
                 api,
             },
         })
+    }
+
+    /// The owned engine's name, the URL as given, or `default`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether layerbench owns this engine (started it with `engine start`), so it may empty it.
+    pub fn is_owned(&self) -> bool {
+        self.owned_in.is_some()
+    }
+
+    /// How many tagged images the engine has.
+    pub async fn image_count(&self) -> Result<usize, EngineError> {
+        let images = self.docker.list_images(None::<ListImagesOptions>).await.map_err(api(format!("list the images of engine {}", self.name)))?;
+        Ok(images.len())
+    }
+
+    /// Whether a dockerd answers a ping on the unix socket `socket` within 5 seconds.
+    pub async fn answers_at(socket: &Path) -> bool {
+        let url = format!("unix://{}", socket.display());
+        match Docker::connect_with_host(&url) {
+            Ok(docker) => matches!(tokio::time::timeout(Duration::from_secs(5), docker.ping()).await, Ok(Ok(_))),
+            Err(_) => false,
+        }
+    }
+
+    /// Empties an engine layerbench owns to how `engine start` left it: every container, every image but the base
+    /// images loaded into it, and the whole build cache. Refused on any other engine.
+    pub async fn empty(&self) -> Result<Emptied, EngineError> {
+        let Some(engines) = &self.owned_in else {
+            return Err(EngineError::NotOwned { name: self.name.clone() });
+        };
+        let keep: Vec<String> = owned::read_state(engines, &self.name)?.map(|s| s.base_images).unwrap_or_default();
+        // By the ids `engine start` recorded; without them, tagged images labelled as base images. (The label alone
+        // is not enough: the legacy builder's intermediate images inherit it from the base image.)
+        let is_base = |image: &bollard::models::ImageSummary| {
+            if keep.is_empty() {
+                image.labels.get(KIND_LABEL).is_some_and(|k| k == "base-image") && image.repo_tags.iter().any(|t| !t.starts_with("<none>"))
+            } else {
+                keep.contains(&image.id)
+            }
+        };
+        let mut emptied = Emptied::default();
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions { all: true, ..Default::default() }))
+            .await
+            .map_err(api(format!("list the containers of engine {}", self.name)))?;
+        for c in containers {
+            if let Some(id) = c.id {
+                self.remove_container(&id).await?;
+                emptied.containers += 1;
+            }
+        }
+        // Images built on others go first; what still has children is retried once they are gone.
+        loop {
+            let images = self
+                .docker
+                .list_images(Some(ListImagesOptions { all: true, ..Default::default() }))
+                .await
+                .map_err(api(format!("list the images of engine {}", self.name)))?;
+            let (kept, doomed): (Vec<_>, Vec<_>) = images.into_iter().partition(|i| is_base(i));
+            emptied.kept_images = kept.len();
+            if doomed.is_empty() {
+                break;
+            }
+            let mut progress = false;
+            for image in doomed {
+                let options = RemoveImageOptions { force: true, ..Default::default() };
+                match self.docker.remove_image(&image.id, Some(options), None).await {
+                    Ok(_) => {
+                        emptied.images += 1;
+                        progress = true;
+                    }
+                    Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
+                    Err(source) => return Err(EngineError::Api { action: format!("remove image {} from engine {}", image.id, self.name), source }),
+                }
+            }
+            if !progress {
+                return Err(EngineError::Api {
+                    action: format!("empty engine {}", self.name),
+                    source: bollard::errors::Error::DockerStreamError { error: "some images could not be removed (still in use)".into() },
+                });
+            }
+        }
+        let options = bollard::query_parameters::PruneBuildOptions { all: Some(true), ..Default::default() };
+        let pruned = self
+            .docker
+            .prune_build(Some(options))
+            .await
+            .map_err(api(format!("prune the build cache of engine {}", self.name)))?;
+        emptied.cache_records = pruned.caches_deleted.map_or(0, |c| c.len());
+        emptied.cache_bytes = pruned.space_reclaimed.unwrap_or(0).max(0) as u64;
+        Ok(emptied)
     }
 
     /// What the engine says about its machine.
@@ -741,3 +929,35 @@ fn tokio_util_stream(file: tokio::fs::File) -> impl futures_util::Stream<Item = 
     })
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::EngineSpec;
+
+    #[test]
+    fn an_engine_spec_is_default_a_url_or_an_owned_name() {
+        assert_eq!(EngineSpec::parse("default").unwrap(), EngineSpec::Default);
+        for url in ["unix:///run/x/docker.sock", "tcp://127.0.0.1:2375", "http://localhost:2375"] {
+            assert_eq!(EngineSpec::parse(url).unwrap(), EngineSpec::Url(url.to_string()));
+        }
+        assert_eq!(EngineSpec::parse("private").unwrap(), EngineSpec::Owned("private".into()));
+        assert_eq!(EngineSpec::parse("ci-2").unwrap(), EngineSpec::Owned("ci-2".into()));
+    }
+
+    #[test]
+    fn a_bad_engine_spec_says_what_is_wrong_and_what_is_accepted() {
+        for (spec, why) in [
+            ("unix://relative.sock", "absolute path"),
+            ("tcp://", "needs a host"),
+            ("http:///x", "needs a host"),
+            ("ssh://host", "ssh://"),
+            ("Private", "not an engine name"),
+            ("a_b", "not an engine name"),
+            ("", "not an engine name"),
+        ] {
+            let err = EngineSpec::parse(spec).unwrap_err().to_string();
+            assert!(err.contains(why), "{spec}: {err}");
+            assert!(err.contains(&format!("{spec:?} names no engine")) && err.contains("`default`"), "{spec}: {err}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! An engine layerbench owns, through the binary and the library: started beside the host's engine without touching it, built on by both builders through a loopback proxy, emptied to truly cold, and stopped leaving nothing behind.
+
+#![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use layerbench::engine::owned::{self, EngineLayout};
+use layerbench::engine::{BuildRequest, Builder, Engine, EngineError, StepReport};
+use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
+use layerbench::paths;
+
+const PROXY_PORT: u16 = 48231;
+
+fn layerbench(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_layerbench")).args(args).output().expect("the layerbench binary runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Stops the engine when the test ends, passed or not, so a failure leaves no dockerd behind.
+struct StopOnDrop(String);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if EngineLayout::new(&paths::engines_dir(), &self.0).dir.exists() {
+            let _ = layerbench(&["engine", "stop", "--name", &self.0]);
+        }
+    }
+}
+
+/// What the host's default engine and network look like: images, networks, firewall rules, forwarding.
+async fn host_snapshot() -> Vec<String> {
+    let engine = Engine::connect_spec("default").await.expect("the default engine answers");
+    let mut facts = Vec::new();
+    for (what, args) in [("image", &["images", "-a", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"][..]), ("network", &["network", "ls", "--no-trunc", "--format", "{{.ID}} {{.Name}} {{.Driver}}"][..])] {
+        let out = Command::new("/usr/bin/docker").args(args).env_remove("DOCKER_HOST").output().expect("/usr/bin/docker runs");
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        facts.extend(String::from_utf8_lossy(&out.stdout).lines().map(|l| format!("{what} {l}")));
+    }
+    if let Ok(out) = Command::new("iptables-save").output() {
+        facts.extend(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#')).map(|l| format!("iptables {l}")));
+    }
+    let links = Command::new("ip").args(["-o", "link"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    facts.extend(links.lines().filter_map(|l| l.split(':').nth(1)).map(|name| format!("link {}", name.trim())));
+    facts.push(format!("ip_forward {}", std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default().trim()));
+    assert!(engine.answers().await);
+    facts.sort();
+    facts
+}
+
+fn tiny_build(proxy_url: &str, builder: Builder, tag: &str) -> BuildRequest {
+    let app = common::tiny_app();
+    let context = layerbench::context::build_context(&app, Path::new("dockerfiles/layered.Dockerfile"), builder).expect("the tiny app's context");
+    BuildRequest {
+        what: format!("tiny-app on an owned engine ({})", builder.name()),
+        context_tar: context.tar,
+        dockerfile: context.dockerfile,
+        tag: tag.to_string(),
+        target: None,
+        build_args: [("GOPROXY".to_string(), proxy_url.to_string()), ("GOSUMDB".to_string(), "off".to_string())].into(),
+        labels: Default::default(),
+        builder,
+        network_mode: "host".into(),
+        no_cache: false,
+    }
+}
+
+/// The Dockerfile steps (not the builder's internal ones) and whether each came from the cache.
+fn steps(reports: &[StepReport]) -> Vec<(String, bool)> {
+    reports.iter().filter(|s| s.name.contains("RUN") || s.name.contains("COPY")).map(|s| (s.name.clone(), s.cached)).collect()
+}
+
+#[tokio::test]
+async fn an_owned_engine_builds_with_both_builders_empties_to_cold_and_stops_leaving_nothing_while_the_host_engine_is_untouched() {
+    let _guard = common::engine_lock();
+    let name = format!("lbt-{}", std::process::id());
+    let layout = EngineLayout::new(&paths::engines_dir(), &name);
+    let before = host_snapshot().await;
+
+    let stop_on_drop = StopOnDrop(name.clone());
+    let (ok, out) = layerbench(&["engine", "start", "--name", &name]);
+    assert!(ok, "engine start failed:\n{out}");
+    assert!(out.contains(&format!("DOCKER_HOST=unix://{}", layout.socket.display())), "start prints how to use it:\n{out}");
+    let (ok, out) = layerbench(&["engine", "start", "--name", &name]);
+    assert!(!ok && out.contains("already running"), "a second start of the same name is refused:\n{out}");
+    let (ok, listed) = layerbench(&["engine", "ls"]);
+    assert!(ok && listed.lines().any(|l| l.starts_with(&name) && l.contains("running")), "{listed}");
+
+    let engine = Engine::connect_spec(&name).await.expect("the owned engine answers");
+    assert!(engine.is_owned() && engine.name() == name);
+    let state = owned::read_state(&paths::engines_dir(), &name).unwrap().expect("a state file");
+    assert_eq!(state.base_images.len(), 2, "both base images were loaded and recorded");
+    assert_eq!(engine.image_count().await.unwrap(), 2, "the new engine holds only its base images");
+
+    // Both builders reach the module proxy on loopback (network mode host, no bridge in this engine).
+    let store = paths::store_dir();
+    let proxy = ProxyServer::start(ProxyConfig::loopback(&store, PROXY_PORT)).await.expect("the proxy starts");
+    let tag = format!("layerbench/owned-engine-test:{}", std::process::id());
+    let mut first = Vec::new();
+    for builder in [Builder::Buildkit, Builder::Legacy] {
+        let mark = proxy.log().len();
+        let outcome = engine.build(tiny_build(&proxy.url(), builder, &tag), &mut |_| {}).await.expect("the engine answers");
+        let (_, reports, _) = outcome.into_image(&format!("tiny-app ({})", builder.name())).expect("the build succeeds");
+        let fetched = proxy.log().since(mark);
+        assert!(fetched.iter().any(|r| r.path.ends_with(".zip") && r.status == 200), "{} fetched the modules through the loopback proxy: {fetched:?}", builder.name());
+        assert!(steps(&reports).iter().all(|(_, cached)| !cached), "a fresh engine has nothing cached for {}: {reports:?}", builder.name());
+        if builder == Builder::Buildkit {
+            first = steps(&reports);
+        }
+    }
+    // Built again: the cache of this engine answers.
+    let again = engine.build(tiny_build(&proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.unwrap();
+    let (_, reports, _) = again.into_image("tiny-app again").unwrap();
+    assert!(steps(&reports).iter().all(|(_, cached)| *cached), "a rebuild is cached before emptying: {reports:?}");
+
+    let emptied = engine.empty().await.expect("an owned engine can be emptied");
+    assert!(emptied.images >= 1 && emptied.cache_records >= 1 && emptied.kept_images == 2, "{emptied:?}");
+    assert_eq!(engine.image_count().await.unwrap(), 2, "only the base images are left");
+    let cold = engine.build(tiny_build(&proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.unwrap();
+    let (_, reports, _) = cold.into_image("tiny-app after empty").unwrap();
+    let cold_steps = steps(&reports);
+    assert_eq!(cold_steps.len(), first.len(), "{cold_steps:?} vs {first:?}");
+    assert!(cold_steps.iter().all(|(_, cached)| !cached), "after empty() no step is cached: {reports:?}");
+    proxy.stop().await;
+
+    let (ok, out) = layerbench(&["clean", "--engine", &name]);
+    assert!(ok && out.contains("base images kept"), "{out}");
+    assert_eq!(engine.image_count().await.unwrap(), 2);
+
+    let (ok, out) = layerbench(&["engine", "stop", "--name", &name]);
+    assert!(ok, "engine stop failed:\n{out}");
+    drop(stop_on_drop);
+    let roots: Vec<PathBuf> = vec![layout.dir.clone(), state.exec_root.clone()];
+    assert_eq!(owned::processes_referencing(&roots), Vec::<u32>::new(), "no dockerd, containerd or shim of it is left");
+    assert!(!owned::dockerd_alive(state.pid.expect("a pid while running"), &state.socket), "its dockerd is gone");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(layout.dir.to_str().unwrap()), "no mount under its folder is left");
+    assert!(!layout.dir.exists() && !state.socket.exists(), "its folder and socket are gone");
+    assert!(!engine.answers().await);
+
+    assert_eq!(host_snapshot().await, before, "the host's default engine, networks and firewall rules are unchanged");
+}
+
+#[tokio::test]
+async fn a_name_that_is_not_running_tells_how_to_start_it_and_the_default_engine_is_never_emptied() {
+    let err = Engine::connect_spec("lbt-never-started").await.unwrap_err();
+    assert!(matches!(err, EngineError::NotRunning { .. }), "{err}");
+    assert!(err.to_string().contains("layerbench engine start --name lbt-never-started"), "{err}");
+    let (ok, out) = layerbench(&["engine", "stop", "--name", "lbt-never-started"]);
+    assert!(!ok && out.contains("owns no engine named lbt-never-started"), "{out}");
+    let (ok, out) = layerbench(&["engine", "start", "--name", "Bad_Name"]);
+    assert!(!ok && out.contains("\"Bad_Name\" is not an engine name"), "{out}");
+
+    let default = Engine::connect_spec("default").await.expect("the default engine answers");
+    assert!(!default.is_owned() && default.name() == "default");
+    let err = default.empty().await.unwrap_err();
+    assert!(err.to_string().contains("refusing to empty the engine default"), "{err}");
+}
