@@ -159,3 +159,25 @@ async fn a_name_that_is_not_running_tells_how_to_start_it_and_the_default_engine
     let err = default.empty().await.unwrap_err();
     assert!(err.to_string().contains("refusing to empty the engine default"), "{err}");
 }
+
+#[test]
+fn a_dockerd_that_does_not_answer_is_reported_with_the_end_of_its_log_and_leaves_nothing() {
+    let fake = tempfile::tempdir().unwrap();
+    let dockerd = fake.path().join("dockerd");
+    std::fs::write(&dockerd, "#!/bin/sh\necho \"fake dockerd: refusing $*\" >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&dockerd, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let path = format!("{}:{}", fake.path().display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new(env!("CARGO_BIN_EXE_layerbench"))
+        .args(["engine", "start", "--name", "lbt-broken"])
+        .env("PATH", path)
+        .env("LAYERBENCH_CACHE", cache.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    let log = cache.path().join("engines/lbt-broken/dockerd.log");
+    assert!(text.contains("did not answer") && text.contains("it exited") && text.contains(&log.display().to_string()), "{text}");
+    assert!(text.contains("fake dockerd: refusing") && text.contains("--bridge=none --iptables=false --ip-masq=false"), "the log's last lines are quoted: {text}");
+    assert!(!cache.path().join("engines/lbt-broken").exists(), "nothing is left of the engine that did not start");
+}

@@ -379,6 +379,16 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
         }
         wait_gone(&helpers, Duration::from_secs(5));
     }
+    // A dockerd that was killed leaves its containers' processes running, reparented to init: they are found by the
+    // container ids (its data root's `containers/` folders) in their cgroups.
+    let data_root = state.as_ref().map_or(layout.data_root.clone(), |s| s.data_root.clone());
+    let ids = container_ids(&data_root);
+    let orphans = processes_in_containers(&ids);
+    for &p in &orphans {
+        signal(p, libc::SIGKILL);
+    }
+    wait_gone(&orphans, Duration::from_secs(5));
+    remove_container_cgroups(&ids);
     let mut unmounted = 0;
     for mount in mounts_under(&roots) {
         let Ok(c) = std::ffi::CString::new(mount.as_os_str().as_encoded_bytes()) else { continue };
@@ -414,6 +424,7 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
     }
     let left: Vec<String> = processes_referencing(&roots)
         .iter()
+        .chain(processes_in_containers(&ids).iter())
         .map(|p| format!("process {p}"))
         .chain(mounts_under(&roots).iter().map(|m| format!("mount {}", m.display())))
         .chain(socket.exists().then(|| format!("socket {}", socket.display())))
@@ -425,7 +436,7 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
         name: name.to_string(),
         pid,
         killed,
-        helpers_stopped: helpers.len(),
+        helpers_stopped: helpers.len() + orphans.len(),
         unmounted,
         kept_data: keep,
     })
@@ -527,6 +538,46 @@ pub fn processes_referencing(roots: &[PathBuf]) -> Vec<u32> {
             })
         })
         .collect()
+}
+
+/// The ids of the containers an engine has or had (the folders of `<data root>/containers`).
+fn container_ids(data_root: &Path) -> Vec<String> {
+    std::fs::read_dir(data_root.join("containers"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_string))
+                .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The processes whose cgroup path names one of the container ids `ids`.
+fn processes_in_containers(ids: &[String]) -> Vec<u32> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|cgroups| ids.iter().any(|id| cgroups.contains(id.as_str())))
+        })
+        .collect()
+}
+
+/// Removes the (empty) cgroups a killed dockerd left for its containers: `docker/<id>` under the cgroup root
+/// (cgroup v2) or under each controller's (v1). Only these ids' folders are touched; a busy one stays.
+fn remove_container_cgroups(ids: &[String]) {
+    let root = Path::new("/sys/fs/cgroup");
+    let controllers: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    for id in ids {
+        for base in controllers.iter().map(PathBuf::as_path).chain([root]) {
+            let _ = std::fs::remove_dir(base.join("docker").join(id));
+        }
+    }
 }
 
 /// The mount points under one of `roots` (per /proc/self/mountinfo), deepest first.
