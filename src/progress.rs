@@ -48,10 +48,10 @@ impl Progress {
 
     pub fn event(&mut self, event: Event<'_>) {
         match event {
-            Event::CellStarted { cell, of } => {
+            Event::CellStarted { cell, of, .. } => {
                 self.line(&format!("cell {}/{of}: {}", cell.index + 1, cell.label()));
             }
-            Event::BuildStarted { cell, step, build, of } => {
+            Event::BuildStarted { cell, step, build, of, .. } => {
                 let bar = bar(build - 1, of);
                 let text = format!("{bar} build {build}/{of} · {} · {step}", cell.label());
                 if let Ok(mut s) = self.status.lock() {

@@ -366,8 +366,9 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
 /// What the runner tells its reporter.
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
-    CellStarted { cell: &'a Cell, of: usize },
-    BuildStarted { cell: &'a Cell, step: &'a str, build: usize, of: usize },
+    /// `engine` names the engine the cell runs on (several engines run cells at once; their events interleave).
+    CellStarted { engine: &'a str, cell: &'a Cell, of: usize },
+    BuildStarted { engine: &'a str, cell: &'a Cell, step: &'a str, build: usize, of: usize },
     StepFinished { step: &'a StepReport },
     BuildFinished { record: &'a BuildRecord },
     /// Something went wrong that does not stop the run (a cleanup the engine refused).
@@ -407,7 +408,7 @@ pub async fn run(
     let mut ctx = RunContext { engine, plan, proxy: handles, interrupt: interrupt.clone(), engine_lost: false };
     let mut counter = Counter { done: 0, total: plan.total_builds() };
     for cell in &plan.cells {
-        on_event(Event::CellStarted { cell, of: plan.cells.len() });
+        on_event(Event::CellStarted { engine: "default", cell, of: plan.cells.len() });
         handles.unpublished.set(cell.scenario.unpublished.iter().filter_map(|u| {
             let (m, v) = u.split_once('@')?;
             Some((m.to_string(), v.to_string()))
@@ -556,7 +557,7 @@ async fn run_cell(
         let _ = build_once(ctx, &mut run, results, "warm-up", false, &mut |_| {}).await?;
     }
     counter.done += 1;
-    on_event(Event::BuildStarted { cell, step: "baseline", build: counter.done, of: counter.total });
+    on_event(Event::BuildStarted { engine: "default", cell, step: "baseline", build: counter.done, of: counter.total });
     let cold = plan.cache_state == CacheState::Cold;
     let record = build_once(ctx, &mut run, results, "baseline", cold, &mut |s| on_event(Event::StepFinished { step: s })).await?;
     let failed = record.outcome != "ok";
@@ -592,7 +593,7 @@ async fn run_cell(
         for (m, v) in &applied.published {
             ctx.proxy.unpublished.publish(m, v);
         }
-        on_event(Event::BuildStarted { cell, step: &step.name, build: counter.done, of: counter.total });
+        on_event(Event::BuildStarted { engine: "default", cell, step: &step.name, build: counter.done, of: counter.total });
         let mut record = build_once(ctx, &mut run, results, &step.name, false, &mut |s| on_event(Event::StepFinished { step: s })).await?;
         record.notes.splice(0..0, applied.notes);
         let failed = record.outcome != "ok";

@@ -116,6 +116,7 @@ mod tests {
             at_unix_ms: 0,
             duration_ms: 0.0,
             served_from: ServedFrom::Store,
+            lane: String::new(),
         }
     }
 

@@ -56,13 +56,15 @@ pub enum Refusal {
     UriTooLong { len: usize },
     #[error("the request headers are {len} bytes long; at most {MAX_HEADER_BYTES} are answered")]
     HeadersTooLarge { len: usize },
+    #[error("the request path starts with `/lane/` but names no lane (letters, digits, `-` and `_`, at most 64)")]
+    BadLane,
 }
 
 impl Refusal {
     /// The HTTP status the refusal is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            Refusal::MalformedEscape(_) | Refusal::NotUtf8(_) | Refusal::OutsideStore { .. } => 400,
+            Refusal::MalformedEscape(_) | Refusal::NotUtf8(_) | Refusal::OutsideStore { .. } | Refusal::BadLane => 400,
             Refusal::UriTooLong { .. } => 414,
             Refusal::HeadersTooLarge { .. } => 431,
         }

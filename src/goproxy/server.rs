@@ -93,6 +93,9 @@ pub struct ProxyRequest {
     pub duration_ms: f64,
     /// Where the answer came from (`none` when it was not answered 200).
     pub served_from: ServedFrom,
+    /// The lane the request came in on (`/lane/<name>/…`; empty for the plain URL): one per engine of a run over several.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub lane: String,
 }
 
 impl ProxyRequest {
@@ -185,10 +188,52 @@ impl ShapingControl {
     }
 }
 
+/// What a lane of the proxy controls: its own hidden versions and shaping.
+#[derive(Debug, Clone, Default)]
+pub struct LaneControls {
+    pub unpublished: Unpublished,
+    pub shaping: ShapingControl,
+}
+
+/// Where requests are told apart: the builds of a run over several engines reach one proxy through one port, each
+/// engine's through its own URL prefix `/lane/<name>`, so each build's requests, hidden versions and shaping are its
+/// engine's alone. The plain URL is the lane with the empty name.
+#[derive(Debug, Clone, Default)]
+struct Lanes {
+    inner: Arc<Mutex<std::collections::BTreeMap<String, LaneControls>>>,
+}
+
+impl Lanes {
+    /// The lane's controls, made (unhidden, unshaped) on first use.
+    fn get(&self, name: &str) -> LaneControls {
+        match self.inner.lock() {
+            Ok(mut lanes) => lanes.entry(name.to_string()).or_default().clone(),
+            Err(_) => LaneControls::default(),
+        }
+    }
+}
+
+/// The prefix a lane's URL adds before the GOPROXY paths.
+const LANE_PREFIX: &str = "/lane/";
+
+/// Whether `name` may name a lane (it becomes a URL path segment).
+pub fn is_lane_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Splits a request path into its lane and the GOPROXY path after it; `None` for a malformed lane. No module path
+/// starts with `lane/` (a module path's first element holds a dot), so the prefix cannot hide a module.
+fn split_lane(path: &str) -> Option<(&str, &str)> {
+    let Some(rest) = path.strip_prefix(LANE_PREFIX) else { return Some(("", path)) };
+    let (name, after) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    is_lane_name(name).then_some((name, after))
+}
+
 /// A running proxy. Dropping it without [`ProxyServer::stop`] also stops it.
 pub struct ProxyServer {
     addr: SocketAddr,
     log: ProxyLog,
+    lanes: Lanes,
     unpublished: Unpublished,
     shaping: ShapingControl,
     source: ModuleSource,
@@ -225,13 +270,12 @@ impl ProxyServer {
         })?;
         let log = ProxyLog::default();
         let (shutdown, mut stop) = watch::channel(false);
-        let shaping = ShapingControl::default();
-        shaping.set(config.shaping);
-        let unpublished = Unpublished::default();
+        let lanes = Lanes::default();
+        let plain = lanes.get("");
+        plain.shaping.set(config.shaping);
         let shared = Shared {
             source: Arc::new(source.clone()),
-            hidden: unpublished.clone(),
-            shaping: shaping.clone(),
+            lanes: lanes.clone(),
             log: log.clone(),
         };
         let task = tokio::spawn(async move {
@@ -249,8 +293,9 @@ impl ProxyServer {
         Ok(ProxyServer {
             addr,
             log,
-            unpublished,
-            shaping,
+            lanes,
+            unpublished: plain.unpublished,
+            shaping: plain.shaping,
             source,
             shutdown,
             task: Some(task),
@@ -268,6 +313,20 @@ impl ProxyServer {
 
     pub fn log(&self) -> ProxyLog {
         self.log.clone()
+    }
+
+    /// The GOPROXY value of a lane (see [`is_lane_name`]); the empty name is the plain URL.
+    pub fn lane_url(&self, name: &str) -> String {
+        if name.is_empty() {
+            self.url()
+        } else {
+            format!("{}{LANE_PREFIX}{name}", self.url())
+        }
+    }
+
+    /// A lane's hidden versions and shaping (the empty name's are [`ProxyServer::unpublished`] and [`ProxyServer::shaping`]).
+    pub fn lane(&self, name: &str) -> LaneControls {
+        self.lanes.get(name)
     }
 
     /// The handle that changes the network shaping.
@@ -327,8 +386,7 @@ const MAX_LOGGED_TARGET: usize = 512;
 #[derive(Clone)]
 struct Shared {
     source: Arc<ModuleSource>,
-    hidden: Unpublished,
-    shaping: ShapingControl,
+    lanes: Lanes,
     log: ProxyLog,
 }
 
@@ -375,6 +433,7 @@ fn log_unanswered(error: &hyper::Error, log: &ProxyLog) {
         at_unix_ms: unix_ms_now(),
         duration_ms: 0.0,
         served_from: ServedFrom::None,
+        lane: String::new(),
     });
 }
 
@@ -385,11 +444,18 @@ fn log_unanswered(error: &hyper::Error, log: &ProxyLog) {
 async fn respond(request: Request<Incoming>, shared: Shared) -> Result<Response<AnswerBody>, Infallible> {
     let started = Instant::now();
     let at_unix_ms = unix_ms_now();
-    let shaping = shared.shaping.get();
     let uri = request.uri();
-    let target_text = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
+    let full_target = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
     let header_bytes = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
-    let checked = check_sizes(target_text.len(), header_bytes).and_then(|()| parse_target(uri.path()));
+    // The lane's prefix is not part of what the log keeps as the path.
+    let (lane, path) = split_lane(uri.path()).unwrap_or(("", uri.path()));
+    let target_text = full_target.strip_prefix(uri.path()).map_or_else(|| full_target.clone(), |query| format!("{path}{query}"));
+    let controls = shared.lanes.get(lane);
+    let shaping = controls.shaping.get();
+    let checked = check_sizes(full_target.len(), header_bytes).and_then(|()| match split_lane(uri.path()) {
+        Some(_) => parse_target(path),
+        None => Err(crate::goproxy::request::Refusal::BadLane),
+    });
     let refused = checked.is_err();
     let (target, status, body, served_from) = match checked {
         Err(refusal) => (Target::other(), refusal.status(), format!("refused: {refusal}\n").into_bytes(), ServedFrom::None),
@@ -397,7 +463,7 @@ async fn respond(request: Request<Incoming>, shared: Shared) -> Result<Response<
             (target, 405, b"method not allowed\n".to_vec(), ServedFrom::None)
         }
         Ok(target) => {
-            let (status, body, from) = answer(&shared.source, &shared.hidden, &target).await;
+            let (status, body, from) = answer(&shared.source, &controls.unpublished, &target).await;
             (target, status, body, from)
         }
     };
@@ -419,6 +485,7 @@ async fn respond(request: Request<Incoming>, shared: Shared) -> Result<Response<
         at_unix_ms,
         duration_ms: 0.0,
         served_from,
+        lane: lane.to_string(),
     };
     let body = AnswerBody::new(body.into(), shaping.bandwidth_bytes_per_sec, entry, shared.log.clone(), started);
     let mut response = Response::new(body);
@@ -526,6 +593,23 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("secret/@v")).unwrap();
         std::fs::write(dir.path().join("secret/@v/list"), "secret\n").unwrap();
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn each_lane_has_its_own_hidden_versions_and_its_requests_are_logged_as_its_own() {
+        let (_dir, store) = store_beside_a_secret();
+        let proxy = ProxyServer::start(ProxyConfig::loopback(&store, 0)).await.unwrap();
+        assert_eq!(proxy.lane_url("e1"), format!("{}/lane/e1", proxy.url()));
+        proxy.lane("e1").unpublished.set([("example.com/BigMod".to_string(), "v1.1.0".to_string())]);
+        let list = "/example.com/!big!mod/@v/list";
+        assert_eq!(get(proxy.addr(), &format!("/lane/e1{list}")).await, (200, b"v1.0.0\n".to_vec()));
+        assert_eq!(get(proxy.addr(), &format!("/lane/e2{list}?go-get=1")).await, (200, b"v1.0.0\nv1.1.0\n".to_vec()));
+        assert_eq!(get(proxy.addr(), list).await.0, 200);
+        assert_eq!(get(proxy.addr(), &format!("/lane/e!1{list}")).await.0, 400);
+        let log = proxy.log().snapshot();
+        let seen: Vec<(&str, &str)> = log.iter().map(|r| (r.lane.as_str(), r.path.as_str())).collect();
+        assert_eq!(seen[..3], [("e1", list), ("e2", "/example.com/!big!mod/@v/list?go-get=1"), ("", list)]);
+        assert_eq!((log[3].status, log[3].kind), (400, RequestKind::Other));
     }
 
     #[tokio::test]
