@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::engine::{Builder, StepReport};
-use crate::results::BuildRecord;
+use crate::engine::StepReport;
+use crate::results::{BuildRecord, Builder};
 use crate::runner::{Cell, Event};
 
 /// How often the bars redraw on their own (elapsed times move between events).
@@ -73,9 +73,14 @@ impl CellKey {
 impl Progress {
     /// Draws bars when stderr is a terminal; `engines` is how many engines the run uses.
     pub fn start(verbose: bool, engines: usize) -> Progress {
+        Progress::drawn_to(verbose, engines, std::io::stderr().is_terminal().then(ProgressDrawTarget::stderr))
+    }
+
+    /// Draws the bars to `target`, or prints plain lines when there is none.
+    fn drawn_to(verbose: bool, engines: usize, target: Option<ProgressDrawTarget>) -> Progress {
         let started = Instant::now();
         let clock = Arc::new(Mutex::new(RunClock::default()));
-        let bars = std::io::stderr().is_terminal().then(|| Bars::new(Arc::clone(&clock), started));
+        let bars = target.map(|target| Bars::new(target, Arc::clone(&clock), started));
         Progress {
             verbose,
             engines,
@@ -163,9 +168,9 @@ impl Progress {
 }
 
 impl Bars {
-    /// The run's bar; its time left is read from `clock` at every redraw (`started` is the run's start).
-    fn new(clock: Arc<Mutex<RunClock>>, started: Instant) -> Bars {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    /// The run's bar, drawn to `target`; its time left is read from `clock` at every redraw (`started` is the run's start).
+    fn new(target: ProgressDrawTarget, clock: Arc<Mutex<RunClock>>, started: Instant) -> Bars {
+        let multi = MultiProgress::with_draw_target(target);
         let left = move |_: &ProgressState, out: &mut dyn std::fmt::Write| {
             let text = clock.lock().map(|c| c.left_text(started.elapsed())).unwrap_or_default();
             let _ = out.write_str(&text);
@@ -383,5 +388,58 @@ mod tests {
         assert_eq!(cell_line(None, 2, 8, "layered × go-edit · buildkit · rep 1"), "cell 2/8: layered × go-edit · buildkit · rep 1");
         assert_eq!(cell_line(Some("e1"), 2, 8, "x"), "e1: cell 2/8: x");
         assert_eq!(build_started_line(Some("e1"), 5, 9, "baseline", secs(125)), "e1:   build 5/9: baseline (02:05 elapsed)");
+    }
+
+    fn cell(index: usize, variant: &str) -> Cell {
+        let scenario = crate::scenario::Scenario::parse(
+            "name = \"go-edit\"\ndescription = \"d\"\n[[step]]\nname = \"edit main.go\"\n",
+            std::path::Path::new("go-edit.toml"),
+        )
+        .expect("a scenario");
+        Cell {
+            index,
+            variant: crate::runner::Variant {
+                name: variant.to_string(),
+                dockerfile: "/app/Dockerfile".into(),
+                target: None,
+                build_args: Default::default(),
+                probe: None,
+                inspect_binary: None,
+            },
+            scenario,
+            builder: Builder::Buildkit,
+            repetition: 1,
+            network: crate::runner::NetworkProfile::loopback(),
+        }
+    }
+
+    #[test]
+    fn on_a_terminal_each_engine_has_a_bar_with_its_cell_and_step_above_the_runs_count_and_log_lines_above_them() {
+        let term = indicatif::InMemoryTerm::new(12, 140);
+        let mut progress = Progress::drawn_to(false, 2, Some(ProgressDrawTarget::term_like(Box::new(term.clone()))));
+        let (a, b) = (cell(0, "layered"), cell(1, "naive"));
+        progress.event(Event::CellStarted { engine: "engine-a", cell: &a, of: 2 });
+        progress.event(Event::BuildStarted { engine: "engine-a", cell: &a, step: "baseline", build: 1, of: 4 });
+        progress.event(Event::CellStarted { engine: "engine-b", cell: &b, of: 2 });
+        progress.event(Event::BuildStarted { engine: "engine-b", cell: &b, step: "baseline", build: 2, of: 4 });
+        let mut done = crate::results::record_with("layered", "go-edit", "baseline", 2.0, &[], 5);
+        done.builder = Builder::Buildkit;
+        progress.event(Event::BuildFinished { record: &done });
+        progress.event(Event::BuildStarted { engine: "engine-a", cell: &a, step: "edit main.go", build: 3, of: 4 });
+        progress.event(Event::Warning { message: "a cleanup was refused".into() });
+        std::thread::sleep(Duration::from_millis(600));
+        let screen = term.contents();
+        let lines: Vec<&str> = screen.lines().collect();
+        let at = |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("no `{needle}` in\n{screen}"));
+        assert!(at("engine-a: cell 1/2: layered × go-edit") < at("engine-b: cell 2/2: naive × go-edit"));
+        assert!(lines[at("engine-a:   build 1/4 => baseline: ok in 2.0 s, 5 proxy requests")].starts_with("engine-a:"), "the finished build is named by its cell's engine\n{screen}");
+        let bar_a = at("cell 1: layered × go-edit · buildkit · rep 1 · edit main.go");
+        let bar_b = at("cell 2: naive × go-edit · buildkit · rep 1 · baseline");
+        let run = at("1/4 builds");
+        assert!(lines[bar_a].contains("engine-a") && lines[bar_b].contains("engine-b"), "{screen}");
+        assert!(at("warning: a cleanup was refused") < bar_a && bar_a < bar_b && bar_b < run, "log lines above the engines' bars, the run's last\n{screen}");
+        assert!(lines[run].contains("left"), "{screen}");
+        progress.finish();
+        assert!(!term.contents().contains("builds"), "the bars are cleared at the end\n{}", term.contents());
     }
 }
