@@ -23,6 +23,8 @@ pub struct Progress {
     engines: usize,
     started: Instant,
     clock: Arc<Mutex<RunClock>>,
+    /// How many cells the run has (its events say so when a cell starts).
+    cells: usize,
     /// The engine each running cell is on, and the number of its build in flight:
     /// a finished build's record names its cell, not its engine.
     running: HashMap<CellKey, (String, usize)>,
@@ -71,21 +73,22 @@ impl CellKey {
 }
 
 impl Progress {
-    /// Draws bars when stderr is a terminal; `engines` is how many engines the run uses.
-    pub fn start(verbose: bool, engines: usize) -> Progress {
-        Progress::drawn_to(verbose, engines, std::io::stderr().is_terminal().then(ProgressDrawTarget::stderr))
+    /// Draws bars when stderr is a terminal; `engines` is how many engines the run uses, `builds` how many builds it counts.
+    pub fn start(verbose: bool, engines: usize, builds: usize) -> Progress {
+        Progress::drawn_to(verbose, engines, builds, std::io::stderr().is_terminal().then(ProgressDrawTarget::stderr))
     }
 
     /// Draws the bars to `target`, or prints plain lines when there is none.
-    fn drawn_to(verbose: bool, engines: usize, target: Option<ProgressDrawTarget>) -> Progress {
+    fn drawn_to(verbose: bool, engines: usize, builds: usize, target: Option<ProgressDrawTarget>) -> Progress {
         let started = Instant::now();
-        let clock = Arc::new(Mutex::new(RunClock::default()));
-        let bars = target.map(|target| Bars::new(target, Arc::clone(&clock), started));
+        let clock = Arc::new(Mutex::new(RunClock { total: builds, ..RunClock::default() }));
+        let bars = target.map(|target| Bars::new(target, Arc::clone(&clock), started, builds));
         Progress {
             verbose,
             engines,
             started,
             clock,
+            cells: 0,
             running: HashMap::new(),
             bars,
         }
@@ -111,6 +114,7 @@ impl Progress {
     pub fn event(&mut self, event: Event<'_>) {
         match event {
             Event::CellStarted { engine, cell, of } => {
+                self.cells = of;
                 self.line(&cell_line(self.shown(engine), cell.index + 1, of, &cell.label()));
                 self.running.insert(CellKey::of_cell(cell), (engine.to_string(), 0));
                 if let Some(bars) = &mut self.bars {
@@ -128,7 +132,7 @@ impl Progress {
                 }
                 if let Some(bars) = &mut self.bars {
                     bars.run.set_length(of as u64);
-                    bars.engine(engine).set_message(format!("cell {}: {} · {step}", cell.index + 1, cell.label()));
+                    bars.engine(engine).set_message(format!("cell {}/{}: {} · {step}", cell.index + 1, self.cells, cell.label()));
                 }
                 if self.verbose {
                     self.line(&build_started_line(self.shown(engine), build, of, step, self.started.elapsed()));
@@ -169,7 +173,7 @@ impl Progress {
 
 impl Bars {
     /// The run's bar, drawn to `target`; its time left is read from `clock` at every redraw (`started` is the run's start).
-    fn new(target: ProgressDrawTarget, clock: Arc<Mutex<RunClock>>, started: Instant) -> Bars {
+    fn new(target: ProgressDrawTarget, clock: Arc<Mutex<RunClock>>, started: Instant, builds: usize) -> Bars {
         let multi = MultiProgress::with_draw_target(target);
         let left = move |_: &ProgressState, out: &mut dyn std::fmt::Write| {
             let text = clock.lock().map(|c| c.left_text(started.elapsed())).unwrap_or_default();
@@ -179,7 +183,7 @@ impl Bars {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .with_key("left", left)
             .progress_chars("#>.");
-        let run = multi.add(ProgressBar::new(0).with_style(style));
+        let run = multi.add(ProgressBar::new(builds as u64).with_style(style));
         run.enable_steady_tick(TICK);
         Bars { multi, run, engines: Vec::new() }
     }
@@ -416,7 +420,9 @@ mod tests {
     #[test]
     fn on_a_terminal_each_engine_has_a_bar_with_its_cell_and_step_above_the_runs_count_and_log_lines_above_them() {
         let term = indicatif::InMemoryTerm::new(12, 140);
-        let mut progress = Progress::drawn_to(false, 2, Some(ProgressDrawTarget::term_like(Box::new(term.clone()))));
+        let mut progress = Progress::drawn_to(false, 2, 4, Some(ProgressDrawTarget::term_like(Box::new(term.clone()))));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(term.contents().contains("0/4 builds"), "the run's count from the start\n{}", term.contents());
         let (a, b) = (cell(0, "layered"), cell(1, "naive"));
         progress.event(Event::CellStarted { engine: "engine-a", cell: &a, of: 2 });
         progress.event(Event::BuildStarted { engine: "engine-a", cell: &a, step: "baseline", build: 1, of: 4 });
@@ -433,8 +439,8 @@ mod tests {
         let at = |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("no `{needle}` in\n{screen}"));
         assert!(at("engine-a: cell 1/2: layered × go-edit") < at("engine-b: cell 2/2: naive × go-edit"));
         assert!(lines[at("engine-a:   build 1/4 => baseline: ok in 2.0 s, 5 proxy requests")].starts_with("engine-a:"), "the finished build is named by its cell's engine\n{screen}");
-        let bar_a = at("cell 1: layered × go-edit · buildkit · rep 1 · edit main.go");
-        let bar_b = at("cell 2: naive × go-edit · buildkit · rep 1 · baseline");
+        let bar_a = at("cell 1/2: layered × go-edit · buildkit · rep 1 · edit main.go");
+        let bar_b = at("cell 2/2: naive × go-edit · buildkit · rep 1 · baseline");
         let run = at("1/4 builds");
         assert!(lines[bar_a].contains("engine-a") && lines[bar_b].contains("engine-b"), "{screen}");
         assert!(at("warning: a cleanup was refused") < bar_a && bar_a < bar_b && bar_b < run, "log lines above the engines' bars, the run's last\n{screen}");
