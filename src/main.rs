@@ -673,7 +673,7 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
         eprintln!("layerbench: {second} again: exiting now; the results so far are in {shown} (`layerbench clean --run {run}` removes what the build in flight left)");
         std::process::exit(i32::from(EXIT_INTERRUPTED));
     });
-    let mut progress = progress::Progress::start(spec.verbose);
+    let mut progress = progress::Progress::start(spec.verbose, run_engines.len(), plan.total_builds());
     let outcome = runner::run(&run_engines, &plan, &mut results, &mut |e| progress.event(e), &mut interrupt).await;
     progress.finish();
     proxy.stop().await;
