@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use layerbench::context::build_context;
+use layerbench::context::stream_context;
 use layerbench::engine::{BuildRequest, Builder, Engine};
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
 use layerbench::{paths, setup};
@@ -26,19 +26,17 @@ fn app() -> PathBuf {
 }
 
 fn request(proxy_url: &str) -> BuildRequest {
-    let context = build_context(&app(), Path::new(DOCKERFILE), Builder::Buildkit).expect("the fixture's build context");
+    let context = stream_context(&app(), Path::new(DOCKERFILE), Builder::Buildkit).expect("the fixture's build context");
     let mut build_args = BTreeMap::new();
     build_args.insert("GOPROXY".to_string(), proxy_url.to_string());
     build_args.insert("GOSUMDB".to_string(), "off".to_string());
     BuildRequest {
         what: "bench".into(),
-        context_tar: context.tar,
-        dockerfile: context.dockerfile,
+        context,
         tag: TAG.into(),
         target: None,
         build_args,
         labels: BTreeMap::new(),
-        builder: Builder::Buildkit,
         network_mode: "host".into(),
         no_cache: false,
     }

@@ -21,7 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use layerbench::context::build_context;
+use layerbench::context::stream_context;
 use layerbench::engine::{BuildRequest, Builder, Engine};
 
 const DOCKER: &str = "/usr/bin/docker";
@@ -241,19 +241,18 @@ async fn listing_by_cli(engine: &Engine, fixture: &Fixture, builder: Builder, ta
 /// Builds through layerbench's context and engine and returns the image's
 /// listing of `/ctx` and the Dockerfile's name in the context.
 async fn listing_by_layerbench(engine: &Engine, fixture: &Fixture, builder: Builder, tags: &mut Tags) -> (String, String) {
-    let context = build_context(&fixture.context, &fixture.dockerfile, builder)
+    let context = stream_context(&fixture.context, &fixture.dockerfile, builder)
         .unwrap_or_else(|e| panic!("{}: {e}", fixture.name));
     let tag = tags.next();
     let what = format!("{} ({builder:?})", fixture.name);
+    let dockerfile = context.dockerfile().to_string();
     let request = BuildRequest {
         what: what.clone(),
-        context_tar: context.tar,
-        dockerfile: context.dockerfile.clone(),
+        context,
         tag: tag.clone(),
         target: None,
         build_args: BTreeMap::from([("NONCE".to_string(), tag.clone())]),
         labels: BTreeMap::from([("layerbench.test".to_string(), "context-parity".to_string())]),
-        builder,
         network_mode: "none".to_string(),
         no_cache: true,
     };
@@ -263,7 +262,7 @@ async fn listing_by_layerbench(engine: &Engine, fixture: &Fixture, builder: Buil
         .unwrap_or_else(|e| panic!("{what}: {e}"))
         .into_image(&what)
         .unwrap_or_else(|e| panic!("{what}: {e}"));
-    (read_listing(engine, &tag).await, context.dockerfile)
+    (read_listing(engine, &tag).await, dockerfile)
 }
 
 async fn read_listing(engine: &Engine, tag: &str) -> String {
