@@ -85,6 +85,16 @@ fn make_context(dir: &Path) -> u64 {
     total
 }
 
+/// Removes the context folder and the bench's images when the bench ends, finished or not.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new(DOCKER).args(["rmi", "--force", TAG_OURS, TAG_CLI]).output();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -154,6 +164,7 @@ fn main() {
         return;
     }
     let dir = PathBuf::from(format!("/var/tmp/layerbench-context-upload-{}", std::process::id()));
+    let cleanup = Cleanup(dir.clone());
     let made = Instant::now();
     let total = make_context(&dir);
     println!("context: {} files, {:.2} GB in {} ({:.1} s to write)", FILES + 1, total as f64 / 1e9, dir.display(), made.elapsed().as_secs_f64());
@@ -177,8 +188,7 @@ fn main() {
         }
         println!("round {}: layerbench {:.2} s, docker CLI {:.2} s", round + 1, mine[round].as_secs_f64(), theirs[round].as_secs_f64());
     }
-    let _ = Command::new(DOCKER).args(["rmi", "--force", TAG_OURS, TAG_CLI]).output();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(cleanup);
 
     let (a, b) = (median(mine), median(theirs));
     let ratio = a.as_secs_f64() / b.as_secs_f64();

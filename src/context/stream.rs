@@ -107,7 +107,7 @@ impl ContextStream {
     /// The whole tar in memory and what was sent (for tests and small contexts).
     pub async fn collect(self) -> Result<(Vec<u8>, SentContext), ContextError> {
         let (chunks, end) = self.into_body();
-        let mut chunks = std::pin::pin!(chunks);
+        let mut chunks = Box::pin(chunks);
         let mut tar = Vec::new();
         while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
             match chunk {
