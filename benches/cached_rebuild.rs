@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use layerbench::context::build_context;
+use layerbench::context::stream_context;
 use layerbench::engine::{BuildRequest, Builder, Engine, RUN_LABEL};
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
 use layerbench::{paths, setup};
@@ -47,20 +47,18 @@ impl Setup {
     }
 
     fn request(&self, builder: Builder) -> BuildRequest {
-        let context = build_context(&app(), Path::new(DOCKERFILE), builder).expect("the fixture's build context");
+        let context = stream_context(&app(), Path::new(DOCKERFILE), builder).expect("the fixture's build context");
         let build_args = BTreeMap::from([
             ("GOPROXY".to_string(), self.proxy_url.clone()),
             ("GOSUMDB".to_string(), "off".to_string()),
         ]);
         BuildRequest {
             what: "bench".into(),
-            context_tar: context.tar,
-            dockerfile: context.dockerfile,
+            context,
             tag: self.tag(builder),
             target: None,
             build_args,
             labels: BTreeMap::from([(RUN_LABEL.to_string(), self.run_id.clone())]),
-            builder,
             network_mode: "host".into(),
             no_cache: false,
         }

@@ -21,13 +21,11 @@
 //! (before the first `FROM`) counts in a stage only when the stage declares it again.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
-use sha2::{Digest, Sha256};
-
+pub use crate::context::{ContextFiles, FileState};
 use crate::context::IgnoreRules;
 use crate::dockerfile::{DockerfileModel, Instruction};
-use crate::results::{Builder, LayerRecord, MissKind, MissReason};
+use crate::results::{LayerRecord, MissKind, MissReason};
 
 /// How many changed files a `files` reason names before `and N more`.
 const FILES_NAMED: usize = 3;
@@ -51,75 +49,6 @@ pub struct BuildInputs {
 pub struct BaseImageRef {
     pub reference: String,
     pub id: Option<String>,
-}
-
-/// One path of the context as sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileState {
-    /// `file`, `dir`, `symlink`, `hardlink` or `other`.
-    pub kind: &'static str,
-    /// SHA-256 of a regular file's bytes (empty for the others).
-    pub digest: String,
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    /// A link's target.
-    pub link: Option<String>,
-}
-
-/// The context's paths (relative, `/`-separated, no trailing `/`) and their states.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ContextFiles {
-    pub files: BTreeMap<String, FileState>,
-}
-
-impl ContextFiles {
-    /// Reads a context tar as `context::build_context` makes it. For the legacy
-    /// builder, the Dockerfile and `.dockerignore` are dropped when the sent
-    /// `.dockerignore` lists them, as the engine deletes them before any `COPY`.
-    pub fn from_tar(tar: &[u8], builder: Builder, dockerfile: &str) -> std::io::Result<ContextFiles> {
-        let mut files = BTreeMap::new();
-        let mut ignore_text = None;
-        let mut archive = tar::Archive::new(tar);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let path = entry.path()?.to_string_lossy().into_owned();
-            let path = path.trim_start_matches("./").trim_end_matches('/').to_string();
-            if path.is_empty() || path == "." {
-                continue;
-            }
-            let header = entry.header();
-            let kind = match header.entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => "file",
-                tar::EntryType::Directory => "dir",
-                tar::EntryType::Symlink => "symlink",
-                tar::EntryType::Link => "hardlink",
-                _ => "other",
-            };
-            let (mode, uid, gid) = (header.mode()?, header.uid()?, header.gid()?);
-            let link = entry.link_name()?.map(|l| l.to_string_lossy().into_owned());
-            let mut digest = String::new();
-            if kind == "file" {
-                let mut bytes = Vec::new();
-                entry.read_to_end(&mut bytes)?;
-                digest = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-                if path == ".dockerignore" {
-                    ignore_text = Some(String::from_utf8_lossy(&bytes).into_owned());
-                }
-            }
-            files.insert(path, FileState { kind, digest, mode, uid, gid, link });
-        }
-        if let (Builder::Legacy, Some(text)) = (builder, ignore_text) {
-            if let Ok(rules) = IgnoreRules::parse(&text, std::path::Path::new(".dockerignore")) {
-                for name in [dockerfile, ".dockerignore"] {
-                    if rules.is_excluded(name) {
-                        files.remove(name);
-                    }
-                }
-            }
-        }
-        Ok(ContextFiles { files })
-    }
 }
 
 /// For each stage whose `FROM` names an image (not `scratch`, not an earlier stage): the reference with global build arguments expanded. The runner resolves them to image ids.
@@ -529,6 +458,7 @@ fn copy_sources(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::Builder;
 
     const DOCKERFILE: &str = "ARG BASE=golang:1.23\nARG GLOBAL=g\nFROM ${BASE} AS build\nARG GOPROXY\nARG VERSION=1\nWORKDIR /src\nCOPY go.mod go.sum ./\nRUN go mod download\nCOPY . .\nRUN go build -o /out/app .\nFROM scratch\nCOPY --from=build /out/app /app\nUSER 1\n";
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::context::build_context;
+use crate::context::stream_context;
 use crate::dockerfile::{split_buildkit_name, split_legacy_step, DockerfileModel};
 use crate::engine::{BuildRequest, Builder, Engine, EngineError, StepReport, KIND_LABEL};
 use crate::goproxy::gomod::{first_direct_requirement, requirements};
@@ -20,7 +20,7 @@ use crate::scenario::{Change, NEXT_VERSION};
 use crate::goproxy::server::{ProxyLog, ProxyRequest, ProxyServer, RequestKind, Shaping, ShapingControl, Unpublished};
 use crate::goproxy::store::StoreReport;
 use crate::inspect::{inspect_image, InspectOptions, Inspection};
-use crate::miss::{base_image_references, explain, BaseImageRef, BuildInputs, ContextFiles};
+use crate::miss::{base_image_references, explain, BaseImageRef, BuildInputs};
 use crate::results::{
     BuildRecord, BuildStart, CacheState, EngineUse, ImageRecord, Isolation, LayerRecord, Overhead, Probe, ProxyRecord, Results, ResultsError, RunOptions,
     ServedRequest, StoreProvenance, TemplateRecord, SCHEMA_VERSION,
@@ -932,7 +932,7 @@ async fn build_once(
         Ok(m) => m,
         Err(e) => return Ok(failed(format!("the Dockerfile could not be read: {e}"))),
     };
-    let context = match build_context(ws.context_dir(), ws.dockerfile(), cell.builder) {
+    let context = match stream_context(ws.context_dir(), ws.dockerfile(), cell.builder) {
         Ok(c) => c,
         Err(e) => return Ok(failed(format!("the build context could not be made: {e}"))),
     };
@@ -941,35 +941,24 @@ async fn build_once(
         .into_iter()
         .map(|stage| format!("stage `{stage}` runs the go command but declares no `ARG GOPROXY`: its module downloads do not go through layerbench's proxy (and are not recorded)"))
         .collect();
-    if cell.builder == Builder::Buildkit && context.dockerfile.starts_with(HIDDEN_DOCKERFILE_PREFIX) {
+    if cell.builder == Builder::Buildkit && context.dockerfile().starts_with(HIDDEN_DOCKERFILE_PREFIX) {
         notes.push(format!(
             "the Dockerfile is in this build's context as `{}`: the Docker CLI hides it from COPY (the ignore rules exclude it, or it lies outside the context), but BuildKit reads it from the tar layerbench sends, so an edit of the Dockerfile can miss a `COPY . .` that the CLI's build would hit",
-            context.dockerfile
+            context.dockerfile()
         ));
     }
-    // What this build sees, for the miss reasons (none when the tar cannot be read back: then nothing is explained).
-    let inputs = match ContextFiles::from_tar(&context.tar, cell.builder, &context.dockerfile) {
-        Ok(files) => Some(BuildInputs {
-            base_images: resolve_base_images(ctx.engine, &model, build_args).await,
-            model: model.clone(),
-            build_args: build_args.clone(),
-            context: files,
-            no_cache,
-        }),
-        Err(_) => None,
-    };
+    // What this build sees, for the miss reasons; its context files come from the walk that sends them.
+    let base_images = resolve_base_images(ctx.engine, &model, build_args).await;
     let mut labels = BTreeMap::new();
     labels.insert(KIND_LABEL.to_string(), "build".to_string());
     labels.insert(RUN_LABEL.to_string(), run_id.to_string());
     let request = BuildRequest {
         what: format!("{} ({})", cell.label(), step),
-        context_tar: context.tar,
-        dockerfile: context.dockerfile,
+        context,
         tag: cell_tag(run_id, cell),
         target: cell.variant.target.clone(),
         build_args: build_args.clone(),
         labels,
-        builder: cell.builder,
         network_mode: "host".to_string(),
         no_cache,
     };
@@ -1004,9 +993,16 @@ async fn build_once(
         }
         Some(Err(e)) => {
             // An engine that no longer answers is told from one that refused the build.
-            let lost = !ctx.engine.answers().await;
+            let unreadable_context = matches!(e, EngineError::Context { .. });
+            let lost = !unreadable_context && !ctx.engine.answers().await;
             ctx.engine_lost |= lost;
-            let mut record = failed(if lost { format!("{ENGINE_LOST}: {e}") } else { format!("the engine failed during the build: {e}") });
+            let mut record = failed(if lost {
+                format!("{ENGINE_LOST}: {e}")
+            } else if unreadable_context {
+                e.to_string()
+            } else {
+                format!("the engine failed during the build: {e}")
+            });
             record.started_unix_ms = started_unix_ms;
             record.wall_ms = wall_ms;
             record.proxy = proxy_record(&requests);
@@ -1027,6 +1023,14 @@ async fn build_once(
     };
     ctx.spent.inspection_ms += ms(inspecting.elapsed());
     let mut layers = layer_records(&model, cell.builder, &outcome.steps, started_unix_ms);
+    // None when the engine stopped reading the context early: then nothing is explained.
+    let inputs = outcome.context.map(|sent| BuildInputs {
+        base_images,
+        model: model.clone(),
+        build_args: build_args.clone(),
+        context: sent.contents,
+        no_cache,
+    });
     if let Some(inputs) = inputs {
         explain(run.previous.as_ref(), &inputs, &mut layers);
         run.previous = Some(inputs);

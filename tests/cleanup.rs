@@ -31,16 +31,14 @@ async fn cleanup_removes_labelled_images_and_leaves_an_unrelated_image_alone() {
     let app = tempfile::tempdir().unwrap();
     std::fs::write(app.path().join("Dockerfile"), "FROM scratch\nCOPY hello.txt /\n").unwrap();
     std::fs::write(app.path().join("hello.txt"), "hi\n").unwrap();
-    let ctx = layerbench::context::build_context(app.path(), std::path::Path::new("Dockerfile"), layerbench::engine::Builder::Buildkit).unwrap();
+    let context = layerbench::context::stream_context(app.path(), std::path::Path::new("Dockerfile"), layerbench::engine::Builder::Buildkit).unwrap();
     let request = layerbench::engine::BuildRequest {
         what: "cleanup fixture".into(),
-        context_tar: ctx.tar,
-        dockerfile: "Dockerfile".into(),
+        context,
         tag: "layerbench-test/labelled:remove".into(),
         target: None,
         build_args: Default::default(),
         labels: Default::default(),
-        builder: layerbench::engine::Builder::Buildkit,
         network_mode: "none".into(),
         no_cache: false,
     };

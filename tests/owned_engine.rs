@@ -53,16 +53,14 @@ async fn host_snapshot() -> Vec<String> {
 
 fn tiny_build(proxy_url: &str, builder: Builder, tag: &str) -> BuildRequest {
     let app = common::tiny_app();
-    let context = layerbench::context::build_context(&app, Path::new("dockerfiles/layered.Dockerfile"), builder).expect("the tiny app's context");
+    let context = layerbench::context::stream_context(&app, Path::new("dockerfiles/layered.Dockerfile"), builder).expect("the tiny app's context");
     BuildRequest {
         what: format!("tiny-app on an owned engine ({})", builder.name()),
-        context_tar: context.tar,
-        dockerfile: context.dockerfile,
+        context,
         tag: tag.to_string(),
         target: None,
         build_args: [("GOPROXY".to_string(), proxy_url.to_string()), ("GOSUMDB".to_string(), "off".to_string())].into(),
         labels: Default::default(),
-        builder,
         network_mode: "host".into(),
         no_cache: false,
     }

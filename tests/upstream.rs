@@ -131,16 +131,14 @@ async fn a_build_through_an_empty_store_gets_every_module_from_the_upstream_and_
     let app = common::tiny_app();
     let tag = format!("layerbench/upstream-test:{}", std::process::id());
     let build = |no_cache: bool| {
-        let context = layerbench::context::build_context(&app, std::path::Path::new("dockerfiles/layered.Dockerfile"), Builder::Buildkit).unwrap();
+        let context = layerbench::context::stream_context(&app, std::path::Path::new("dockerfiles/layered.Dockerfile"), Builder::Buildkit).unwrap();
         BuildRequest {
             what: "tiny-app through an upstream".into(),
-            context_tar: context.tar,
-            dockerfile: context.dockerfile,
+            context,
             tag: tag.clone(),
             target: None,
             build_args: [("GOPROXY".to_string(), proxy.url()), ("GOSUMDB".to_string(), "off".to_string())].into(),
             labels: Default::default(),
-            builder: Builder::Buildkit,
             network_mode: "host".into(),
             no_cache,
         }

@@ -29,6 +29,7 @@
 
 use std::collections::HashMap;
 use std::fs::Metadata;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -36,92 +37,223 @@ use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 use walkdir::WalkDir;
 
+use super::files::{ContextFiles, FileState};
 use super::ignore::IgnoreRules;
 use super::ContextError;
 use crate::engine::Builder;
 
-/// A build context ready to send: an uncompressed tar, the paths it holds (in
-/// tar order; BuildKit's tar also starts with an entry for the root) and the
-/// name to pass as the build's `dockerfile` option.
+/// A build context made whole in memory: an uncompressed tar, the paths it
+/// holds (in tar order; BuildKit's tar also starts with an entry for the root),
+/// the name to pass as the build's `dockerfile` option and what each path holds.
+/// For tests and small contexts; a build streams its context (`stream_context`).
 #[derive(Debug, Clone)]
 pub struct BuildContext {
     pub tar: Vec<u8>,
     pub files: Vec<String>,
     pub dockerfile: String,
+    pub contents: ContextFiles,
+}
+
+/// What a context walk sent: the paths in tar order, their states as the builder sees them, and the tar's length.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentContext {
+    pub files: Vec<String>,
+    pub contents: ContextFiles,
+    pub bytes: u64,
 }
 
 /// Tars `context_dir` as `/usr/bin/docker build -f <dockerfile> <context_dir>`
 /// makes it visible to `builder`. `dockerfile` is absolute or relative to
-/// `context_dir` and may lie outside it. The same folder gives the same bytes.
+/// `context_dir` and may lie outside it. The same folder gives the same bytes,
+/// and the same bytes as `stream_context` sends.
 pub fn build_context(context_dir: &Path, dockerfile: &Path, builder: Builder) -> Result<BuildContext, ContextError> {
-    let root = context_dir.canonicalize().map_err(|source| ContextError::Io {
-        path: context_dir.to_path_buf(),
-        source,
-    })?;
-    if !root.is_dir() {
-        return Err(ContextError::NotAFolder(context_dir.to_path_buf()));
-    }
-    let given = if dockerfile.is_absolute() {
-        dockerfile.to_path_buf()
-    } else {
-        context_dir.join(dockerfile)
-    };
-    let resolved = given
-        .canonicalize()
-        .ok()
-        .filter(|p| p.is_file())
-        .ok_or_else(|| ContextError::MissingDockerfile(given.clone()))?;
-    let read_dockerfile = || {
-        std::fs::read(&resolved).map_err(|source| ContextError::Io {
-            path: resolved.clone(),
-            source,
-        })
-    };
-    // Where the Dockerfile sits in the context (symlinks resolved, as the CLI
-    // does), or the generated name of one from outside.
-    let place = match resolved.strip_prefix(&root) {
-        Ok(rel) => Place::Inside(slash_path(rel)),
-        Err(_) => {
-            let text = read_dockerfile()?;
-            Place::Outside {
-                name: generated_dockerfile_name(&text),
-                text,
-            }
-        }
-    };
-
-    let rules = ignore_rules(builder, &root, &given, &place)?;
-    let entries = walk(&root, &rules, builder)?;
-
-    let mut tar = ContextTar::new(builder);
-    match (&place, builder) {
-        (_, Builder::Buildkit) => tar.append_root(&root)?,
-        (Place::Outside { name, .. }, Builder::Legacy) => tar.hidden_from_legacy_builder = Some(name.clone()),
-        (Place::Inside(_), Builder::Legacy) => {}
-    }
-    for entry in &entries {
-        tar.append(entry)?;
-    }
-    let dockerfile_name = match place {
-        Place::Inside(rel) if tar.files.contains(&rel) || builder == Builder::Legacy => rel,
-        // BuildKit reads the Dockerfile from the tar: one the rules leave out goes in under a generated name.
-        Place::Inside(_) => {
-            let text = read_dockerfile()?;
-            let name = generated_dockerfile_name(&text);
-            tar.append_dockerfile(&name, &text, &resolved)?;
-            name
-        }
-        Place::Outside { name, text } => {
-            tar.append_dockerfile(&name, &text, &resolved)?;
-            name
-        }
-    };
-    let (tar, files) = tar.finish().map_err(|source| ContextError::Io { path: root.clone(), source })?;
+    let plan = ContextPlan::new(context_dir, dockerfile, builder)?;
+    let mut tar = Vec::new();
+    let sent = plan.write(&mut tar)?;
     Ok(BuildContext {
         tar,
-        files,
-        dockerfile: dockerfile_name,
+        files: sent.files,
+        dockerfile: plan.dockerfile,
+        contents: sent.contents,
     })
+}
+
+/// Everything decided before the walk: the folder, the rules, and the Dockerfile's name and place in the tar.
+#[derive(Debug)]
+pub(super) struct ContextPlan {
+    root: PathBuf,
+    builder: Builder,
+    rules: IgnoreRules,
+    /// The name to pass as the build's `dockerfile` option.
+    pub(super) dockerfile: String,
+    /// The Dockerfile's path when the walk itself sends it under that name (checked after the walk).
+    walked_dockerfile: Option<String>,
+    /// A Dockerfile the walk does not send, added after it: its generated name, its text and where it was read.
+    added_dockerfile: Option<(String, Vec<u8>, PathBuf)>,
+    /// The generated Dockerfile name the legacy builder must delete: the CLI appends it to `.dockerignore`.
+    hidden_from_legacy_builder: Option<String>,
+}
+
+impl ContextPlan {
+    pub(super) fn new(context_dir: &Path, dockerfile: &Path, builder: Builder) -> Result<ContextPlan, ContextError> {
+        let root = context_dir.canonicalize().map_err(|source| ContextError::Io {
+            path: context_dir.to_path_buf(),
+            source,
+        })?;
+        if !root.is_dir() {
+            return Err(ContextError::NotAFolder(context_dir.to_path_buf()));
+        }
+        let given = if dockerfile.is_absolute() {
+            dockerfile.to_path_buf()
+        } else {
+            context_dir.join(dockerfile)
+        };
+        let resolved = given
+            .canonicalize()
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| ContextError::MissingDockerfile(given.clone()))?;
+        let read_dockerfile = || {
+            std::fs::read(&resolved).map_err(|source| ContextError::Io {
+                path: resolved.clone(),
+                source,
+            })
+        };
+        // Where the Dockerfile sits in the context (symlinks resolved, as the CLI
+        // does), or the generated name of one from outside.
+        let place = match resolved.strip_prefix(&root) {
+            Ok(rel) => Place::Inside(slash_path(rel)),
+            Err(_) => {
+                let text = read_dockerfile()?;
+                Place::Outside {
+                    name: generated_dockerfile_name(&text),
+                    text,
+                }
+            }
+        };
+        let rules = ignore_rules(builder, &root, &given, &place)?;
+        let mut plan = ContextPlan {
+            root,
+            builder,
+            rules,
+            dockerfile: String::new(),
+            walked_dockerfile: None,
+            added_dockerfile: None,
+            hidden_from_legacy_builder: None,
+        };
+        match place {
+            // The legacy rules re-include it; BuildKit's walk may send it.
+            Place::Inside(rel) if builder == Builder::Legacy || plan.walk_sends(&rel) => {
+                plan.dockerfile = rel.clone();
+                plan.walked_dockerfile = Some(rel);
+            }
+            // BuildKit reads the Dockerfile from the tar: one the rules leave out goes in under a generated name.
+            Place::Inside(_) => {
+                let text = read_dockerfile()?;
+                plan.dockerfile = generated_dockerfile_name(&text);
+                plan.added_dockerfile = Some((plan.dockerfile.clone(), text, resolved));
+            }
+            Place::Outside { name, text } => {
+                if builder == Builder::Legacy {
+                    plan.hidden_from_legacy_builder = Some(name.clone());
+                }
+                plan.dockerfile = name.clone();
+                plan.added_dockerfile = Some((name, text, resolved));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// What the walk does with `rel` (a folder when `is_dir`), as the CLI's walk for this builder does.
+    fn visit(&self, rel: &str, is_dir: bool) -> Visit {
+        if !self.rules.is_excluded(rel) {
+            return Visit::Send;
+        }
+        if !is_dir {
+            return Visit::Skip;
+        }
+        if !self.rules.may_re_include_below(rel) {
+            return Visit::SkipTree;
+        }
+        // Entered for a `!` pattern below it: BuildKit's sync sends the folder, the legacy CLI's tar does not.
+        match self.builder {
+            Builder::Buildkit => Visit::Send,
+            Builder::Legacy => Visit::EnterOnly,
+        }
+    }
+
+    /// Whether the walk reaches and sends the regular file `rel` (its folders are real folders: the path is resolved).
+    fn walk_sends(&self, rel: &str) -> bool {
+        let parts: Vec<&str> = rel.split('/').collect();
+        (1..parts.len()).all(|n| self.visit(&parts[..n].join("/"), true) != Visit::SkipTree) && self.visit(rel, false) == Visit::Send
+    }
+
+    /// Walks the folder in name order and writes the tar into `sink` entry by
+    /// entry, each file read as it is written (memory stays bounded whatever
+    /// the context's size). An error names the path that could not be sent.
+    pub(super) fn write<W: Write>(&self, sink: W) -> Result<SentContext, ContextError> {
+        let mut tar = ContextTar::new(self.builder, sink);
+        tar.hidden_from_legacy_builder = self.hidden_from_legacy_builder.clone();
+        if self.builder == Builder::Buildkit {
+            tar.append_root(&self.root)?;
+        }
+        let root = &self.root;
+        let mut walker = WalkDir::new(root).min_depth(1).follow_links(false).sort_by_file_name().into_iter();
+        while let Some(item) = walker.next() {
+            let entry = item.map_err(|e| {
+                let path = e.path().unwrap_or(root).to_path_buf();
+                ContextError::Io {
+                    path,
+                    source: e.into(),
+                }
+            })?;
+            let rel = entry.path().strip_prefix(root).map(slash_path).unwrap_or_default();
+            match self.visit(&rel, entry.file_type().is_dir()) {
+                Visit::Send => {}
+                Visit::Skip | Visit::EnterOnly => continue,
+                Visit::SkipTree => {
+                    walker.skip_current_dir();
+                    continue;
+                }
+            }
+            let meta = std::fs::symlink_metadata(entry.path()).map_err(|source| ContextError::Io {
+                path: entry.path().to_path_buf(),
+                source,
+            })?;
+            // The legacy CLI's tar skips a socket (BuildKit's sync sends it as an empty file).
+            if meta.file_type().is_socket() && self.builder == Builder::Legacy {
+                continue;
+            }
+            tar.append(&Entry {
+                rel,
+                path: entry.path().to_path_buf(),
+                meta,
+            })?;
+        }
+        if let Some(rel) = self.walked_dockerfile.as_ref().filter(|rel| !tar.contents.files.contains_key(*rel)) {
+            return Err(ContextError::Changed {
+                path: root.join(rel),
+                what: "it was not found when the folder was walked".into(),
+            });
+        }
+        if let Some((name, text, source)) = &self.added_dockerfile {
+            tar.append_dockerfile(name, text, source)?;
+        }
+        tar.finish(&self.dockerfile).map_err(|source| ContextError::Io { path: root.clone(), source })
+    }
+}
+
+/// What the walk does with one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    /// Sent (a folder is also walked).
+    Send,
+    /// Not sent.
+    Skip,
+    /// A folder neither sent nor walked.
+    SkipTree,
+    /// A folder walked but not sent.
+    EnterOnly,
 }
 
 /// The rules the CLI applies for `builder`: for the legacy builder the
@@ -168,59 +300,52 @@ struct Entry {
     meta: Metadata,
 }
 
-/// Walks `root` in name order, leaving out what the rules exclude as the CLI's walk for `builder` does.
-fn walk(root: &Path, rules: &IgnoreRules, builder: Builder) -> Result<Vec<Entry>, ContextError> {
-    let mut entries = Vec::new();
-    let mut walker = WalkDir::new(root).min_depth(1).follow_links(false).sort_by_file_name().into_iter();
-    while let Some(item) = walker.next() {
-        let entry = item.map_err(|e| {
-            let path = e.path().unwrap_or(root).to_path_buf();
-            ContextError::Io {
-                path,
-                source: e.into(),
-            }
-        })?;
-        let rel = entry.path().strip_prefix(root).map(slash_path).unwrap_or_default();
-        let is_dir = entry.file_type().is_dir();
-        if rules.is_excluded(&rel) {
-            if !is_dir {
-                continue;
-            }
-            if !rules.may_re_include_below(&rel) {
-                walker.skip_current_dir();
-                continue;
-            }
-            // Entered for a `!` pattern below it: BuildKit's sync sends the folder, the legacy CLI's tar does not.
-            if builder == Builder::Legacy {
-                continue;
-            }
-        }
-        let meta = std::fs::symlink_metadata(entry.path()).map_err(|source| ContextError::Io {
-            path: entry.path().to_path_buf(),
-            source,
-        })?;
-        // The legacy CLI's tar skips a socket (BuildKit's sync sends it as an empty file).
-        if meta.file_type().is_socket() && builder == Builder::Legacy {
-            continue;
-        }
-        entries.push(Entry {
-            rel,
-            path: entry.path().to_path_buf(),
-            meta,
-        });
-    }
-    Ok(entries)
-}
-
 fn slash_path(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// The tar under construction.
-struct ContextTar {
+/// A writer that counts what passes through it.
+struct Counted<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes what it reads and counts it.
+struct Hashed<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// The tar under construction, and what each path it holds is.
+struct ContextTar<W: Write> {
     builder: Builder,
-    tar: tar::Builder<Vec<u8>>,
+    tar: tar::Builder<Counted<W>>,
     files: Vec<String>,
+    contents: ContextFiles,
+    /// The `.dockerignore` text sent, for what the legacy engine deletes.
+    ignore_text: Option<Vec<u8>>,
     /// Inode → first path, for hard links.
     seen: HashMap<u64, String>,
     /// The generated Dockerfile name the legacy builder must delete: the CLI
@@ -228,15 +353,35 @@ struct ContextTar {
     hidden_from_legacy_builder: Option<String>,
 }
 
-impl ContextTar {
-    fn new(builder: Builder) -> ContextTar {
+impl<W: Write> ContextTar<W> {
+    fn new(builder: Builder, sink: W) -> ContextTar<W> {
         ContextTar {
             builder,
-            tar: tar::Builder::new(Vec::new()),
+            tar: tar::Builder::new(Counted { inner: sink, bytes: 0 }),
             files: Vec::new(),
+            contents: ContextFiles::default(),
+            ignore_text: None,
             seen: HashMap::new(),
             hidden_from_legacy_builder: None,
         }
+    }
+
+    /// Notes a path as sent with `header` (before the tar crate fills in its name), its link target and the hash of its bytes.
+    fn record(&mut self, rel: &str, header: &Header, link: Option<String>, digest: Option<Sha256>) -> std::io::Result<()> {
+        let state = FileState::of_entry(header.entry_type(), header.mode()?, (header.uid()?, header.gid()?), link, digest);
+        self.contents.files.insert(rel.to_string(), state);
+        self.files.push(rel.to_string());
+        Ok(())
+    }
+
+    /// Adds bytes held in memory (a generated or amended file) as a regular file.
+    fn append_text(&mut self, header: &mut Header, rel: &str, text: &[u8]) -> std::io::Result<()> {
+        header.set_size(text.len() as u64);
+        self.record(rel, header, None, Some(Sha256::new_with_prefix(text)))?;
+        if rel == ".dockerignore" {
+            self.ignore_text = Some(text.to_vec());
+        }
+        self.tar.append_data(header, rel, text)
     }
 
     fn append(&mut self, entry: &Entry) -> Result<(), ContextError> {
@@ -246,39 +391,39 @@ impl ContextTar {
         };
         let meta = &entry.meta;
         let kind = meta.file_type();
-        if let (".dockerignore", Some(name)) = (entry.rel.as_str(), &self.hidden_from_legacy_builder) {
-            let mut text = std::fs::read(&entry.path).map_err(io)?;
-            text.extend_from_slice(format!("\n{name}\n").as_bytes());
-            let mut header = self.header(meta);
-            header.set_size(text.len() as u64);
-            self.tar.append_data(&mut header, &entry.rel, text.as_slice()).map_err(io)?;
-            self.files.push(entry.rel.clone());
-            return Ok(());
-        }
         let mut header = self.header(meta);
+        if entry.rel == ".dockerignore" && kind.is_file() {
+            let mut text = std::fs::read(&entry.path).map_err(io)?;
+            if let Some(name) = &self.hidden_from_legacy_builder {
+                text.extend_from_slice(format!("\n{name}\n").as_bytes());
+            }
+            self.append_pax_time(meta).map_err(io)?;
+            return self.append_text(&mut header, &entry.rel, &text).map_err(io);
+        }
         if kind.is_symlink() {
             let target = std::fs::read_link(&entry.path).map_err(io)?;
             header.set_entry_type(EntryType::Symlink);
+            self.record(&entry.rel, &header, Some(target.to_string_lossy().into_owned()), None).map_err(io)?;
             self.append_pax_time(meta).map_err(io)?;
             self.tar.append_link(&mut header, &entry.rel, target).map_err(io)?;
         } else if kind.is_dir() {
             header.set_entry_type(EntryType::Directory);
+            self.record(&entry.rel, &header, None, None).map_err(io)?;
             self.append_pax_time(meta).map_err(io)?;
             self.tar.append_data(&mut header, &entry.rel, std::io::empty()).map_err(io)?;
         } else if let Some(first) = self.first_link(entry) {
             header.set_entry_type(EntryType::Link);
             header.set_size(0);
+            self.record(&entry.rel, &header, Some(first.clone()), None).map_err(io)?;
             self.append_pax_time(meta).map_err(io)?;
             self.tar.append_link(&mut header, &entry.rel, first).map_err(io)?;
         } else if kind.is_socket() {
             header.set_entry_type(EntryType::Regular);
+            self.record(&entry.rel, &header, None, Some(Sha256::new())).map_err(io)?;
             self.append_pax_time(meta).map_err(io)?;
             self.tar.append_data(&mut header, &entry.rel, std::io::empty()).map_err(io)?;
         } else if kind.is_file() {
-            let file = std::fs::File::open(&entry.path).map_err(io)?;
-            header.set_size(meta.len());
-            self.append_pax_time(meta).map_err(io)?;
-            self.tar.append_data(&mut header, &entry.rel, file).map_err(io)?;
+            self.append_file(entry, &mut header)?;
         } else {
             header.set_entry_type(if kind.is_fifo() {
                 EntryType::Fifo
@@ -292,11 +437,40 @@ impl ContextTar {
                 header.set_device_major(libc_major(rdev)).map_err(io)?;
                 header.set_device_minor(libc_minor(rdev)).map_err(io)?;
             }
+            self.record(&entry.rel, &header, None, None).map_err(io)?;
             self.append_pax_time(meta).map_err(io)?;
             self.tar.append_data(&mut header, &entry.rel, std::io::empty()).map_err(io)?;
         }
-        self.files.push(entry.rel.clone());
         Ok(())
+    }
+
+    /// A regular file, read as it is written: exactly the size it was listed
+    /// with, or an error naming it (a tar whose header promises more bytes
+    /// than follow, or fewer, would be read wrongly or cut by the engine).
+    fn append_file(&mut self, entry: &Entry, header: &mut Header) -> Result<(), ContextError> {
+        let io = |source| ContextError::Io {
+            path: entry.path.clone(),
+            source,
+        };
+        let size = entry.meta.len();
+        let file = std::fs::File::open(&entry.path).map_err(io)?;
+        let mut hashed = Hashed {
+            inner: file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        header.set_size(size);
+        self.append_pax_time(&entry.meta).map_err(io)?;
+        self.tar.append_data(header, &entry.rel, (&mut hashed).take(size)).map_err(io)?;
+        let grew = hashed.bytes == size && hashed.inner.read(&mut [0u8; 1]).map_err(io)? > 0;
+        if hashed.bytes != size || grew {
+            let now = if grew { format!("more than {size}") } else { hashed.bytes.to_string() };
+            return Err(ContextError::Changed {
+                path: entry.path.clone(),
+                what: format!("it had {size} bytes when listed and {now} when read"),
+            });
+        }
+        self.record(&entry.rel, header, None, Some(hashed.hasher)).map_err(io)
     }
 
     /// BuildKit takes a context for a tar only when the first 1024 bytes hold a
@@ -360,25 +534,31 @@ impl ContextTar {
         let meta = std::fs::metadata(source).map_err(io)?;
         let mut header = self.header(&meta);
         header.set_mode(0o600);
-        header.set_size(text.len() as u64);
-        self.tar.append_data(&mut header, name, text).map_err(io)?;
-        self.files.push(name.to_string());
-        if self.hidden_from_legacy_builder.is_some() && !self.files.iter().any(|f| f == ".dockerignore") {
+        self.append_text(&mut header, name, text).map_err(io)?;
+        if self.hidden_from_legacy_builder.is_some() && !self.contents.files.contains_key(".dockerignore") {
             let ignore = format!(".dockerignore\n{name}\n");
-            header.set_size(ignore.len() as u64);
-            self.tar.append_data(&mut header, ".dockerignore", ignore.as_bytes()).map_err(io)?;
-            self.files.push(".dockerignore".to_string());
+            self.append_text(&mut header, ".dockerignore", ignore.as_bytes()).map_err(io)?;
         }
         Ok(())
     }
 
-    fn finish(self) -> std::io::Result<(Vec<u8>, Vec<String>)> {
-        Ok((self.tar.into_inner()?, self.files))
+    /// Ends the tar; for the legacy builder, leaves out of `contents` what the engine deletes before any step sees it.
+    fn finish(mut self, dockerfile: &str) -> std::io::Result<SentContext> {
+        if let (Builder::Legacy, Some(text)) = (self.builder, &self.ignore_text) {
+            self.contents.drop_what_the_legacy_engine_deletes(text, dockerfile);
+        }
+        let mut sink = self.tar.into_inner()?;
+        sink.flush()?;
+        Ok(SentContext {
+            files: self.files,
+            contents: self.contents,
+            bytes: sink.bytes,
+        })
     }
 }
 
 /// Writes a PAX extended header that applies to the next entry.
-fn append_pax(tar: &mut tar::Builder<Vec<u8>>, records: &[(&str, &str)]) -> std::io::Result<()> {
+fn append_pax<W: Write>(tar: &mut tar::Builder<W>, records: &[(&str, &str)]) -> std::io::Result<()> {
     let mut body = String::new();
     for (key, value) in records {
         let rest = format!(" {key}={value}\n");

@@ -1,12 +1,16 @@
 //! The build context: what a `COPY`/`ADD` can see, made as `/usr/bin/docker build` (20.10) makes it for each builder.
 
 mod archive;
+mod files;
 mod ignore;
+mod stream;
 
 use std::path::PathBuf;
 
-pub use archive::{build_context, BuildContext};
+pub use archive::{build_context, BuildContext, SentContext};
+pub use files::{ContextFiles, FileState};
 pub use ignore::IgnoreRules;
+pub use stream::{stream_context, ContextStream, WalkEnd};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
@@ -15,6 +19,8 @@ pub enum ContextError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path} changed while the build context was sent: {what}")]
+    Changed { path: PathBuf, what: String },
     #[error("{file}: {at}: the pattern `{pattern}` is not valid in a .dockerignore file: {reason}")]
     BadPattern {
         file: PathBuf,
@@ -27,4 +33,11 @@ pub enum ContextError {
     NotAFolder(PathBuf),
     #[error("the Dockerfile {0} does not exist")]
     MissingDockerfile(PathBuf),
+    #[error("the engine stopped reading the build context of {0} before its end")]
+    NotRead(PathBuf),
+    #[error("failed to start walking the build context {path}: {source}")]
+    Walker {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }

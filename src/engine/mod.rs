@@ -18,6 +18,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::context::{ContextError, ContextStream, SentContext, WalkEnd};
 pub use crate::results::{Builder, EngineVersion, Machine};
 
 /// Every image and container layerbench creates carries this label.
@@ -32,6 +33,9 @@ const MIN_API: (u64, u64) = (1, 41);
 
 /// How long an engine call may take to answer (the head of its answer; streamed bodies have their own limits).
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long the context's walk may take to report its end once the engine has answered the build.
+const WALK_END_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long reading an exported image may take (a large one streams for seconds, not minutes).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(900);
@@ -71,6 +75,8 @@ pub enum EngineError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("the build context of {what} could not be sent: {source}")]
+    Context { what: String, source: ContextError },
 }
 
 fn api(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
@@ -105,18 +111,17 @@ pub struct ImageFacts {
 }
 
 /// A build to run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BuildRequest {
     /// Names the build in errors and progress (for example `sample (layered)`).
     pub what: String,
-    pub context_tar: Vec<u8>,
-    pub dockerfile: String,
+    /// The context, streamed as it is read; it names the Dockerfile and the builder.
+    pub context: ContextStream,
     pub tag: String,
     /// The stage to build; the last one when absent.
     pub target: Option<String>,
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
-    pub builder: Builder,
     /// `host` lets a build reach the module proxy on loopback.
     pub network_mode: String,
     /// Ignore the build cache for every step.
@@ -141,6 +146,8 @@ pub struct BuildOutcome {
     pub steps: Vec<StepReport>,
     pub wall: Duration,
     pub failure: Option<BuildFailure>,
+    /// What the context sent, path by path (`None` when the engine stopped reading it before its end).
+    pub context: Option<SentContext>,
 }
 
 /// A build that the builder ended with an error (the engine itself worked).
@@ -526,17 +533,18 @@ impl Engine {
 
     /// Builds an image and reports each Dockerfile step. Progress lines go to
     /// `progress` as steps finish.
-    pub async fn build(&self, mut request: BuildRequest, progress: &mut dyn FnMut(&StepReport)) -> Result<BuildOutcome, EngineError> {
+    pub async fn build(&self, request: BuildRequest, progress: &mut dyn FnMut(&StepReport)) -> Result<BuildOutcome, EngineError> {
         let started = Instant::now();
+        let builder = request.context.builder();
         let mut labels: HashMap<String, String> = request.labels.clone().into_iter().collect();
         labels.entry(MANAGED_LABEL.to_string()).or_insert_with(|| "true".into());
         labels.entry(KIND_LABEL.to_string()).or_insert_with(|| "build".into());
-        let session = match request.builder {
+        let session = match builder {
             Builder::Buildkit => Some(format!("layerbench-{}-{}", std::process::id(), unix_ms_now())),
             Builder::Legacy => None,
         };
         let options = BuildImageOptions {
-            dockerfile: request.dockerfile.clone(),
+            dockerfile: request.context.dockerfile().to_string(),
             t: Some(request.tag.clone()),
             target: request.target.clone().unwrap_or_default(),
             rm: true,
@@ -545,18 +553,15 @@ impl Engine {
             buildargs: Some(request.build_args.clone().into_iter().collect()),
             labels: Some(labels),
             networkmode: Some(request.network_mode.clone()),
-            version: match request.builder {
+            version: match builder {
                 Builder::Buildkit => BuilderVersion::BuilderBuildKit,
                 Builder::Legacy => BuilderVersion::BuilderV1,
             },
             session,
             ..Default::default()
         };
-        let mut stream = self.docker.build_image(
-            options,
-            None,
-            Some(bollard::body_full(std::mem::take(&mut request.context_tar).into())),
-        );
+        let (body, walk) = request.context.into_body();
+        let mut stream = Box::pin(self.docker.build_image(options, None, Some(bollard::body_try_stream(body))));
         let mut steps = BuildStream::default();
         let mut recorder = stream::Recorder::from_env();
         while let Some(item) = stream.next().await {
@@ -582,10 +587,13 @@ impl Engine {
                 }
                 Err(bollard::errors::Error::DockerStreamError { error }) => vec![StreamItem::Error { message: error }],
                 Err(source) => {
+                    // A context that could not be read is the cause, not the connection it cut.
+                    drop(stream);
+                    walk_end(walk, &request.what).await?;
                     return Err(EngineError::Api {
                         action: format!("build {}", request.what),
                         source,
-                    })
+                    });
                 }
             };
             for item in items {
@@ -596,12 +604,15 @@ impl Engine {
                 break;
             }
         }
+        drop(stream);
+        let context = walk_end(walk, &request.what).await?;
         if let Some(failure) = steps.failure().cloned() {
             return Ok(BuildOutcome {
                 image: None,
                 steps: steps.finish(),
                 wall: started.elapsed(),
                 failure: Some(failure),
+                context,
             });
         }
         let wall = started.elapsed();
@@ -618,6 +629,7 @@ impl Engine {
             steps: steps.finish(),
             wall,
             failure,
+            context,
         })
     }
 
@@ -908,6 +920,17 @@ impl Engine {
             removed.push(format!("kept image {} (other images are built on it)", if tag.is_empty() { id } else { tag }));
         }
         Ok(removed)
+    }
+}
+
+/// What the context's walk sent once the build's answer has ended: an error
+/// when the walk failed (the engine saw a cut body, not a whole context), `None`
+/// when the engine stopped reading before the end or the walk does not report in time.
+async fn walk_end(walk: WalkEnd, what: &str) -> Result<Option<SentContext>, EngineError> {
+    match tokio::time::timeout(WALK_END_TIMEOUT, walk.sent()).await {
+        Ok(Ok(sent)) => Ok(Some(sent)),
+        Ok(Err(ContextError::NotRead(_))) | Err(_) => Ok(None),
+        Ok(Err(source)) => Err(EngineError::Context { what: what.to_string(), source }),
     }
 }
 

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod context_fixtures;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
