@@ -2,6 +2,8 @@
 //! engines give the same per-step outcomes as one, every record names its engine and `isolation: private`, and the
 //! merge of two shards holds exactly the cells of the unsharded run, with the same outcomes.
 
+#![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
+
 mod common;
 
 use std::collections::BTreeMap;

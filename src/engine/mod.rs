@@ -76,7 +76,7 @@ pub enum EngineError {
         source: std::io::Error,
     },
     #[error("the build context of {what} could not be sent: {source}")]
-    Context { what: String, source: ContextError },
+    Context { what: String, source: Box<ContextError> },
 }
 
 fn api(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
@@ -930,7 +930,7 @@ async fn walk_end(walk: WalkEnd, what: &str) -> Result<Option<SentContext>, Engi
     match tokio::time::timeout(WALK_END_TIMEOUT, walk.sent()).await {
         Ok(Ok(sent)) => Ok(Some(sent)),
         Ok(Err(ContextError::NotRead(_))) | Err(_) => Ok(None),
-        Ok(Err(source)) => Err(EngineError::Context { what: what.to_string(), source }),
+        Ok(Err(source)) => Err(EngineError::Context { what: what.to_string(), source: Box::new(source) }),
     }
 }
 
