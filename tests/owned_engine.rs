@@ -176,6 +176,6 @@ fn a_dockerd_that_does_not_answer_is_reported_with_the_end_of_its_log_and_leaves
     assert_eq!(out.status.code(), Some(3), "{text}");
     let log = cache.path().join("engines/lbt-broken/dockerd.log");
     assert!(text.contains("did not answer") && text.contains("it exited") && text.contains(&log.display().to_string()), "{text}");
-    assert!(text.contains("fake dockerd: refusing") && text.contains("--bridge=none --iptables=false --ip-masq=false"), "the log's last lines are quoted: {text}");
+    assert!(text.contains("fake dockerd: refusing") && text.contains("--bridge=lb") && text.contains("--iptables=false --ip-masq=false"), "the log's last lines are quoted: {text}");
     assert!(!cache.path().join("engines/lbt-broken").exists(), "nothing is left of the engine that did not start");
 }

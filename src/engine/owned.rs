@@ -209,6 +209,38 @@ pub fn liveness(state: Option<&OwnedEngineState>) -> Liveness {
     }
 }
 
+/// The bridge an owned engine's dockerd gets (at most 15 bytes, the kernel's limit for a link name).
+pub fn bridge_name(name: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    format!("lb{hex}")
+}
+
+/// Creates the engine's own bridge (kept when it exists from a start that did not stop cleanly). dockerd refuses
+/// `--bridge=NAME` for a link that does not exist, and with `--bridge=none` it deletes the host's `docker0`.
+fn add_bridge(bridge: &str) -> Result<(), OwnedEngineError> {
+    if Path::new("/sys/class/net").join(bridge).exists() {
+        return Ok(());
+    }
+    let out = Command::new("ip").args(["link", "add", "name", bridge, "type", "bridge"]).output().map_err(io("run `ip link add` for", Path::new(bridge)))?;
+    if !out.status.success() {
+        return Err(OwnedEngineError::Io {
+            action: "create the bridge",
+            path: PathBuf::from(bridge),
+            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        });
+    }
+    Ok(())
+}
+
+/// Deletes the engine's own bridge, if it is there.
+fn delete_bridge(bridge: &str) {
+    if Path::new("/sys/class/net").join(bridge).exists() {
+        let _ = Command::new("ip").args(["link", "delete", bridge]).output();
+    }
+}
+
 /// Starts the dockerd of engine `name` and waits until it answers; the base images are the caller's next step.
 pub async fn start_dockerd(engines_dir: &Path, name: &str) -> Result<OwnedEngineState, OwnedEngineError> {
     check_name(name)?;
@@ -233,6 +265,8 @@ pub async fn start_dockerd(engines_dir: &Path, name: &str) -> Result<OwnedEngine
     }
     std::fs::write(&layout.config, "{}\n").map_err(io("write", &layout.config))?;
     let _ = std::fs::remove_file(&layout.socket);
+    let bridge = bridge_name(name);
+    add_bridge(&bridge)?;
     let log = std::fs::File::create(&layout.log).map_err(io("create", &layout.log))?;
     let log_err = log.try_clone().map_err(io("open", &layout.log))?;
     let mut command = Command::new("dockerd");
@@ -247,8 +281,10 @@ pub async fn start_dockerd(engines_dir: &Path, name: &str) -> Result<OwnedEngine
         .arg(format!("unix://{}", layout.socket.display()))
         .arg("--config-file")
         .arg(&layout.config)
-        // No change to the host's network: no bridge, no firewall rules, no forwarding switched on.
-        .args(["--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false"])
+        // No change to the host's network: a bridge of its own (dockerd with `--bridge=none` deletes the host's
+        // `docker0`), no firewall rules, no forwarding switched on.
+        .arg(format!("--bridge={bridge}"))
+        .args(["--iptables=false", "--ip-masq=false", "--ip-forward=false"])
         // Apart from the default engine's objects even should it share a system containerd.
         .arg(format!("--containerd-namespace=layerbench-{name}"))
         .arg(format!("--containerd-plugins-namespace=layerbench-{name}-plugins"))
@@ -398,6 +434,7 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
         }
     }
     let _ = std::fs::remove_file(&socket);
+    delete_bridge(&bridge_name(name));
     for dir in layout.outside() {
         if dir.exists() {
             remove_tree(&dir)?;
@@ -428,6 +465,7 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
         .map(|p| format!("process {p}"))
         .chain(mounts_under(&roots).iter().map(|m| format!("mount {}", m.display())))
         .chain(socket.exists().then(|| format!("socket {}", socket.display())))
+        .chain(Path::new("/sys/class/net").join(bridge_name(name)).exists().then(|| format!("bridge {}", bridge_name(name))))
         .collect();
     if !left.is_empty() {
         return Err(OwnedEngineError::LeftBehind { name: name.to_string(), what: left.join(", ") });
