@@ -17,6 +17,7 @@ missing=()
 if ! command -v dockerd >/dev/null 2>&1 || [ ! -x "$DOCKER" ]; then missing+=(docker.io); fi
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)   # engines layerbench owns get a bridge of their own
 if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "need root to install ${missing[*]} (run as root, or install them yourself)"
     command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install ${missing[*]} by hand (this script supports Debian)"
