@@ -123,13 +123,19 @@ pub enum Command {
 /// `layerbench engine …`.
 #[derive(Debug, Subcommand)]
 pub enum EngineCommand {
-    /// Start a dockerd of layerbench's own (no bridge, no firewall rules, the host's engine untouched), load the base images into it, and print how to use it.
+    /// Start a dockerd of layerbench's own (a bridge of its own, no firewall rules, the host's engine untouched), load the base images into it, and print how to use it.
     Start {
         /// Its name: a-z, 0-9 and `-`.
         #[arg(long, default_value = crate::engine::owned::DEFAULT_OWNED_NAME)]
         name: String,
+        /// The Debian release whose Docker it runs: `bookworm` is the host's dockerd (Docker 20.10); another (`trixie`: Docker 26.1) runs from that release's root filesystem, made once under the cache folder (debootstrap, then apt; about 1.5 minutes).
+        #[arg(long, default_value = crate::engine::release::HOST_RELEASE, value_name = "RELEASE")]
+        release: String,
+        /// Where it keeps images: `graphdriver` (overlay2), or `containerd` (the containerd image store, the default of new Docker 29 installs; needs Docker 24 or later, so another release than bookworm).
+        #[arg(long, default_value = "graphdriver", value_name = "STORE")]
+        image_store: crate::engine::owned::ImageStore,
     },
-    /// List the engines layerbench owns: name, state, socket, images, disk used.
+    /// List the engines layerbench owns: name, state, release, Docker version, API, BuildKit, image store, images, disk used, socket.
     Ls,
     /// Stop an engine layerbench owns and remove its folder: no process, mount or socket is left.
     Stop {

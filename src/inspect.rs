@@ -1,12 +1,10 @@
 //! What a built image is: its binary's linkage (read from the ELF, never by running `file`/`ldd`), the Go modules embedded in it, and what the process does when started with no network.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::time::Duration;
 
-use serde::Deserialize;
 
 use crate::engine::{Engine, EngineError, ImageFacts};
+use crate::saved_image::saved_layer_contents;
 pub use crate::results::{BinaryFacts, Inspection, LayerContents, LayerSize, Probe, RuntimeCheck};
 
 /// Image label naming more files to read (space-separated paths): ELF binaries are inspected like the entrypoint, other files are kept as text.
@@ -122,7 +120,7 @@ async fn inspect_into(engine: &Engine, image: &ImageFacts, options: &InspectOpti
         .map(|(created_by, size_bytes)| LayerSize { created_by, size_bytes })
         .collect();
     if options.layer_contents && inspection.layer_sizes.iter().any(|l| l.size_bytes > 0 && is_go_step(&l.created_by)) {
-        inspection.layer_contents = engine.read_saved_image(&image.id, |saved| saved_layer_contents(saved, &is_go_step)).await?;
+        inspection.layer_contents = engine.read_saved_image(&image.id, |saved| saved_layer_contents(saved, &is_go_step)).await?.layers;
     }
     let read = |path: String| async move { engine.read_file_from_image(&image.id, &path).await.map(|b| (path, b)) };
     match options.binary.as_deref().or_else(|| program_path(image)) {
@@ -160,139 +158,9 @@ fn is_go_step(created_by: &str) -> bool {
     created_by.contains("go mod download") || created_by.contains("go build")
 }
 
-#[derive(Deserialize)]
-struct SavedConfig {
-    #[serde(default)]
-    history: Vec<SavedHistory>,
-}
-
-#[derive(Deserialize)]
-struct SavedHistory {
-    #[serde(default)]
-    created_by: String,
-    #[serde(default)]
-    empty_layer: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct SavedManifest {
-    config: String,
-    layers: Vec<String>,
-}
-
-/// What the layers selected by their history entry hold, read from an image as `docker save` writes it: the config
-/// (history, `empty_layer` marks entries with no layer), each layer's tar (`<id>/layer.tar`, or a link to an identical
-/// one), and `manifest.json` giving the layers in order.
-pub fn saved_layer_contents(saved: &mut dyn Read, wanted: &dyn Fn(&str) -> bool) -> std::io::Result<Vec<LayerContents>> {
-    let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
-    let mut layers: HashMap<String, LayerContents> = HashMap::new();
-    let mut links: HashMap<String, String> = HashMap::new();
-    let mut configs: HashMap<String, SavedConfig> = HashMap::new();
-    let mut manifest: Option<Vec<SavedManifest>> = None;
-    for entry in tar::Archive::new(saved).entries()? {
-        let mut entry = entry?;
-        let path = entry.path()?.to_string_lossy().into_owned();
-        let kind = entry.header().entry_type();
-        if path == "manifest.json" {
-            manifest = Some(serde_json::from_reader(&mut entry).map_err(|e| invalid(format!("manifest.json: {e}")))?);
-        } else if path.ends_with("/layer.tar") && kind.is_symlink() {
-            // `../<id>/layer.tar`, relative to the link's own folder.
-            let target = entry.link_name()?.map(|t| t.to_string_lossy().trim_start_matches("../").to_string()).unwrap_or_default();
-            links.insert(path, target);
-        } else if path.ends_with("/layer.tar") && kind.is_file() {
-            layers.insert(path, summarize_layer(&mut entry)?);
-        } else if path.ends_with(".json") && !path.contains('/') {
-            configs.insert(path.clone(), serde_json::from_reader(&mut entry).map_err(|e| invalid(format!("{path}: {e}")))?);
-        }
-    }
-    let manifest = manifest.and_then(|m| m.into_iter().next()).ok_or_else(|| invalid("no manifest.json".into()))?;
-    let config = configs.get(&manifest.config).ok_or_else(|| invalid(format!("no config {}", manifest.config)))?;
-    let made_layers: Vec<&SavedHistory> = config.history.iter().filter(|h| !h.empty_layer).collect();
-    if made_layers.len() != manifest.layers.len() {
-        return Err(invalid(format!("{} history entries made a layer but the image has {} layers", made_layers.len(), manifest.layers.len())));
-    }
-    let mut contents = Vec::new();
-    for (history, path) in made_layers.into_iter().zip(&manifest.layers).filter(|(h, _)| wanted(&h.created_by)) {
-        let path = links.get(path).unwrap_or(path);
-        let layer = layers.get(path).ok_or_else(|| invalid(format!("the manifest names {path}, which the image does not hold")))?;
-        contents.push(LayerContents { created_by: history.created_by.clone(), ..layer.clone() });
-    }
-    Ok(contents)
-}
-
-/// Counts one layer's regular files by what Go keeps in them.
-fn summarize_layer(layer: &mut dyn Read) -> std::io::Result<LayerContents> {
-    let mut c = LayerContents::default();
-    let mut folders: BTreeMap<String, u64> = BTreeMap::new();
-    for entry in tar::Archive::new(layer).entries()? {
-        let entry = entry?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let path = entry.path()?.to_string_lossy().into_owned();
-        let size = entry.header().size()?;
-        c.files += 1;
-        c.bytes += size;
-        if path.contains("pkg/mod/") {
-            c.module_cache_bytes += size;
-        }
-        if path.contains("go-build/") {
-            c.build_cache_bytes += size;
-            c.compiled_outputs += u64::from(path.ends_with("-d"));
-        }
-        c.package_archives += u64::from(path.ends_with(".a"));
-        let folder: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).take(2).collect();
-        *folders.entry(folder.join("/")).or_default() += size;
-    }
-    let mut largest: Vec<(String, u64)> = folders.into_iter().collect();
-    largest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    largest.truncate(5);
-    c.largest_folders = largest;
-    Ok(c)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tar_of(files: &[(&str, &[u8])], links: &[(&str, &str)]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, data) in files {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            b.append_data(&mut h, path, *data).unwrap();
-        }
-        for (path, target) in links {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_size(0);
-            b.append_link(&mut h, path, target).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
-
-    #[test]
-    fn a_saved_image_tells_what_the_download_and_build_layers_hold() {
-        let base = tar_of(&[("usr/bin/sh", &[0; 10])], &[]);
-        let download = tar_of(&[("go/pkg/mod/cache/download/x/@v/v1.zip", &[0; 300]), ("go/pkg/mod/x@v1/a.go", &[0; 50]), ("root/.cache/go-build/README", &[0; 7])], &[]);
-        let build = tar_of(&[("root/.cache/go-build/ab/ab12-d", &[0; 400]), ("root/.cache/go-build/ab/ab12-a", &[0; 8]), ("usr/local/bin/app", &[0; 90]), ("usr/lib/go/pkg/fmt.a", &[0; 20])], &[]);
-        let config = br#"{"history":[{"created_by":"FROM base"},{"created_by":"ARG X","empty_layer":true},{"created_by":"RUN go mod download"},{"created_by":"RUN go build ."},{"created_by":"RUN go build . # again"}]}"#;
-        let manifest = br#"[{"Config":"c0ffee.json","Layers":["l1/layer.tar","l2/layer.tar","l3/layer.tar","l4/layer.tar"]}]"#;
-        let saved = tar_of(&[("c0ffee.json", config), ("l1/layer.tar", &base), ("l2/layer.tar", &download), ("l3/layer.tar", &build), ("manifest.json", manifest)], &[("l4/layer.tar", "../l3/layer.tar")]);
-        let contents = saved_layer_contents(&mut saved.as_slice(), &is_go_step).unwrap();
-        let names: Vec<&str> = contents.iter().map(|c| c.created_by.as_str()).collect();
-        assert_eq!(names, ["RUN go mod download", "RUN go build .", "RUN go build . # again"], "the empty ARG entry shifts no layer");
-        let (dl, build) = (&contents[0], &contents[1]);
-        assert_eq!((dl.files, dl.bytes, dl.module_cache_bytes, dl.build_cache_bytes, dl.compiled_outputs, dl.package_archives), (3, 357, 350, 7, 0, 0));
-        assert_eq!(dl.largest_folders[0], ("go/pkg".to_string(), 350));
-        assert_eq!((build.build_cache_bytes, build.compiled_outputs, build.package_archives), (408, 1, 1));
-        assert_eq!(contents[2].bytes, build.bytes, "a linked layer is read as its target");
-        let broken = tar_of(&[("c0ffee.json", config), ("manifest.json", br#"[{"Config":"c0ffee.json","Layers":["l1/layer.tar"]}]"#)], &[]);
-        let err = saved_layer_contents(&mut broken.as_slice(), &is_go_step).unwrap_err();
-        assert!(err.to_string().contains("4 history entries made a layer but the image has 1"), "{err}");
-    }
 
     #[test]
     fn selftest_lines_are_read() {

@@ -17,6 +17,7 @@ pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod results;
+pub mod saved_image;
 pub mod roles;
 pub mod runner;
 pub mod scenario;

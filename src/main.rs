@@ -245,16 +245,20 @@ async fn run(command: Command) -> Result<bool> {
 async fn engine_command(command: EngineCommand, cache: &std::path::Path, mirror: &str) -> Result<bool> {
     let engines = paths::engines_dir();
     match command {
-        EngineCommand::Start { name } => {
-            let state = owned::start_dockerd(&engines, &name).await?;
+        EngineCommand::Start { name, release, image_store } => {
+            let options = owned::StartOptions { release, image_store };
+            let state = owned::start_dockerd(&engines, &name, &options, cache, mirror).await?;
+            let connected = Engine::connect_spec(&name).await;
             println!(
-                "engine {name}: dockerd (pid {}) answers on {}; data root {}, log {}",
+                "engine {name}: dockerd {}(pid {}) answers on {}; {} image store; data root {}, log {}",
+                connected.as_ref().map_or(String::new(), |e| format!("{} (API {}, {}) ", e.version.engine, e.version.api, state.release)),
                 state.pid.unwrap_or_default(),
                 state.socket.display(),
+                state.image_store.as_str(),
                 state.data_root.display(),
                 state.log.display()
             );
-            let loaded = match Engine::connect_spec(&name).await {
+            let loaded = match connected {
                 Ok(engine) => layerbench::images::ensure_base_images(&engine, false, cache, mirror).await.map_err(anyhow::Error::from),
                 Err(e) => Err(e.into()),
             };
@@ -285,17 +289,37 @@ async fn engine_command(command: EngineCommand, cache: &std::path::Path, mirror:
                 println!("layerbench owns no engines (none under {}); `layerbench engine start` starts one", engines.display());
                 return Ok(true);
             }
-            println!("{:<20} {:<10} {:>7} {:>10}  SOCKET", "NAME", "STATE", "IMAGES", "DISK");
+            println!("{:<16} {:<9} {:<9} {:<14} {:<5} {:<8} {:<11} {:>6} {:>7}", "NAME", "STATE", "RELEASE", "DOCKER", "API", "BUILDKIT", "STORE", "IMAGES", "DISK");
             for e in listed {
-                let images = match e.liveness {
-                    Liveness::Running => match Engine::connect_spec(&e.name).await {
-                        Ok(engine) => engine.image_count().await.map_or_else(|_| "?".to_string(), |n| n.to_string()),
-                        Err(_) => "?".to_string(),
-                    },
-                    _ => "-".to_string(),
-                };
-                println!("{:<20} {:<10} {:>7} {:>8.1}GB  {}", e.name, e.liveness.as_str(), images, e.disk_bytes as f64 / 1e9, e.socket.display());
+                let release = e.state.as_ref().map_or("?", |s| s.release.as_str());
+                let [mut docker, mut api, mut buildkit, mut store, mut images] = ["-".to_string(), "-".into(), "-".into(), "-".into(), "-".into()];
+                if e.liveness == Liveness::Running {
+                    if let Ok(engine) = Engine::connect_spec(&e.name).await {
+                        docker = engine.version.engine.clone();
+                        api = engine.version.api.clone();
+                        // Debian's builds do not stamp BuildKit's version: the release's vendored one, marked `~`.
+                        buildkit = layerbench::engine::release::vendored_buildkit(&docker).map_or("?".to_string(), |v| format!("~{v}"));
+                        store = engine.machine().await.map_or("?".to_string(), |m| m.image_store);
+                        images = engine.image_count().await.map_or_else(|_| "?".to_string(), |n| n.to_string());
+                    }
+                } else if let Some(state) = &e.state {
+                    store = state.image_store.as_str().to_string();
+                }
+                println!(
+                    "{:<16} {:<9} {:<9} {:<14} {:<5} {:<8} {:<11} {:>6} {:>5.1}GB",
+                    e.name,
+                    e.liveness.as_str(),
+                    release,
+                    docker,
+                    api,
+                    buildkit,
+                    store,
+                    images,
+                    e.disk_bytes as f64 / 1e9
+                );
+                println!("  socket {}", e.socket.display());
             }
+            println!("BUILDKIT: `~0.13` is the BuildKit the Docker release vendors (Debian's builds do not stamp it).");
             Ok(true)
         }
         EngineCommand::Stop { name, all, keep } => {

@@ -459,6 +459,10 @@ pub struct Machine {
     pub memory_bytes: u64,
     pub storage_driver: String,
     pub cgroup_version: String,
+    /// `graphdriver` (the engine's own image store) or `containerd` (the containerd image store); empty in files
+    /// written before engines were told apart by it.
+    #[serde(default)]
+    pub image_store: String,
 }
 
 /// Where a base image came from, for reports.

@@ -1,4 +1,5 @@
-//! The context layerbench sends makes `COPY . /ctx` see what `/usr/bin/docker build` makes it see, with both builders.
+//! The context layerbench sends makes `COPY . /ctx` see what `docker build` makes it see, with both builders, on the
+//! host's engine (Docker 20.10, its CLI `/usr/bin/docker`) and on an owned Docker 26.1 engine (its own release's CLI).
 //!
 //! Each fixture folder is built by the Docker CLI (`DOCKER_BUILDKIT=1` and
 //! `=0`) and by layerbench (BuildKit and legacy) with the same Dockerfile,
@@ -17,25 +18,25 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use common::context_fixtures::{dockerfile_in_an_ignored_folder, dockerfile_outside_bare, dockerfile_outside_with_ignore, everything_ignored, own_ignore_file, run, tree, Fixture};
 
+use common::EngineUnderTest;
 use layerbench::context::stream_context;
 use layerbench::engine::{BuildRequest, Builder, Engine};
 
-const DOCKER: &str = "/usr/bin/docker";
 const TAG_PREFIX: &str = "layerbench-test/context-parity";
 const LISTING: &str = "/listing";
-/// The image tags one test made; removed when it ends, passed or failed.
-struct Tags {
+/// The image tags one test made on one engine; removed when it ends, passed or failed.
+struct Tags<'a> {
     test: &'static str,
+    on: &'a EngineUnderTest,
     made: Vec<String>,
 }
 
-impl Tags {
-    fn new(test: &'static str) -> Tags {
-        Tags { test, made: Vec::new() }
+impl<'a> Tags<'a> {
+    fn new(test: &'static str, on: &'a EngineUnderTest) -> Tags<'a> {
+        Tags { test, on, made: Vec::new() }
     }
 
     fn next(&mut self) -> String {
@@ -45,10 +46,10 @@ impl Tags {
     }
 }
 
-impl Drop for Tags {
+impl Drop for Tags<'_> {
     fn drop(&mut self) {
         if !self.made.is_empty() {
-            let _ = Command::new(DOCKER).arg("rmi").arg("--force").args(&self.made).output();
+            let _ = self.on.cli(&[]).arg("rmi").arg("--force").args(&self.made).output();
         }
     }
 }
@@ -60,21 +61,23 @@ fn cli_flag(builder: Builder) -> &'static str {
     }
 }
 
-/// Builds with the Docker CLI and returns the image's listing of `/ctx`.
-async fn listing_by_cli(engine: &Engine, fixture: &Fixture, builder: Builder, tags: &mut Tags) -> String {
+/// Builds with the engine's own Docker CLI and returns the image's listing of `/ctx`.
+async fn listing_by_cli(on: &EngineUnderTest, fixture: &Fixture, builder: Builder, tags: &mut Tags<'_>) -> String {
     let tag = tags.next();
-    run(Command::new(DOCKER)
+    let folders = [fixture.context.clone(), fixture.dockerfile.parent().expect("the Dockerfile's folder").to_path_buf()];
+    run(on
+        .cli(&folders)
         .env("DOCKER_BUILDKIT", cli_flag(builder))
         .args(["build", "--quiet", "--no-cache", "--label", "layerbench.test=context-parity", "--file"])
         .arg(&fixture.dockerfile)
         .args(["--tag", &tag, "--build-arg", &format!("NONCE={tag}")])
         .arg(&fixture.context));
-    read_listing(engine, &tag).await
+    read_listing(&on.engine, &tag).await
 }
 
 /// Builds through layerbench's context and engine and returns the image's
 /// listing of `/ctx` and the Dockerfile's name in the context.
-async fn listing_by_layerbench(engine: &Engine, fixture: &Fixture, builder: Builder, tags: &mut Tags) -> (String, String) {
+async fn listing_by_layerbench(engine: &Engine, fixture: &Fixture, builder: Builder, tags: &mut Tags<'_>) -> (String, String) {
     let context = stream_context(&fixture.context, &fixture.dockerfile, builder)
         .unwrap_or_else(|e| panic!("{}: {e}", fixture.name));
     let tag = tags.next();
@@ -122,11 +125,12 @@ fn difference(cli: &str, ours: &str) -> String {
     out
 }
 
-fn assert_same(fixture: &Fixture, builder: Builder, cli: &str, ours: &str) {
+fn assert_same(on: &EngineUnderTest, fixture: &Fixture, builder: Builder, cli: &str, ours: &str) {
     assert!(
         cli == ours,
-        "{} ({builder:?}): COPY sees a different context\n{}",
+        "{} ({builder:?}) on {}: COPY sees a different context\n{}",
         fixture.name,
+        on.label(),
         difference(cli, ours)
     );
 }
@@ -134,16 +138,17 @@ fn assert_same(fixture: &Fixture, builder: Builder, cli: &str, ours: &str) {
 #[tokio::test]
 async fn copy_sees_the_same_context_as_with_the_docker_cli_for_both_builders() {
     let _guard = common::engine_lock();
-    let (engine, _) = common::provisioned().await;
     let root = tempfile::tempdir().unwrap();
     let fixtures = [tree(root.path()), own_ignore_file(root.path())];
-    let mut tags = Tags::new("same");
-    for fixture in &fixtures {
-        for builder in [Builder::Buildkit, Builder::Legacy] {
-            let cli = listing_by_cli(&engine, fixture, builder, &mut tags).await;
-            let (ours, _) = listing_by_layerbench(&engine, fixture, builder, &mut tags).await;
-            assert!(cli.lines().count() > 1, "{}: the listing is empty:\n{cli}", fixture.name);
-            assert_same(fixture, builder, &cli, &ours);
+    for on in &common::engines_under_test().await {
+        let mut tags = Tags::new("same", on);
+        for fixture in &fixtures {
+            for builder in [Builder::Buildkit, Builder::Legacy] {
+                let cli = listing_by_cli(on, fixture, builder, &mut tags).await;
+                let (ours, _) = listing_by_layerbench(&on.engine, fixture, builder, &mut tags).await;
+                assert!(cli.lines().count() > 1, "{} on {}: the listing is empty:\n{cli}", fixture.name, on.label());
+                assert_same(on, fixture, builder, &cli, &ours);
+            }
         }
     }
 }
@@ -151,7 +156,6 @@ async fn copy_sees_the_same_context_as_with_the_docker_cli_for_both_builders() {
 #[tokio::test]
 async fn a_dockerfile_the_cli_hides_is_hidden_from_the_legacy_builder_and_one_extra_file_for_buildkit() {
     let _guard = common::engine_lock();
-    let (engine, _) = common::provisioned().await;
     let root = tempfile::tempdir().unwrap();
     let fixtures = [
         dockerfile_in_an_ignored_folder(root.path()),
@@ -159,21 +163,23 @@ async fn a_dockerfile_the_cli_hides_is_hidden_from_the_legacy_builder_and_one_ex
         dockerfile_outside_with_ignore(root.path()),
         dockerfile_outside_bare(root.path()),
     ];
-    let mut tags = Tags::new("hidden");
-    for fixture in &fixtures {
-        let cli = listing_by_cli(&engine, fixture, Builder::Legacy, &mut tags).await;
-        let (ours, _) = listing_by_layerbench(&engine, fixture, Builder::Legacy, &mut tags).await;
-        assert_same(fixture, Builder::Legacy, &cli, &ours);
+    for on in &common::engines_under_test().await {
+        let mut tags = Tags::new("hidden", on);
+        for fixture in &fixtures {
+            let cli = listing_by_cli(on, fixture, Builder::Legacy, &mut tags).await;
+            let (ours, _) = listing_by_layerbench(&on.engine, fixture, Builder::Legacy, &mut tags).await;
+            assert_same(on, fixture, Builder::Legacy, &cli, &ours);
 
-        // BuildKit reads the Dockerfile from a tar context, so it stays visible
-        // under its generated name; everything else is as with the CLI.
-        let cli = listing_by_cli(&engine, fixture, Builder::Buildkit, &mut tags).await;
-        let (ours, dockerfile) = listing_by_layerbench(&engine, fixture, Builder::Buildkit, &mut tags).await;
-        assert!(dockerfile.starts_with(".dockerfile."), "{}: {dockerfile}", fixture.name);
-        let extra = format!("{dockerfile}|f|600|0:0||");
-        let (extra_lines, rest): (Vec<&str>, Vec<&str>) = ours.lines().partition(|l| l.starts_with(&extra));
-        assert_eq!(extra_lines.len(), 1, "{}: the Dockerfile as one extra file:\n{ours}", fixture.name);
-        let rest: String = rest.iter().map(|l| format!("{l}\n")).collect();
-        assert_same(fixture, Builder::Buildkit, &cli, &rest);
+            // BuildKit reads the Dockerfile from a tar context, so it stays visible
+            // under its generated name; everything else is as with the CLI.
+            let cli = listing_by_cli(on, fixture, Builder::Buildkit, &mut tags).await;
+            let (ours, dockerfile) = listing_by_layerbench(&on.engine, fixture, Builder::Buildkit, &mut tags).await;
+            assert!(dockerfile.starts_with(".dockerfile."), "{}: {dockerfile}", fixture.name);
+            let extra = format!("{dockerfile}|f|600|0:0||");
+            let (extra_lines, rest): (Vec<&str>, Vec<&str>) = ours.lines().partition(|l| l.starts_with(&extra));
+            assert_eq!(extra_lines.len(), 1, "{} on {}: the Dockerfile as one extra file:\n{ours}", fixture.name, on.label());
+            let rest: String = rest.iter().map(|l| format!("{l}\n")).collect();
+            assert_same(on, fixture, Builder::Buildkit, &cli, &rest);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The Docker engine, through bollard (the only module that uses it): connect, build, import, inspect, run, and remove only what layerbench labelled.
 
 pub mod owned;
+pub mod release;
 pub mod stream;
 
 use stream::{BuildStream, StreamItem};
@@ -96,6 +97,16 @@ pub struct Engine {
     pub version: EngineVersion,
     /// The run whose id labels the containers this handle creates.
     run: Option<String>,
+}
+
+/// The image store an engine's `DriverStatus` names: `containerd` when its driver type is a containerd snapshotter.
+pub fn image_store(driver_status: &[Vec<String>]) -> &'static str {
+    let containerd = driver_status.iter().any(|pair| matches!(pair.as_slice(), [key, value] if key == "driver-type" && value.contains("containerd.snapshotter")));
+    if containerd {
+        "containerd"
+    } else {
+        "graphdriver"
+    }
 }
 
 /// Facts about an image present in the engine.
@@ -423,6 +434,7 @@ impl Engine {
             cpus: info.ncpu.unwrap_or_default().max(0) as u32,
             cpu_model,
             memory_bytes: info.mem_total.unwrap_or_default().max(0) as u64,
+            image_store: image_store(info.driver_status.as_deref().unwrap_or_default()).to_string(),
             storage_driver: info.driver.unwrap_or_default(),
             cgroup_version: info.cgroup_version.map(|v| v.to_string()).unwrap_or_default(),
         })

@@ -45,6 +45,12 @@ pub enum OwnedEngineError {
         log: PathBuf,
         tail: String,
     },
+    #[error("the {store} image store needs Docker 24 or later: start engine {name} with `--release trixie` (Docker 26.1), not the host's {release}")]
+    StoreNeedsRelease { name: String, store: &'static str, release: String },
+    #[error("engine {name} kept the data root of a {was} engine ({was_store} image store); start it again with `--release {was} --image-store {was_store}`, or `layerbench engine stop --name {name}` to remove it first")]
+    KeptDataDiffers { name: String, was: String, was_store: &'static str },
+    #[error(transparent)]
+    Release(#[from] super::release::ReleaseError),
     #[error("stopping engine {name} left {what}")]
     LeftBehind { name: String, what: String },
     #[error("failed to {action} {}: {source}", path.display())]
@@ -78,6 +84,70 @@ pub struct OwnedEngineState {
     /// The ids of the base images loaded into it: `Engine::empty` keeps these.
     #[serde(default)]
     pub base_images: Vec<String>,
+    /// The Debian release whose dockerd it runs (`bookworm`: the host's own; another: from that release's root).
+    #[serde(default = "host_release")]
+    pub release: String,
+    /// The root filesystem its dockerd runs from; `None` for the host's dockerd.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    #[serde(default)]
+    pub image_store: ImageStore,
+}
+
+fn host_release() -> String {
+    super::release::HOST_RELEASE.to_string()
+}
+
+/// Where an engine keeps images: its own graph driver (overlay2), or containerd's snapshotters, the default of new
+/// Docker 29 installs (`{"features": {"containerd-snapshotter": true}}` in Docker 26's daemon.json).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageStore {
+    #[default]
+    Graphdriver,
+    Containerd,
+}
+
+impl std::str::FromStr for ImageStore {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ImageStore, String> {
+        match s {
+            "graphdriver" => Ok(ImageStore::Graphdriver),
+            "containerd" => Ok(ImageStore::Containerd),
+            other => Err(format!("{other:?} is not an image store: use graphdriver (the engine's own) or containerd")),
+        }
+    }
+}
+
+impl ImageStore {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageStore::Graphdriver => "graphdriver",
+            ImageStore::Containerd => "containerd",
+        }
+    }
+
+    /// The daemon.json an engine with this store starts with.
+    fn daemon_config(self) -> &'static str {
+        match self {
+            ImageStore::Graphdriver => "{}\n",
+            ImageStore::Containerd => "{\"features\": {\"containerd-snapshotter\": true}}\n",
+        }
+    }
+}
+
+/// How `engine start` runs an engine: the Debian release whose dockerd it runs, and its image store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartOptions {
+    pub release: String,
+    pub image_store: ImageStore,
+}
+
+impl Default for StartOptions {
+    fn default() -> StartOptions {
+        StartOptions { release: host_release(), image_store: ImageStore::default() }
+    }
 }
 
 impl OwnedEngineState {
@@ -118,6 +188,12 @@ impl EngineLayout {
             state: dir.join("state.json"),
             dir,
         }
+    }
+
+    /// The folders a dockerd run from a release's root is given, at their own paths: the engine's folder and those
+    /// outside it.
+    pub fn binds(&self) -> Vec<PathBuf> {
+        std::iter::once(self.dir.clone()).chain(self.outside()).collect()
     }
 
     /// The folders outside `dir` this engine uses (the short exec root's parent, when it has one).
@@ -241,9 +317,27 @@ fn delete_bridge(bridge: &str) {
     }
 }
 
-/// Starts the dockerd of engine `name` and waits until it answers; the base images are the caller's next step.
-pub async fn start_dockerd(engines_dir: &Path, name: &str) -> Result<OwnedEngineState, OwnedEngineError> {
+/// Starts the dockerd of engine `name` and waits until it answers; the base images are the caller's next step. The
+/// host's dockerd for the host's release; another release's from its root (made first when missing: `cache`,
+/// `mirror`), in a mount namespace of its own.
+pub async fn start_dockerd(engines_dir: &Path, name: &str, options: &StartOptions, cache: &Path, mirror: &str) -> Result<OwnedEngineState, OwnedEngineError> {
     check_name(name)?;
+    super::release::check_release(&options.release)?;
+    if options.image_store == ImageStore::Containerd && options.release == super::release::HOST_RELEASE {
+        return Err(OwnedEngineError::StoreNeedsRelease { name: name.to_string(), store: ImageStore::Containerd.as_str(), release: options.release.clone() });
+    }
+    if let Some(kept) = read_state(engines_dir, name)?.filter(|s| s.release != options.release || s.image_store != options.image_store) {
+        return Err(OwnedEngineError::KeptDataDiffers { name: name.to_string(), was: kept.release, was_store: kept.image_store.as_str() });
+    }
+    let root = if options.release == super::release::HOST_RELEASE {
+        None
+    } else {
+        let (cache, release, mirror) = (cache.to_path_buf(), options.release.clone(), mirror.to_string());
+        let made = tokio::task::spawn_blocking(move || super::release::ensure_root(&cache, &release, &mirror))
+            .await
+            .map_err(|e| OwnedEngineError::Io { action: "make the root of", path: PathBuf::from(&options.release), source: std::io::Error::other(e) })?;
+        Some(made?)
+    };
     let layout = EngineLayout::new(engines_dir, name);
     let previous = read_state(engines_dir, name)?;
     match (liveness(previous.as_ref()), &previous) {
@@ -263,31 +357,38 @@ pub async fn start_dockerd(engines_dir: &Path, name: &str) -> Result<OwnedEngine
     for dir in [layout.dir.as_path(), &layout.data_root, &layout.exec_root].into_iter().chain(layout.socket.parent()) {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     }
-    std::fs::write(&layout.config, "{}\n").map_err(io("write", &layout.config))?;
+    std::fs::write(&layout.config, options.image_store.daemon_config()).map_err(io("write", &layout.config))?;
     let _ = std::fs::remove_file(&layout.socket);
     let bridge = bridge_name(name);
     add_bridge(&bridge)?;
     let log = std::fs::File::create(&layout.log).map_err(io("create", &layout.log))?;
     let log_err = log.try_clone().map_err(io("open", &layout.log))?;
-    let mut command = Command::new("dockerd");
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    args.push("--data-root".into());
+    args.push(layout.data_root.clone().into());
+    for (flag, path) in [("--exec-root", &layout.exec_root), ("--pidfile", &layout.pidfile), ("--config-file", &layout.config)] {
+        args.push(flag.into());
+        args.push(path.clone().into());
+    }
+    args.push("-H".into());
+    args.push(format!("unix://{}", layout.socket.display()).into());
+    // No change to the host's network: a bridge of its own (dockerd with `--bridge=none` deletes the host's
+    // `docker0`), no firewall rules, no forwarding switched on.
+    args.push(format!("--bridge={bridge}").into());
+    args.extend(["--iptables=false", "--ip-masq=false", "--ip-forward=false"].map(std::ffi::OsString::from));
+    // Apart from the default engine's objects even should it share a system containerd.
+    args.push(format!("--containerd-namespace=layerbench-{name}").into());
+    args.push(format!("--containerd-plugins-namespace=layerbench-{name}-plugins").into());
+    let mut command = match &root {
+        None => {
+            let mut c = Command::new("dockerd");
+            c.args(&args);
+            c
+        }
+        // Its folders (and the short exec root, when it has one) are seen at their own paths inside the root.
+        Some(root) => super::release::command_in_root(root, &layout.binds(), "dockerd", &args),
+    };
     command
-        .arg("--data-root")
-        .arg(&layout.data_root)
-        .arg("--exec-root")
-        .arg(&layout.exec_root)
-        .arg("--pidfile")
-        .arg(&layout.pidfile)
-        .arg("-H")
-        .arg(format!("unix://{}", layout.socket.display()))
-        .arg("--config-file")
-        .arg(&layout.config)
-        // No change to the host's network: a bridge of its own (dockerd with `--bridge=none` deletes the host's
-        // `docker0`), no firewall rules, no forwarding switched on.
-        .arg(format!("--bridge={bridge}"))
-        .args(["--iptables=false", "--ip-masq=false", "--ip-forward=false"])
-        // Apart from the default engine's objects even should it share a system containerd.
-        .arg(format!("--containerd-namespace=layerbench-{name}"))
-        .arg(format!("--containerd-plugins-namespace=layerbench-{name}-plugins"))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
@@ -316,6 +417,9 @@ pub async fn start_dockerd(engines_dir: &Path, name: &str) -> Result<OwnedEngine
         exec_root: layout.exec_root.clone(),
         log: layout.log.clone(),
         base_images: Vec::new(),
+        release: options.release.clone(),
+        root,
+        image_store: options.image_store,
     };
     write_state(&layout.state, &state)?;
     let deadline = Instant::now() + START_WAIT;
@@ -340,6 +444,23 @@ pub async fn start_dockerd(engines_dir: &Path, name: &str) -> Result<OwnedEngine
         log: layout.log,
         tail,
     })
+}
+
+/// The Docker CLI of engine `name`'s own release, pointed at it: the host's `/usr/bin/docker` for the host's release,
+/// else the `docker` (and buildx) of that release's root, run there with `binds` (the folders it reads, such as a
+/// build context) seen at their own paths. For comparing with what `docker build` does on the same engine.
+pub fn cli_command(engines_dir: &Path, name: &str, binds: &[PathBuf]) -> Result<Command, OwnedEngineError> {
+    let layout = EngineLayout::new(engines_dir, name);
+    let state = read_state(engines_dir, name)?.ok_or_else(|| OwnedEngineError::NoSuchEngine { name: name.to_string(), dir: layout.dir.clone() })?;
+    let mut command = match &state.root {
+        None => Command::new("/usr/bin/docker"),
+        Some(root) => {
+            let all: Vec<PathBuf> = layout.binds().into_iter().chain(binds.iter().cloned()).collect();
+            super::release::command_in_root(root, &all, "docker", &[])
+        }
+    };
+    command.env("DOCKER_HOST", state.docker_host());
+    Ok(command)
 }
 
 /// The file descriptors of this process above 2 (listed before a fork).
@@ -774,6 +895,9 @@ mod tests {
             exec_root: "/nonexistent/exec".into(),
             log: "/nonexistent/dockerd.log".into(),
             base_images: vec![],
+            release: host_release(),
+            root: None,
+            image_store: ImageStore::Graphdriver,
         };
         assert_eq!(liveness(Some(&state)), Liveness::Stopped);
         assert_eq!(liveness(None), Liveness::Stopped);

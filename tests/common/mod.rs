@@ -59,9 +59,15 @@ pub fn shipped(name: &str) -> Scenario {
 /// Runs the cells (cold, one repetition, every image inspected) with the
 /// proxy on `port`, and returns the results file as written to disk.
 pub async fn run_cells(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, builders: &[Builder], port: u16) -> Results {
+    let (engine, _) = provisioned().await;
+    run_cells_on("default", engine, app, variants, scenarios, builders, port).await
+}
+
+/// [`run_cells`] on the engine `name` (`default`, or one layerbench owns).
+pub async fn run_cells_on(name: &str, engine: Engine, app: &Path, variants: &[&str], scenarios: Vec<Scenario>, builders: &[Builder], port: u16) -> Results {
     let store = paths::store_dir();
     let cache = paths::cache_dir();
-    let (engine, provisioned) = setup::provision(false, &cache, &store, &paths::debian_mirror()).await.unwrap();
+    let provisioned = setup::provision_on(&engine, false, &cache, &setup::StoreSpec::default_store(&store), &paths::debian_mirror()).await.unwrap();
     let names: Vec<String> = variants.iter().map(|v| v.to_string()).collect();
     let mut variants = runner::variants(app, &names).unwrap();
     for v in &mut variants {
@@ -85,7 +91,7 @@ pub async fn run_cells(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, 
     };
     let mut results = runner::new_results(&run_id, &provisioned, &store, &plan, &plan.cells);
     let (_stop, mut interrupt) = tokio::sync::watch::channel(false);
-    let engines = [runner::RunEngine { name: "default".into(), engine, isolation: Isolation::Shared, proxy: runner::ProxyHandles::of(&proxy) }];
+    let engines = [runner::RunEngine { name: name.into(), engine, isolation: Isolation::Shared, proxy: runner::ProxyHandles::of(&proxy) }];
     runner::run(&engines, &plan, &mut results, &mut |_| {}, &mut interrupt)
         .await
         .unwrap();
@@ -133,4 +139,68 @@ pub fn tree_digest(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, u
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
     let answer = layerbench::goproxy::client::get(addr, path, &[]).await.unwrap();
     (answer.status, answer.body)
+}
+
+/// The owned Docker 26.1 engine (Debian 13's docker.io, graph driver store) the tests that compare engines use.
+/// Started by the first test that needs it and kept for the others; `scripts/test.sh` stops it at the end.
+pub const MODERN: &str = "lbt-modern";
+
+/// An engine the tests compare layerbench with the Docker CLI on, and the way to run that engine's own CLI.
+pub struct EngineUnderTest {
+    /// `default` (the host's engine), or the name of an engine layerbench owns.
+    pub name: String,
+    pub engine: Engine,
+}
+
+impl EngineUnderTest {
+    /// That engine's own Docker CLI, pointed at it; `binds` are the folders it reads (contexts, Dockerfiles).
+    pub fn cli(&self, binds: &[PathBuf]) -> std::process::Command {
+        if self.name == "default" {
+            let mut c = std::process::Command::new("/usr/bin/docker");
+            c.env_remove("DOCKER_HOST");
+            c
+        } else {
+            layerbench::engine::owned::cli_command(&paths::engines_dir(), &self.name, binds).unwrap_or_else(|e| panic!("the CLI of engine {}: {e}", self.name))
+        }
+    }
+
+    /// `docker version`'s server version, as the engine reports it.
+    pub fn label(&self) -> String {
+        format!("{} (Docker {})", self.name, self.engine.version.engine)
+    }
+}
+
+/// The Docker 26.1 engine the tests own, started (its root made once, base images loaded) when not running.
+pub async fn modern_engine() -> Engine {
+    use layerbench::engine::owned::{self, Liveness, StartOptions};
+    let engines = paths::engines_dir();
+    let running = owned::liveness(owned::read_state(&engines, MODERN).unwrap().as_ref()) == Liveness::Running;
+    if !running {
+        if owned::read_state(&engines, MODERN).unwrap().is_some() {
+            owned::stop(&engines, MODERN, false).unwrap();
+        }
+        let options = StartOptions { release: "trixie".into(), ..StartOptions::default() };
+        owned::start_dockerd(&engines, MODERN, &options, &paths::cache_dir(), &paths::debian_mirror())
+            .await
+            .unwrap_or_else(|e| panic!("starting the Docker 26 engine {MODERN}: {e}"));
+    }
+    let engine = Engine::connect_spec(MODERN).await.unwrap_or_else(|e| panic!("engine {MODERN}: {e}"));
+    let provisioned = setup::provision_on(&engine, false, &paths::cache_dir(), &setup::StoreSpec::default_store(&paths::store_dir()), &paths::debian_mirror())
+        .await
+        .unwrap_or_else(|e| panic!("provisioning engine {MODERN}: {e}"));
+    if !running {
+        owned::record_base_images(&engines, MODERN, provisioned.base_images.iter().map(|i| i.id.clone()).collect()).unwrap();
+    }
+    engine
+}
+
+/// The engines the CLI comparisons run on: the host's, and the owned Docker 26.1 one unless
+/// `LAYERBENCH_TEST_ENGINES=default` leaves it out.
+pub async fn engines_under_test() -> Vec<EngineUnderTest> {
+    let (engine, _) = provisioned().await;
+    let mut all = vec![EngineUnderTest { name: "default".into(), engine }];
+    if std::env::var("LAYERBENCH_TEST_ENGINES").map_or(true, |v| v.split(',').any(|e| e == "modern")) {
+        all.push(EngineUnderTest { name: MODERN.into(), engine: modern_engine().await });
+    }
+    all
 }
