@@ -243,6 +243,9 @@ pub struct EngineArgs {
     /// An engine to build on: the name of one layerbench owns (`layerbench engine start`), or a URL (`unix:///path`, `tcp://host:port`); repeat to spread the cells over several (one build at a time on each). Default: DOCKER_HOST or the default socket.
     #[arg(long = "engine", value_name = "NAME|URL")]
     pub engines: Vec<String>,
+    /// Build every cell on every --engine (two or more), instead of sharing the cells out; the run ends with the cell steps whose outcomes, miss reasons or verdicts differ between engines. Not with --shard.
+    #[arg(long)]
+    pub matrix: bool,
     /// Write DIR/results.json instead of ./layerbench-results/<run-id>/results.json.
     #[arg(long)]
     pub out: Option<PathBuf>,

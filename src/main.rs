@@ -195,11 +195,17 @@ async fn run(command: Command) -> Result<bool> {
         }
         Command::Verdicts { results, json } => {
             let results = layerbench::results::Results::read(&results)?;
-            let verdicts = layerbench::analysis::verdicts::verdicts(&results);
+            // A matrix's verdicts are its first engine's; the text names the claims whose verdict differs on another.
+            let reported = layerbench::analysis::engines::reported_builds(&results);
+            let verdicts = layerbench::analysis::verdicts::verdicts(reported.as_ref().unwrap_or(&results));
             if json {
                 println!("{}", serde_json::to_string_pretty(&verdicts)?);
             } else {
                 print!("{}", table::verdict_table(&verdicts));
+                if let Some(d) = layerbench::analysis::engines::engine_differences(&results) {
+                    println!();
+                    print!("{}", table::engine_differences(&d));
+                }
             }
             Ok(true)
         }
@@ -422,13 +428,20 @@ async fn run_command(args: RunArgs) -> Result<bool> {
     print!("{}", table::cell_tables(&results));
     print!("{}", table::statistics_table(&results));
     println!();
-    print!("{}", table::findings(&results));
+    print!("{}", table::findings_per_engine(&results));
     if let Some(line) = table::overhead(&results) {
         print!("{line}");
     }
+    // A matrix's verdicts are its first engine's; the engines table below names those that differ on another.
+    let reported = layerbench::analysis::engines::reported_builds(&results);
     if suite.is_some() {
-        println!("\nverdicts these builds settle (`layerbench verdicts {}` lists every claim):", results_path.display());
-        print!("{}", table::settled_verdicts(&layerbench::analysis::verdicts::verdicts(&results)));
+        let on = reported.as_ref().and_then(|r| r.records.first()).map_or_else(String::new, |r| format!(" on {}", r.engine));
+        println!("\nverdicts these builds settle{on} (`layerbench verdicts {}` lists every claim):", results_path.display());
+        print!("{}", table::settled_verdicts(&layerbench::analysis::verdicts::verdicts(reported.as_ref().unwrap_or(&results))));
+    }
+    if let Some(differences) = layerbench::analysis::engines::engine_differences(&results) {
+        println!();
+        print!("{}", table::engine_differences(&differences));
     }
     println!();
     print_report(&layerbench::report::write(&results, &results_path)?);
@@ -484,7 +497,23 @@ async fn check_command(args: CheckArgs) -> Result<bool> {
             results
         }
     };
-    let judgements = layerbench::analysis::expect::judge(&project.expectations(), &results, baseline.as_ref());
+    // A matrix (built now, or read with --from) is judged on each engine's builds alone.
+    let engines = results.record_engines();
+    if args.engine.matrix && engines.len() < 2 {
+        return Err(BadInput::from_error(anyhow::anyhow!(
+            "--matrix judges every expectation on every engine, and the results hold builds of {} engine{} ({})",
+            engines.len(),
+            if engines.len() == 1 { "" } else { "s" },
+            engines.join(", ")
+        )));
+    }
+    let per_engine = args.engine.matrix || results.is_matrix();
+    let judgements = if per_engine {
+        say.line(&format!("check: every expectation is judged on each engine: {}", engines.join(", ")));
+        layerbench::analysis::expect::judge_per_engine(&project.expectations(), &results, baseline.as_ref())
+    } else {
+        layerbench::analysis::expect::judge(&project.expectations(), &results, baseline.as_ref())
+    };
     let failed = |j: &&Judgement| j.outcome == Outcome::Fail || (args.strict && j.outcome == Outcome::Inconclusive);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&judgements)?);
@@ -614,10 +643,14 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
     };
     let all_cells = spec.cells;
     let mut cells: Vec<runner::Cell> = all_cells.iter().filter(|c| spec.shard.is_none_or(|s| s.holds(c.index))).cloned().collect();
+    let mut spread = if args.matrix { runner::Spread::Matrix { done: Default::default() } } else { runner::Spread::Shared };
     if let Some((results, path)) = &mut resumed {
         let all = cells.len();
-        cells = runner::resume(cells, results, path).map_err(BadInput::from_error)?;
-        say.line(&format!("resuming run {} from {}: {} of its {all} cells left to build", results.run_id, path.display(), cells.len()));
+        (cells, spread) = runner::resume(cells, results, path, args.matrix).map_err(BadInput::from_error)?;
+        match &spread {
+            runner::Spread::Shared => say.line(&format!("resuming run {} from {}: {} of its {all} cells left to build", results.run_id, path.display(), cells.len())),
+            runner::Spread::Matrix { done } => say.line(&format!("resuming matrix run {} from {}: {} cells finished on an engine are kept; each engine builds the rest of its {all}", results.run_id, path.display(), done.len())),
+        }
     }
     let run_id = resumed.as_ref().map_or_else(paths::new_run_id, |(r, _)| r.run_id.clone());
     let results_path = match &resumed {
@@ -628,6 +661,9 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
     let results_dir = results_path.parent().unwrap_or(std::path::Path::new("."));
     layerbench::durable::check_writable(results_dir).with_context(|| format!("the results folder {} cannot be written", results_dir.display()))?;
     let engines = connect_engines(&args.engines).await?;
+    if args.matrix {
+        runner::check_matrix(engines.len(), spec.shard).map_err(BadInput::from_error)?;
+    }
     let p = setup::provision_on(&engines[0].0, false, &cache, &store_spec, &mirror).await?;
     print_provisioned(&p, say);
     for (engine, _) in &engines[1..] {
@@ -654,6 +690,7 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
         inspect: true,
         build_timeout: args.build_timeout.or(spec.build_timeout).unwrap_or(runner::DEFAULT_BUILD_TIMEOUT),
         engine_wait: args.engine_wait,
+        spread,
     };
     let mut results = match resumed {
         Some((results, _)) => results,
@@ -679,10 +716,12 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
         })
         .collect();
     let shard = spec.shard.map_or_else(String::new, |s| format!(" (shard {s})"));
-    say.line(&format!("run {run_id}{shard}: {} cells, {} builds; results go to {}", plan.cells.len(), plan.total_builds(), results_path.display()));
+    let builds = plan.builds_on(&run_engines);
+    say.line(&format!("run {run_id}{shard}: {} cells, {builds} builds; results go to {}", plan.cells.len(), results_path.display()));
     if run_engines.len() > 1 {
-        let names: Vec<String> = run_engines.iter().map(|e| format!("{} ({})", e.name, e.isolation.name())).collect();
-        say.line(&format!("engines: {}; each builds one cell at a time", names.join(", ")));
+        let names: Vec<String> = run_engines.iter().map(|e| format!("{} ({}, {})", e.name, e.engine.version, e.isolation.name())).collect();
+        let how = if args.matrix { "every engine builds every cell (--matrix), one at a time" } else { "each builds one cell at a time" };
+        say.line(&format!("engines: {}; {how}", names.join(", ")));
     }
     let (stop, mut interrupt) = tokio::sync::watch::channel(false);
     let (shown, run) = (results_path.display().to_string(), run_id.clone());
@@ -697,7 +736,7 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
         eprintln!("layerbench: {second} again: exiting now; the results so far are in {shown} (`layerbench clean --run {run}` removes what the build in flight left)");
         std::process::exit(i32::from(EXIT_INTERRUPTED));
     });
-    let mut progress = progress::Progress::start(spec.verbose, run_engines.len(), plan.total_builds());
+    let mut progress = progress::Progress::start(spec.verbose, run_engines.len(), builds);
     let outcome = runner::run(&run_engines, &plan, &mut results, &mut |e| progress.event(e), &mut interrupt).await;
     progress.finish();
     proxy.stop().await;

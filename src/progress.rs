@@ -48,16 +48,19 @@ struct CellKey {
     builder: Builder,
     repetition: u32,
     network: String,
+    /// In a matrix every engine builds the cell, at the same time.
+    engine: String,
 }
 
 impl CellKey {
-    fn of_cell(cell: &Cell) -> CellKey {
+    fn of_cell(cell: &Cell, engine: &str) -> CellKey {
         CellKey {
             variant: cell.variant.name.clone(),
             scenario: cell.scenario.name.clone(),
             builder: cell.builder,
             repetition: cell.repetition,
             network: cell.network.name.clone(),
+            engine: engine.to_string(),
         }
     }
 
@@ -68,6 +71,7 @@ impl CellKey {
             builder: record.builder,
             repetition: record.repetition,
             network: record.network.clone(),
+            engine: record.engine.clone(),
         }
     }
 }
@@ -116,7 +120,7 @@ impl Progress {
             Event::CellStarted { engine, cell, of } => {
                 self.cells = of;
                 self.line(&cell_line(self.shown(engine), cell.index + 1, of, &cell.label()));
-                self.running.insert(CellKey::of_cell(cell), (engine.to_string(), 0));
+                self.running.insert(CellKey::of_cell(cell, engine), (engine.to_string(), 0));
                 if let Some(bars) = &mut self.bars {
                     let bar = bars.engine(engine);
                     bar.reset_elapsed();
@@ -124,7 +128,7 @@ impl Progress {
                 }
             }
             Event::BuildStarted { engine, cell, step, build, of } => {
-                if let Some(running) = self.running.get_mut(&CellKey::of_cell(cell)) {
+                if let Some(running) = self.running.get_mut(&CellKey::of_cell(cell, engine)) {
                     running.1 = build;
                 }
                 if let Ok(mut clock) = self.clock.lock() {
@@ -148,7 +152,10 @@ impl Progress {
                     }
                     Err(_) => (0, 0),
                 };
-                let (engine, build) = self.running.get(&CellKey::of_record(record)).cloned().unwrap_or_default();
+                // A record names its engine; one that does not (a reporter fed by hand) matches its cell on any engine.
+                let key = CellKey::of_record(record);
+                let running = self.running.get(&key).or_else(|| self.running.iter().find(|(k, _)| CellKey { engine: k.engine.clone(), ..key.clone() } == **k).map(|(_, v)| v));
+                let (engine, build) = running.cloned().unwrap_or_default();
                 let build = if build == 0 { done.0 } else { build };
                 self.line(&build_line(self.shown(&engine), build, done.1, record));
                 if let Some(bars) = &self.bars {

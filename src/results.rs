@@ -202,6 +202,9 @@ pub struct RunOptions {
     /// The upstream GOPROXY the module proxy forwarded to, if any.
     #[serde(default)]
     pub upstream: Option<String>,
+    /// `run --matrix`: every engine built every cell (absent, false, when the engines shared the cells out).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub matrix: bool,
 }
 
 /// A template (variant) as the run built it.
@@ -296,6 +299,9 @@ pub struct BuildRecord {
     /// Whether the cell's engine was shared or owned and emptied before the cell.
     #[serde(default)]
     pub isolation: Isolation,
+    /// The version of the engine the build ran on (absent in older files: [`Results::engine_version_of`] finds it there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<EngineVersion>,
 }
 
 fn loopback() -> String {
@@ -446,6 +452,12 @@ impl Builder {
 pub struct EngineVersion {
     pub engine: String,
     pub api: String,
+}
+
+impl std::fmt::Display for EngineVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Docker {} (API {})", self.engine, self.api)
+    }
 }
 
 /// The machine the engine runs on, as the engine reports it (plus the CPU model from `/proc/cpuinfo`).
@@ -625,6 +637,53 @@ impl Results {
         Ok(results)
     }
 
+    /// The version of the engine a record's build ran on: the record's own, else (older files) that of the engine it
+    /// names in [`Results::engines`], else the run's engine.
+    pub fn engine_version_of<'a>(&'a self, record: &'a BuildRecord) -> &'a EngineVersion {
+        record
+            .engine_version
+            .as_ref()
+            .or_else(|| self.engines.iter().find(|e| e.name == record.engine).map(|e| &e.version))
+            .unwrap_or(&self.engine)
+    }
+
+    /// The engines the records name, in the order of [`Results::engines`], then as records first name them
+    /// (`""` for records of files written before records named their engine).
+    pub fn record_engines(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.engines.iter().map(|e| e.name.clone()).filter(|n| self.records.iter().any(|r| &r.engine == n)).collect();
+        for r in &self.records {
+            if !names.contains(&r.engine) {
+                names.push(r.engine.clone());
+            }
+        }
+        names
+    }
+
+    /// The same results with only the builds of one engine (and only that engine in [`Results::engines`]):
+    /// what a run on that engine alone would have recorded; how a matrix run is judged and reported per engine.
+    pub fn of_engine(&self, name: &str) -> Results {
+        let mut one = self.clone();
+        one.records.retain(|r| r.engine == name);
+        one.engines.retain(|e| e.name == name);
+        if let Some(e) = one.engines.first() {
+            one.engine = e.version.clone();
+        }
+        one.options.matrix = false;
+        one
+    }
+
+    /// Whether any cell was built on more than one engine: a matrix run's file (or merged files of one).
+    pub fn is_matrix(&self) -> bool {
+        self.options.matrix || {
+            // Each build (cell, step) and the first engine that made it.
+            let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+            self.records.iter().any(|r| {
+                let key = format!("{:?} {} × {} · {} · rep {} · {} · {}", r.cell, r.variant, r.scenario, r.builder.name(), r.repetition, r.network, r.step);
+                *seen.entry(key).or_insert(r.engine.as_str()) != r.engine
+            })
+        }
+    }
+
     /// Brings an older file's records to today's meaning: before version 3, a scenario step's record copied the run's
     /// cache option though it was a rebuild.
     fn upgrade(&mut self) {
@@ -661,6 +720,7 @@ pub(crate) fn results_with(records: Vec<BuildRecord>) -> Results {
             templates: vec![],
             context: String::new(),
             upstream: None,
+            matrix: false,
         },
         complete: true,
         engines: vec![],
@@ -708,6 +768,7 @@ pub(crate) fn record_with(variant: &str, scenario: &str, step: &str, wall_second
         cell: None,
         engine: String::new(),
         isolation: Isolation::Shared,
+        engine_version: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Runs the cells of a plan (variant × scenario × builder × repetition): a scratch workspace per cell, a baseline build, then one build per scenario step; emits events and writes results after every build.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,6 +55,8 @@ pub enum RunError {
     EngineLost { path: PathBuf, waited: Duration },
     #[error("{path} cannot be resumed by this run: {problem}")]
     NotResumable { path: PathBuf, problem: String },
+    #[error("{0}")]
+    Matrix(String),
 }
 
 /// How a build's error begins when the engine stopped answering during it.
@@ -293,6 +295,44 @@ pub struct Plan {
     pub build_timeout: Duration,
     /// How long to wait for an engine that stopped answering before stopping the run.
     pub engine_wait: Duration,
+    /// How the cells meet the engines: shared out, or every cell on every engine.
+    pub spread: Spread,
+}
+
+/// How a run's cells meet its engines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Spread {
+    /// Each engine takes the next cell no engine has taken: every cell is built once.
+    #[default]
+    Shared,
+    /// `--matrix`: every engine builds every cell, in plan order, except the (cell index, engine name) pairs in
+    /// `done` (those a resumed file finished).
+    Matrix { done: BTreeSet<(usize, String)> },
+}
+
+impl Spread {
+    /// The cells `engine` builds, in plan order: every cell for a matrix run (but those it finished); for a shared
+    /// run, `None`: the engines take cells from one queue.
+    fn cells_of<'c>(&self, cells: &'c [Cell], engine: &str) -> Option<Vec<&'c Cell>> {
+        match self {
+            Spread::Shared => None,
+            Spread::Matrix { done } => Some(cells.iter().filter(|c| !done.contains(&(c.index, engine.to_string()))).collect()),
+        }
+    }
+}
+
+/// Refuses a matrix that cannot be one: fewer than two engines (one engine builds every cell anyway), or a shard
+/// (a shard's cells are meant for one CI job's engine; run the matrix in each job instead of splitting it).
+pub fn check_matrix(engines: usize, shard: Option<crate::results::Shard>) -> Result<(), RunError> {
+    if engines < 2 {
+        return Err(RunError::Matrix(format!(
+            "--matrix builds every cell on every engine, and it was given {engines} (name two or more with --engine NAME|URL; one engine builds every cell without it)"
+        )));
+    }
+    if let Some(shard) = shard {
+        return Err(RunError::Matrix(format!("--matrix cannot be combined with --shard {shard}: a matrix builds every cell on every engine of one job (give each CI job its engines and --matrix, without --shard)")));
+    }
+    Ok(())
 }
 
 /// The outcome of a build cancelled by the build timeout.
@@ -332,8 +372,17 @@ pub fn cells(variants: &[Variant], scenarios: &[Scenario], builders: &[Builder],
 }
 
 impl Plan {
+    /// The builds of the plan's cells, once each.
     pub fn total_builds(&self) -> usize {
         self.cells.iter().map(Cell::builds).sum()
+    }
+
+    /// The builds a run on these engines makes: the cells once (shared out), or each engine's cells (a matrix).
+    pub fn builds_on(&self, engines: &[RunEngine]) -> usize {
+        match &self.spread {
+            Spread::Shared => self.total_builds(),
+            spread => engines.iter().filter_map(|e| spread.cells_of(&self.cells, &e.name)).flatten().map(|c| c.builds()).sum(),
+        }
     }
 }
 
@@ -395,6 +444,7 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
             },
             context: plan.context.strip_prefix(&plan.app).map_or_else(|_| plan.context.display().to_string(), |p| p.display().to_string()),
             upstream: None,
+            matrix: matches!(plan.spread, Spread::Matrix { .. }),
         },
         complete: false,
         engines: Vec::new(),
@@ -436,18 +486,30 @@ struct Counter {
 }
 
 /// What the engines' workers share (they run as futures of one task, so nothing is borrowed across an await):
-/// the results, the reporter, the build counter and the cells not yet taken.
+/// the results, the reporter, the build counter and the cells not yet taken: one queue all engines take from, or,
+/// in a matrix, one per engine (by the engine's position).
 struct Sink<'r, 'e> {
     results: RefCell<&'r mut Results>,
     on_event: RefCell<&'e mut dyn FnMut(Event<'_>)>,
     counter: RefCell<Counter>,
-    queue: RefCell<VecDeque<&'r Cell>>,
+    queues: Vec<RefCell<VecDeque<&'r Cell>>>,
     path: &'r Path,
 }
 
 impl Sink<'_, '_> {
     fn event(&self, event: Event<'_>) {
         (self.on_event.borrow_mut())(event);
+    }
+
+    /// The next cell for the engine at `position`: from its own queue in a matrix, else from the one shared queue.
+    fn next_cell(&self, position: usize) -> Option<&Cell> {
+        let queue = self.queues.get(position).or_else(|| self.queues.first())?;
+        queue.borrow_mut().pop_front()
+    }
+
+    /// The cells no engine has built yet.
+    fn left(&self) -> usize {
+        self.queues.iter().map(|q| q.borrow().len()).sum()
     }
 
     /// Counts a build as started and tells the reporter.
@@ -470,6 +532,7 @@ impl Sink<'_, '_> {
         record.cell = Some(cell.index);
         record.engine.clone_from(&slot.name);
         record.isolation = slot.isolation;
+        record.engine_version = Some(slot.engine.version.clone());
         let mut results = self.results.borrow_mut();
         results.records.push(record);
         results.write(self.path)?;
@@ -515,17 +578,34 @@ pub async fn run(
             results.engines.push(slot.record());
         }
     }
+    if let Spread::Matrix { .. } = plan.spread {
+        // A resumed matrix goes on with the engines that began it: a record of another engine has no pair here.
+        if let Some(stray) = results.records.iter().find(|r| !engines.iter().any(|e| e.name == r.engine)) {
+            return Err(RunError::NotResumable {
+                path: plan.results_path.clone(),
+                problem: format!(
+                    "it holds builds on the engine `{}`, which this run does not use (resume a matrix with the same --engine options: {})",
+                    stray.engine,
+                    results.record_engines().join(", ")
+                ),
+            });
+        }
+    }
     results.write(&plan.results_path)?;
+    let queues: Vec<RefCell<VecDeque<&Cell>>> = match &plan.spread {
+        Spread::Shared => vec![RefCell::new(plan.cells.iter().collect())],
+        spread => engines.iter().map(|e| RefCell::new(spread.cells_of(&plan.cells, &e.name).unwrap_or_default().into())).collect(),
+    };
     let sink = Sink {
         results: RefCell::new(results),
         on_event: RefCell::new(on_event),
-        counter: RefCell::new(Counter { done: 0, total: plan.total_builds() }),
-        queue: RefCell::new(plan.cells.iter().collect()),
+        counter: RefCell::new(Counter { done: 0, total: plan.builds_on(engines) }),
+        queues,
         path: &plan.results_path,
     };
-    let workers = engines.iter().map(|slot| work(slot, plan, &sink, interrupt.clone()));
+    let workers = engines.iter().enumerate().map(|(position, slot)| work(slot, position, plan, &sink, interrupt.clone()));
     let ends = futures_util::future::try_join_all(workers).await;
-    let left = sink.queue.borrow().len();
+    let left = sink.left();
     let results = sink.results.into_inner();
     match ends {
         Err(RunError::Interrupted(_)) => {
@@ -540,20 +620,22 @@ pub async fn run(
         }
         Ok(_) => {}
     }
-    // Cells finish in any order over several engines: the file keeps the plan's order (a cell's builds in theirs).
-    results.records.sort_by_key(|r| r.cell.unwrap_or(usize::MAX));
+    // Cells finish in any order over several engines: the file keeps the plan's order, then the engines' (a cell's
+    // builds on one engine in theirs).
+    let order: Vec<String> = engines.iter().map(|e| e.name.clone()).collect();
+    results.records.sort_by_key(|r| (r.cell.unwrap_or(usize::MAX), order.iter().position(|n| *n == r.engine).unwrap_or(usize::MAX)));
     results.complete = true;
     results.write(&plan.results_path)?;
     let _ = std::fs::remove_dir(&plan.work_dir); // only when empty: every cell removed its own
     Ok(())
 }
 
-/// One engine's worker: takes the next cell until none is left.
-async fn work(slot: &RunEngine, plan: &Plan, sink: &Sink<'_, '_>, interrupt: watch::Receiver<bool>) -> Result<WorkerEnd, RunError> {
+/// One engine's worker (the engine at `position` in the run's): takes its next cell until none is left.
+async fn work(slot: &RunEngine, position: usize, plan: &Plan, sink: &Sink<'_, '_>, interrupt: watch::Receiver<bool>) -> Result<WorkerEnd, RunError> {
     let mut ctx = RunContext { slot, engine: &slot.engine, plan, proxy: &slot.proxy, interrupt, engine_lost: false, spent: Overhead::default() };
     let cells = plan.cells.len();
     loop {
-        let Some(cell) = sink.queue.borrow_mut().pop_front() else { return Ok(WorkerEnd::Drained) };
+        let Some(cell) = sink.next_cell(position) else { return Ok(WorkerEnd::Drained) };
         if *ctx.interrupt.borrow() {
             return Err(RunError::Interrupted(plan.results_path.clone()));
         }
@@ -579,7 +661,7 @@ async fn work(slot: &RunEngine, plan: &Plan, sink: &Sink<'_, '_>, interrupt: wat
         ctx.proxy.unpublished.set([]);
         ctx.proxy.shaping.set(Shaping::default());
         let cleaning = Instant::now();
-        if let Err(e) = cleanup_cell(ctx.engine, plan, &cell_id(&sink.run_id(), cell)).await {
+        if let Err(e) = cleanup_cell(ctx.engine, plan, &workspace_id(&sink.run_id(), cell, slot, &plan.spread)).await {
             sink.event(Event::Warning { message: format!("after {}: {e}", cell.label()) });
         }
         ctx.spent.cleanup_ms += ms(cleaning.elapsed());
@@ -635,31 +717,72 @@ fn cell_key(variant: &str, scenario: &str, builder: Builder, repetition: u32, ne
 }
 
 /// For `--resume`: keeps the records of the cells `results` finished, drops those of cells it did not (cut short by
-/// an interrupt or a lost engine, to be built again whole), and returns the cells still to run. Refuses a file with a
-/// cell this run does not have: it was made with other options.
-pub fn resume(cells: Vec<Cell>, results: &mut Results, path: &Path) -> Result<Vec<Cell>, RunError> {
+/// an interrupt or a lost engine, to be built again whole), and returns the cells still to run with how they meet the
+/// engines. In a matrix (`matrix`) the unit is a cell on one engine: the cells returned are those some engine has
+/// not finished, and [`Spread::Matrix`] names the (cell, engine) pairs finished. Refuses a file with a cell this run
+/// does not have (it was made with other options), and a matrix file resumed without `--matrix` or the reverse.
+pub fn resume(cells: Vec<Cell>, results: &mut Results, path: &Path, matrix: bool) -> Result<(Vec<Cell>, Spread), RunError> {
+    let not_resumable = |problem: String| RunError::NotResumable { path: path.to_path_buf(), problem };
+    if results.options.matrix != matrix {
+        return Err(not_resumable(if matrix {
+            "it was written by a run without --matrix (resume it without --matrix)".to_string()
+        } else {
+            "it was written by a matrix run (resume it with --matrix and the same --engine options)".to_string()
+        }));
+    }
     let keys: Vec<String> = cells.iter().map(|c| cell_key(&c.variant.name, &c.scenario.name, c.builder, c.repetition, &c.network.name)).collect();
     let record_key = |r: &BuildRecord| cell_key(&r.variant, &r.scenario, r.builder, r.repetition, &r.network);
     if let Some(stray) = results.records.iter().map(record_key).find(|k| !keys.contains(k)) {
-        return Err(RunError::NotResumable {
-            path: path.to_path_buf(),
-            problem: format!("it holds the cell {stray}, which these options do not make (resume with the options of the run that wrote it)"),
-        });
+        return Err(not_resumable(format!("it holds the cell {stray}, which these options do not make (resume with the options of the run that wrote it)")));
     }
-    let finished = |cell: &Cell, key: &String| {
-        let records: Vec<&BuildRecord> = results.records.iter().filter(|r| &record_key(r) == key).collect();
+    // The unit of work: a cell (key, engine `None`), or in a matrix a cell on one engine.
+    let unit = |r: &BuildRecord| (record_key(r), matrix.then(|| r.engine.clone()));
+    let finished = |cell: &Cell, unit_of: &(String, Option<String>)| {
+        let records: Vec<&BuildRecord> = results.records.iter().filter(|r| &unit(r) == unit_of).collect();
         let lost = records.iter().any(|r| r.error.as_deref().is_some_and(|e| e.starts_with(ENGINE_LOST)));
         // Every build of the cell recorded, or it ended at a failure of its own (a failure ends a cell).
         !lost && (records.len() == cell.builds() || records.last().is_some_and(|r| r.outcome != "ok"))
     };
-    let done: Vec<String> = cells.iter().zip(&keys).filter(|(c, k)| finished(c, k)).map(|(_, k)| k.clone()).collect();
-    results.records.retain(|r| done.contains(&record_key(r)));
+    let mut units: Vec<(String, Option<String>)> = Vec::new();
+    for r in &results.records {
+        if !units.contains(&unit(r)) {
+            units.push(unit(r));
+        }
+    }
+    let done: Vec<(String, Option<String>)> = units
+        .into_iter()
+        .filter(|u| keys.iter().position(|k| *k == u.0).is_some_and(|i| finished(&cells[i], u)))
+        .collect();
+    results.records.retain(|r| done.contains(&unit(r)));
     results.complete = false;
-    Ok(cells.into_iter().zip(keys).filter(|(_, k)| !done.contains(k)).map(|(c, _)| c).collect())
+    if !matrix {
+        let left = cells.into_iter().zip(keys).filter(|(_, k)| !done.iter().any(|(d, _)| d == k)).map(|(c, _)| c).collect();
+        return Ok((left, Spread::Shared));
+    }
+    // The plan keeps every cell: each engine builds those it has not finished (an engine of the run that the file
+    // never names builds them all).
+    let pairs: BTreeSet<(usize, String)> = cells
+        .iter()
+        .zip(&keys)
+        .flat_map(|(c, k)| done.iter().filter(move |(d, _)| d == k).filter_map(move |(_, e)| e.clone().map(|e| (c.index, e))))
+        .collect();
+    Ok((cells, Spread::Matrix { done: pairs }))
 }
 
 fn cell_id(run_id: &str, cell: &Cell) -> String {
     format!("{run_id}-{}", cell.index + 1)
+}
+
+/// The folder name of a cell's scratch workspace: the cell's id, with its engine's name in a matrix (where every
+/// engine builds the cell, at the same time).
+fn workspace_id(run_id: &str, cell: &Cell, slot: &RunEngine, spread: &Spread) -> String {
+    match spread {
+        Spread::Shared => cell_id(run_id, cell),
+        Spread::Matrix { .. } => {
+            let engine: String = slot.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+            format!("{}-{engine}", cell_id(run_id, cell))
+        }
+    }
 }
 
 fn cell_tag(run_id: &str, cell: &Cell) -> String {
@@ -678,13 +801,15 @@ async fn run_cell(ctx: &mut RunContext<'_>, cell: &Cell, sink: &Sink<'_, '_>) ->
     let plan = ctx.plan;
     let slot = ctx.slot;
     let run_id = sink.run_id();
+    // The cell's files (its salt and step nonces) are the same on every engine of a matrix, so each builds the same
+    // inputs; its scratch folder is the engine's own, as the engines build it at once.
     let id = cell_id(&run_id, cell);
     let mut build_args = cell.variant.build_args.clone();
     build_args.insert("GOPROXY".to_string(), ctx.proxy.url.clone());
     build_args.insert("GOSUMDB".to_string(), "off".to_string());
     let skip_rest = |from_step: usize| sink.skip(cell.builds() - from_step);
 
-    let cell_dir = plan.work_dir.join(&id);
+    let cell_dir = plan.work_dir.join(workspace_id(&run_id, cell, slot, &plan.spread));
     if cell_dir.exists() {
         let _ = std::fs::remove_dir_all(&cell_dir);
     }
@@ -861,6 +986,7 @@ fn failed_record(cell: &Cell, step: &str, cache_state: CacheState, build_args: &
         cell: Some(cell.index),
         engine: String::new(),
         isolation: Isolation::Shared,
+        engine_version: None,
     }
 }
 
@@ -1061,6 +1187,7 @@ async fn build_once(
         cell: Some(cell.index),
         engine: String::new(),
         isolation: Isolation::Shared,
+        engine_version: None,
     })
 }
 
@@ -1211,15 +1338,68 @@ mod tests {
             record("b", Builder::Legacy, "baseline", "ok", None),
         ]);
         results.complete = true;
-        let left = resume(cells.clone(), &mut results, Path::new("r.json")).unwrap();
+        let (left, spread) = resume(cells.clone(), &mut results, Path::new("r.json"), false).unwrap();
+        assert_eq!(spread, Spread::Shared);
         let left: Vec<(String, Builder)> = left.iter().map(|c| (c.variant.name.clone(), c.builder)).collect();
         assert_eq!(left, [("b".to_string(), Builder::Buildkit), ("b".to_string(), Builder::Legacy)]);
         assert_eq!(results.records.len(), 4, "the records of the cells to build again are dropped");
         assert!(!results.complete);
 
         let mut other = crate::results::results_with(vec![record("c", Builder::Buildkit, "baseline", "ok", None)]);
-        let err = resume(cells, &mut other, Path::new("r.json")).unwrap_err().to_string();
+        let err = resume(cells, &mut other, Path::new("r.json"), false).unwrap_err().to_string();
         assert!(err.contains("r.json cannot be resumed by this run: it holds the cell c × edit · buildkit · rep 1 · loopback"), "{err}");
+    }
+
+    fn edit_cells() -> Vec<Cell> {
+        let edit = Scenario::parse("name = \"edit\"\ndescription = \"d\"\n[[step]]\nname = \"one\"\nchange = []\n", Path::new("edit.toml")).unwrap();
+        let variants = [Variant::from_file(Path::new("/app/a.Dockerfile")), Variant::from_file(Path::new("/app/b.Dockerfile"))];
+        cells(&variants, &[edit], &[Builder::Buildkit], 1)
+    }
+
+    #[test]
+    fn a_resumed_matrix_keeps_each_engines_finished_cells_and_builds_the_rest_on_that_engine() {
+        let cells = edit_cells();
+        let record = |variant: &str, cell: usize, engine: &str, step: &str, error: Option<&str>| {
+            let mut r = crate::results::record_with(variant, "edit", step, 1.0, &[], 0);
+            r.cell = Some(cell);
+            r.engine = engine.into();
+            r.outcome = if error.is_some() { "failed".into() } else { "ok".into() };
+            r.error = error.map(str::to_string);
+            r
+        };
+        let lost = format!("{ENGINE_LOST}: connection refused");
+        let mut results = crate::results::results_with(vec![
+            record("a", 0, "old", "baseline", None),
+            record("a", 0, "old", "one", None),
+            record("a", 0, "modern", "baseline", None),
+            record("a", 0, "modern", "one", Some(&lost)),
+            record("b", 1, "old", "baseline", None),
+        ]);
+        results.options.matrix = true;
+        let (left, spread) = resume(cells.clone(), &mut results, Path::new("r.json"), true).unwrap();
+        assert_eq!(left.len(), 2, "a matrix plan keeps every cell; each engine skips those it finished");
+        let Spread::Matrix { done } = &spread else { panic!("{spread:?}") };
+        assert_eq!(done.iter().cloned().collect::<Vec<_>>(), [(0, "old".to_string())]);
+        assert_eq!(results.records.len(), 2, "only the pair (a, old) is kept: {:?}", results.records);
+        let names = |engine: &str| spread.cells_of(&left, engine).unwrap().iter().map(|c| c.variant.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names("old"), ["b"]);
+        assert_eq!(names("modern"), ["a", "b"]);
+        assert_eq!(names("third"), ["a", "b"], "an engine the file never names builds every cell");
+
+        let err = resume(cells.clone(), &mut results.clone(), Path::new("r.json"), false).unwrap_err().to_string();
+        assert!(err.contains("written by a matrix run (resume it with --matrix"), "{err}");
+        results.options.matrix = false;
+        let err = resume(cells, &mut results, Path::new("r.json"), true).unwrap_err().to_string();
+        assert!(err.contains("written by a run without --matrix"), "{err}");
+    }
+
+    #[test]
+    fn a_matrix_needs_two_engines_and_no_shard() {
+        assert!(check_matrix(2, None).is_ok());
+        let one = check_matrix(1, None).unwrap_err().to_string();
+        assert!(one.contains("--matrix builds every cell on every engine, and it was given 1"), "{one}");
+        let shard = check_matrix(3, Some(crate::results::Shard { index: 1, count: 2 })).unwrap_err().to_string();
+        assert!(shard.contains("--matrix cannot be combined with --shard 1/2"), "{shard}");
     }
 
     #[test]

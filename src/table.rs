@@ -6,18 +6,21 @@ use crate::results::{BuildRecord, LayerRecord, MissKind, Results};
 /// The terminal width the end-of-run tables fit without wrapping.
 pub const WIDTH: usize = 100;
 
-/// One block per cell (variant, scenario, builder, repetition), in run order.
+/// One block per cell (variant, scenario, builder, repetition), in run order; in a matrix, one per cell and engine,
+/// named in its heading.
 pub fn cell_tables(results: &Results) -> String {
     let mut out = String::new();
+    let matrix = results.is_matrix();
     let mut i = 0;
     while i < results.records.len() {
         let first = &results.records[i];
         let same_cell = |r: &BuildRecord| {
-            r.variant == first.variant && r.scenario == first.scenario && r.builder == first.builder && r.repetition == first.repetition
+            r.variant == first.variant && r.scenario == first.scenario && r.builder == first.builder && r.repetition == first.repetition && r.engine == first.engine
         };
         let end = results.records[i..].iter().position(|r| !same_cell(r)).map_or(results.records.len(), |n| i + n);
+        let on = if matrix { format!(" on {}", crate::analysis::engines::shown_name(&first.engine)) } else { String::new() };
         out.push_str(&format!(
-            "{} × {} · {} · rep {} ({})\n",
+            "{} × {} · {} · rep {} ({}){on}\n",
             first.variant,
             first.scenario,
             first.builder.name(),
@@ -64,14 +67,17 @@ pub fn with_reason(record: &BuildRecord, layer: &LayerRecord) -> String {
 }
 
 /// Per variant × scenario × builder × network × step, over repetitions:
-/// median, min, max and spread of the wall time, with outliers and wide spreads flagged.
+/// median, min, max and spread of the wall time, with outliers and wide spreads flagged; in a matrix, per engine too
+/// (`network on engine`): engines are never pooled as repetitions.
 pub fn statistics_table(results: &Results) -> String {
     use crate::analysis::stats::Summary;
     // (variant, scenario, builder, network, step) and the wall times of its repetitions.
     type Group = ((String, String, String, String, String), Vec<f64>);
+    let matrix = results.is_matrix();
     let mut groups: Vec<Group> = Vec::new();
     for r in results.records.iter().filter(|r| r.outcome == "ok") {
-        let key = (r.variant.clone(), r.scenario.clone(), r.builder.name().to_string(), r.network.clone(), r.step.clone());
+        let network = if matrix { format!("{} on {}", r.network, crate::analysis::engines::shown_name(&r.engine)) } else { r.network.clone() };
+        let key = (r.variant.clone(), r.scenario.clone(), r.builder.name().to_string(), network, r.step.clone());
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(r.wall_ms / 1000.0),
             None => groups.push((key, vec![r.wall_ms / 1000.0])),
@@ -117,6 +123,7 @@ pub fn compare_table(steps: &[crate::analysis::compare::StepComparison]) -> Stri
         let change = match (&s.lost, &s.ratio) {
             (Some(_), _) => "no longer builds".to_string(),
             (None, Some(r)) => r.describe(),
+            (None, None) if s.before.is_none() && s.after.is_none() => "builds differ between engines".to_string(),
             (None, None) if s.before.is_none() => "only in the second file".to_string(),
             (None, None) => "only in the first file".to_string(),
         };
@@ -127,6 +134,9 @@ pub fn compare_table(steps: &[crate::analysis::compare::StepComparison]) -> Stri
         }
         for c in &s.cache_changes {
             out.push_str(&format!("    {c}\n"));
+        }
+        for e in &s.engine_differences {
+            out.push_str(&format!("    engines: {e}\n"));
         }
     }
     out
@@ -154,7 +164,11 @@ pub fn check_table(judgements: &[crate::analysis::expect::Judgement]) -> String 
             out.push_str(&format!("  {scope}\n"));
         }
         last = (j.template.clone(), scope);
-        out.push_str(&format!("    {:<12} {:<38} {}\n", j.outcome.label(), j.expectation, j.measured));
+        match &j.engine {
+            // `check --matrix`: every judgement line names the engine it was judged on.
+            Some(engine) => out.push_str(&format!("    {:<12} {:<10} {:<38} {}\n", j.outcome.label(), format!("on {engine}"), j.expectation, j.measured)),
+            None => out.push_str(&format!("    {:<12} {:<38} {}\n", j.outcome.label(), j.expectation, j.measured)),
+        }
         if j.outcome != Outcome::Pass {
             out.push_str(&format!("    {:<12} expected {}\n", "", j.expected));
         }
@@ -171,6 +185,50 @@ pub fn verdict_table(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> St
     let mut out = String::from("claim  verdict                 evidence\n");
     for v in verdicts {
         out.push_str(&format!("{:<6} {:<23} {}\n", v.id, v.verdict.label(), v.evidence));
+    }
+    out
+}
+
+/// Where the engines of a matrix differ, to fit 100 columns: a heading naming each engine and its version, then per
+/// differing cell step what differs with each engine's value in its column, then the verdicts that differ; or the
+/// line saying that nothing differs across N engines and M cell steps.
+pub fn engine_differences(d: &crate::analysis::engines::EngineDifferences) -> String {
+    let engines: Vec<String> = d.engines.iter().map(|e| format!("{}: {}", e.label, e.version)).collect();
+    let mut out = format!("engines compared: {}\n", engines.join("; "));
+    if d.none_differ() {
+        out.push_str(&format!("  {}\n", d.agreement()));
+        return out;
+    }
+    let n = d.engines.len().max(1);
+    const WHAT: usize = 30;
+    let column = ((WIDTH - 4 - WHAT - n) / n).max(8);
+    if d.steps.is_empty() {
+        out.push_str(&format!("  no cell step differs ({} compared)\n", d.cell_steps));
+    } else {
+        out.push_str(&format!("  {} of {} cell steps differ:\n", d.steps.len(), d.cell_steps));
+        let mut header = format!("    {:<WHAT$}", "step");
+        for e in &d.engines {
+            header.push_str(&format!(" {:<column$}", shorten(&e.label, column)));
+        }
+        out.push_str(header.trim_end());
+        out.push('\n');
+        for s in &d.steps {
+            out.push_str(&cut(&format!("  {} · {}", s.cell, s.step), WIDTH));
+            out.push('\n');
+            for diff in &s.differences {
+                let mut line = format!("    {:<WHAT$}", shorten(&diff.what, WHAT));
+                for v in &diff.values {
+                    line.push_str(&format!(" {:<column$}", shorten(v, column)));
+                }
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+        }
+    }
+    for v in &d.verdicts {
+        let on: Vec<String> = v.verdicts.iter().zip(&d.engines).map(|(verdict, e)| format!("{} on {}", verdict.label(), e.label)).collect();
+        out.push_str(&cut(&format!("  verdict {} differs: {}", v.claim, on.join(", ")), WIDTH));
+        out.push('\n');
     }
     out
 }
@@ -221,6 +279,21 @@ pub fn findings(results: &Results) -> String {
                 out.push_str(&format!("  {:<22} {:>9} {:>7}  {}\n", shorten(&label, 22), time, modules, shorten(&reran, WIDTH - 45)));
             }
         }
+    }
+    out
+}
+
+/// [`findings`] per engine for a matrix (`on old (Docker 20.10.24 (API 1.41)):` above each engine's), else as they are.
+pub fn findings_per_engine(results: &Results) -> String {
+    if !results.is_matrix() {
+        return findings(results);
+    }
+    let mut out = String::new();
+    for name in results.record_engines() {
+        let one = results.of_engine(&name);
+        let version = one.records.first().map(|r| one.engine_version_of(r).to_string()).unwrap_or_default();
+        out.push_str(&format!("on {}, {version}:\n", crate::analysis::engines::shown_name(&name)));
+        out.push_str(&findings(&one));
     }
     out
 }
@@ -330,6 +403,35 @@ mod tests {
         assert!(table.contains("RUN step1 [files: main.go (content)] | RUN st…\n"), "{table}");
         assert!(table.lines().all(|l| l.chars().count() <= WIDTH), "{table}");
         assert!(table.contains("RUN step0 [cold] | RUN step1\n"), "a cold build does not repeat `follows` on every step: {table}");
+    }
+
+    #[test]
+    fn engine_differences_fit_100_columns_or_say_that_none_differ() {
+        use crate::analysis::engines::{CellStepDifference, Difference, EngineColumn, EngineDifferences, VerdictDifference};
+        use crate::analysis::verdicts::Verdict;
+        let engines = vec![
+            EngineColumn { label: "old".into(), version: "Docker 20.10.24 (API 1.41)".into() },
+            EngineColumn { label: "modern".into(), version: "Docker 26.1.5 (API 1.45)".into() },
+        ];
+        let none = EngineDifferences { engines: engines.clone(), cell_steps: 4, steps: vec![], verdicts: vec![] };
+        assert_eq!(engine_differences(&none), "engines compared: old: Docker 20.10.24 (API 1.41); modern: Docker 26.1.5 (API 1.45)\n  no cell step differs across 2 engines (old, modern) and 4 cell steps, nor any verdict\n");
+        let some = EngineDifferences {
+            engines,
+            cell_steps: 4,
+            steps: vec![CellStepDifference {
+                cell: "naive × edit-go-source · buildkit · rep 1 · loopback".into(),
+                step: "baseline".into(),
+                differences: vec![Difference { what: "`WORKDIR /src` (line 3)".into(), values: vec!["cached".into(), "executed (cold: the build ignored the cache and so on and on)".into()] }],
+            }],
+            verdicts: vec![VerdictDifference { claim: "C5".into(), verdicts: vec![Verdict::Confirmed, Verdict::Refuted] }],
+        };
+        let text = engine_differences(&some);
+        assert!(text.contains("  1 of 4 cell steps differ:\n"), "{text}");
+        assert!(text.contains("  naive × edit-go-source · buildkit · rep 1 · loopback · baseline\n"), "{text}");
+        let row = text.lines().find(|l| l.contains("WORKDIR")).unwrap();
+        assert!(row.starts_with("    `WORKDIR /src` (line 3)") && row.contains(" cached ") && row.contains("executed (cold"), "{text}");
+        assert!(text.contains("  verdict C5 differs: confirmed on old, refuted on modern\n"), "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
     }
 
     #[test]

@@ -59,6 +59,7 @@ fn judgement(
         reason: reason.map(str::to_string),
         dockerfile: "build/service.Dockerfile".to_string(),
         line: Some(6),
+        engine: None,
     }
 }
 

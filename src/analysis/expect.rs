@@ -43,6 +43,9 @@ pub struct Judgement {
     /// The template's Dockerfile (as the project file names it) and the line the expectation points at, for annotations.
     pub dockerfile: String,
     pub line: Option<usize>,
+    /// The engine whose builds it was judged on (`check --matrix`); absent when judged on every build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 use std::collections::BTreeMap;
@@ -296,6 +299,29 @@ pub fn judge(templates: &[TemplateExpectations], results: &Results, baseline: Op
     out
 }
 
+/// Judges every expectation on every engine of `results` (`check --matrix`): each engine's builds alone, as
+/// [`judge`] judges a run on that engine, against the same engine's builds in `baseline` when it names that engine
+/// (else against all of it). Each judgement names its engine; an expectation's judgements on the engines are adjacent,
+/// in the engines' order.
+pub fn judge_per_engine(templates: &[TemplateExpectations], results: &Results, baseline: Option<&Results>) -> Vec<Judgement> {
+    let mut all: Vec<Judgement> = Vec::new();
+    for name in results.record_engines() {
+        let own_baseline = baseline.map(|b| if b.records.iter().any(|r| r.engine == name) { b.of_engine(&name) } else { b.clone() });
+        let shown = crate::analysis::engines::shown_name(&name);
+        all.extend(judge(templates, &results.of_engine(&name), own_baseline.as_ref()).into_iter().map(|j| Judgement { engine: Some(shown.clone()), ..j }));
+    }
+    type Key = (String, Option<String>, Option<String>, Option<Builder>, String);
+    let key = |j: &Judgement| -> Key { (j.template.clone(), j.scenario.clone(), j.step.clone(), j.builder, j.expectation.clone()) };
+    let mut order: Vec<Key> = Vec::new();
+    for j in &all {
+        if !order.contains(&key(j)) {
+            order.push(key(j));
+        }
+    }
+    all.sort_by_key(|j| order.iter().position(|k| *k == key(j)));
+    all
+}
+
 fn groups<'a>(t: &TemplateExpectations, e: &Expectation, results: &'a Results) -> Vec<Group<'a>> {
     let builders: Vec<Builder> = match e.builder {
         Some(b) => vec![b],
@@ -352,6 +378,7 @@ fn judge_group(t: &TemplateExpectations, e: &Expectation, g: &Group<'_>, baselin
             reason: verdict.reason,
             dockerfile: t.dockerfile.clone(),
             line: verdict.line.or(line),
+            engine: None,
         })
     };
     let ok: Vec<&BuildRecord> = g.records.iter().copied().filter(|r| r.outcome == "ok").collect();
@@ -756,6 +783,7 @@ fn lost_builds(t: &TemplateExpectations, results: &Results, before: &Results) ->
             reason: Some(reason),
             dockerfile: t.dockerfile.clone(),
             line: None,
+            engine: None,
         });
     }
     out
@@ -812,6 +840,34 @@ mod tests {
 
     fn outcomes(j: &[Judgement]) -> Vec<(String, Outcome)> {
         j.iter().map(|j| (j.expectation.clone(), j.outcome)).collect()
+    }
+
+    #[test]
+    fn a_matrix_judges_every_expectation_on_each_engine_and_names_it() {
+        let t = template(vec![expect(|e| {
+            e.cached = vec!["RUN go mod download".into()];
+            e.max_proxy_requests = Some(0);
+        })]);
+        let on = |engine: &str, cached: bool| {
+            let mut r = rebuild(cached, 6.0, 1);
+            r.engine = engine.into();
+            r
+        };
+        let mut results = results_with(vec![on("old", true), on("modern", false)]);
+        results.options.matrix = true;
+        let j = judge_per_engine(std::slice::from_ref(&t), &results, None);
+        let seen: Vec<(&str, &str, Outcome)> = j.iter().map(|j| (j.engine.as_deref().unwrap_or(""), j.expectation.as_str(), j.outcome)).collect();
+        assert_eq!(
+            seen,
+            [
+                ("old", "cached = \"RUN go mod download\"", Outcome::Pass),
+                ("modern", "cached = \"RUN go mod download\"", Outcome::Fail),
+                ("old", "max_proxy_requests = 0", Outcome::Pass),
+                ("modern", "max_proxy_requests = 0", Outcome::Fail),
+            ]
+        );
+        assert_eq!(j[0].measured, "cached in 1 of 1 builds", "each engine's builds alone");
+        assert!(judge(&[t], &results, None).iter().all(|j| j.engine.is_none()));
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Analysis: pure functions over finished results (statistics and claim verdicts); nothing here talks to Docker.
+//! Analysis: pure functions over finished results (statistics, claim verdicts, expectations, engine differences); nothing here talks to Docker.
 
 pub mod compare;
+pub mod engines;
 pub mod expect;
 pub mod stats;
 pub mod verdicts;

@@ -65,6 +65,7 @@ mod tests {
             reason: Some("go.sum changed".to_string()),
             dockerfile: "build/service.Dockerfile".to_string(),
             line: Some(7),
+            engine: None,
         }
     }
 
@@ -79,6 +80,14 @@ mod tests {
              ::cached = \"RUN go mod download\": expected cached in every build, \
              measured executed in 2 of 3 builds — go.sum changed"
         );
+    }
+
+    #[test]
+    fn a_failure_judged_on_one_engine_of_a_matrix_names_the_engine() {
+        let j = Judgement { engine: Some("modern".to_string()), ..failed() };
+        let line = github_annotation(&j, "Dockerfile").expect("annotated");
+        assert!(line.contains("title=service%3A edit-go-source · edit-handler · legacy · cached = \"RUN go mod download\" · on modern::"), "{line}");
+        assert!(line.contains("measured executed in 2 of 3 builds on engine modern — go.sum changed"), "{line}");
     }
 
     #[test]

@@ -45,19 +45,22 @@ pub fn junit_xml(judgements: &[Judgement], strict: bool, name: &str) -> String {
 }
 
 /// A testcase's readable name: scenario · step · builder · expectation, with `every build`
-/// for an expectation that holds after every build.
+/// for an expectation that holds after every build, and `on ENGINE` last when judged per engine (`check --matrix`).
 pub fn case_name(j: &Judgement) -> String {
     let mut parts: Vec<&str> = vec![j.scenario.as_deref().unwrap_or("every build")];
     parts.extend(j.step.as_deref());
     parts.extend(j.builder.map(|b| b.name()));
     parts.push(&j.expectation);
+    let on = j.engine.as_ref().map(|e| format!("on {e}"));
+    parts.extend(on.as_deref());
     parts.join(" · ")
 }
 
-/// One line saying what was expected, what was measured and why it missed.
+/// One line saying what was expected, what was measured (on which engine, when judged per engine) and why it missed.
 pub fn failure_message(j: &Judgement) -> String {
+    let on = j.engine.as_ref().map_or_else(String::new, |e| format!(" on engine {e}"));
     let mut message = format!(
-        "{}: expected {}, measured {}",
+        "{}: expected {}, measured {}{on}",
         j.expectation, j.expected, j.measured
     );
     if let Some(reason) = &j.reason {
@@ -148,7 +151,10 @@ fn write_suite(w: &mut Writer<Vec<u8>>, suite: &Suite, strict: bool) -> std::io:
 }
 
 fn write_case(w: &mut Writer<Vec<u8>>, j: &Judgement, strict: bool) -> std::io::Result<()> {
-    let classname = attribute(&format!("layerbench.{}", j.template));
+    let classname = match &j.engine {
+        Some(engine) => attribute(&format!("layerbench.{engine}.{}", j.template)),
+        None => attribute(&format!("layerbench.{}", j.template)),
+    };
     let element = w
         .create_element("testcase")
         .with_attribute(("name", attribute(&case_name(j)).as_str()))
@@ -248,6 +254,7 @@ mod tests {
                 .then(|| "go.sum changed (COPY go.mod go.sum ./, line 4)".to_string()),
             dockerfile: "build/service.Dockerfile".to_string(),
             line: Some(5),
+            engine: None,
         }
     }
 
@@ -282,6 +289,17 @@ mod tests {
             ..j
         };
         assert_eq!(case_name(&every), "every build · user = \"non-root\"");
+    }
+
+    #[test]
+    fn a_matrix_testcase_names_its_engine_in_its_name_and_classname() {
+        let j = Judgement { engine: Some("modern".to_string()), ..judgement("service", Outcome::Fail) };
+        assert_eq!(case_name(&j), "edit-go-source · edit-handler · buildkit · cached = \"RUN go mod download\" · on modern");
+        let xml = junit_xml(&[j], false, "check");
+        let doc = parse(&xml);
+        let case = elements(&doc, "testcase")[0];
+        assert_eq!(attr(case, "classname"), "layerbench.modern.service");
+        assert!(attr(elements(&doc, "failure")[0], "message").contains("on engine modern"), "{xml}");
     }
 
     #[test]

@@ -21,9 +21,15 @@ pub fn report(results: &Results, results_name: &str, results_dir: &Path, charts:
         ));
     }
     md.push_str(&run_section(results, results_dir));
-    md.push_str(&verdict_section(results));
+    // A matrix's verdicts, charts and tables describe its first engine's builds; its engines section compares them all.
+    let reported = crate::analysis::engines::reported_builds(results);
+    let body = reported.as_ref().unwrap_or(results);
+    if let Some(d) = crate::analysis::engines::engine_differences(results) {
+        md.push_str(&engine_section(&d, body, results.records.len()));
+    }
+    md.push_str(&verdict_section(body));
     md.push_str(&chart_section(charts));
-    md.push_str(&scenario_sections(results));
+    md.push_str(&scenario_sections(body));
     md.push_str(&reproduce_section(results, results_name, results_dir));
     md
 }
@@ -118,6 +124,52 @@ fn run_section(results: &Results, results_dir: &Path) -> String {
         shown::chosen_mirror(s).map_or_else(|| "the built-in default".to_string(), |m| format!("chosen: {m}")),
         shown::proxy(&results.options.proxy_url)
     ));
+    md
+}
+
+/// Where the engines of a matrix differ: each engine with its version, then every differing cell step with each
+/// engine's value in its column and every verdict that differs, or the sentence that none differ.
+fn engine_section(d: &crate::analysis::engines::EngineDifferences, body: &Results, all_builds: usize) -> String {
+    let first = d.engines.first().map_or("the first engine", |e| e.label.as_str());
+    let mut md = format!(
+        "## Engines compared\n\nEvery cell was built on each engine (`--matrix`). The verdicts, charts and scenario tables below describe the builds on `{first}`, the first engine ({} of the run's {}); this section names every cell step whose build outcome, cache outcomes or miss reasons differ on another engine, and every claim whose verdict, computed from one engine's builds alone, differs.\n\n| Engine | Version |\n|---|---|\n",
+        body.records.len(),
+        all_builds
+    );
+    for e in &d.engines {
+        md.push_str(&format!("| {} | {} |\n", code(&e.label), cell_text(&e.version)));
+    }
+    md.push('\n');
+    if d.none_differ() {
+        let mut line = d.agreement();
+        if let Some(c) = line.get(..1) {
+            line = format!("{}{}", c.to_uppercase(), &line[1..]);
+        }
+        md.push_str(&format!("{line}.\n\n"));
+        return md;
+    }
+    let columns: String = d.engines.iter().map(|e| format!(" {} |", code(&e.label))).collect();
+    let rule: String = d.engines.iter().map(|_| "---|").collect();
+    if d.steps.is_empty() {
+        md.push_str(&format!("No cell step differs ({} compared).\n\n", d.cell_steps));
+    } else {
+        md.push_str(&format!("{} of {} cell steps differ:\n\n| Cell | Step | What |{columns}\n|---|---|---|{rule}\n", d.steps.len(), d.cell_steps));
+        for s in &d.steps {
+            for diff in &s.differences {
+                let values: String = diff.values.iter().map(|v| format!(" {} |", cell_text(v))).collect();
+                md.push_str(&format!("| {} | {} | {} |{values}\n", cell_text(&s.cell), cell_text(&s.step), cell_text(&diff.what)));
+            }
+        }
+        md.push('\n');
+    }
+    if !d.verdicts.is_empty() {
+        md.push_str(&format!("Verdicts that differ:\n\n| Claim | In short |{columns}\n|---|---|{rule}\n"));
+        for v in &d.verdicts {
+            let values: String = v.verdicts.iter().map(|x| format!(" **{}** |", x.label())).collect();
+            md.push_str(&format!("| {} | {} |{values}\n", v.claim, claim_summary(&v.claim)));
+        }
+        md.push('\n');
+    }
     md
 }
 
@@ -304,6 +356,28 @@ fn code(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::results::{record_with, MissReason};
+
+    #[test]
+    fn a_matrix_report_compares_its_engines_and_describes_the_first_ones_builds() {
+        let on = |engine: &str, cached: bool| {
+            let mut r = record_with("layered", "edit-go-source", "edit-handler", 1.0, &[("RUN go mod download", cached, 1.0)], 0);
+            r.engine = engine.into();
+            r.cell = Some(0);
+            r
+        };
+        let mut results = crate::results::results_with(vec![on("old", true), on("modern", false)]);
+        results.options.matrix = true;
+        let md = report(&results, "results.json", Path::new("/r"), &[]);
+        assert!(md.contains("## Engines compared"), "{md}");
+        assert!(md.contains("describe the builds on `old`, the first engine (1 of the run's 2)"), "{md}");
+        assert!(md.contains("| layered × edit-go-source · buildkit · rep 1 · loopback | edit-handler | `RUN go mod download` | cached | executed |"), "{md}");
+        let same = crate::results::results_with(vec![on("old", true), on("modern", true)]);
+        let mut same = same;
+        same.options.matrix = true;
+        let md = report(&same, "results.json", Path::new("/r"), &[]);
+        assert!(md.contains("No cell step differs across 2 engines (old, modern) and 1 cell step, nor any verdict."), "{md}");
+        assert!(!report(&crate::results::results_with(vec![on("old", true)]), "results.json", Path::new("/r"), &[]).contains("## Engines compared"));
+    }
 
     #[test]
     fn a_step_that_ran_says_why_it_missed() {

@@ -28,7 +28,10 @@ pub struct ReportFiles {
 pub fn write(results: &Results, results_path: &Path) -> Result<ReportFiles, ReportError> {
     let dir = results_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let results_name = results_path.file_name().map_or("results.json".to_string(), |n| n.to_string_lossy().into_owned());
-    let charts = charts(results);
+    // A matrix's charts and summary describe its first engine's builds; REPORT.md compares the engines.
+    let reported = crate::analysis::engines::reported_builds(results);
+    let body = reported.as_ref().unwrap_or(results);
+    let charts = charts(body);
     let chart_dir = dir.join("charts");
     let mut written = Vec::new();
     for chart in &charts {
@@ -40,7 +43,7 @@ pub fn write(results: &Results, results_path: &Path) -> Result<ReportFiles, Repo
     }
     remove_stale_charts(&chart_dir, &written)?;
     let summary = dir.join("summary.csv");
-    write_file(&summary, super::csv::summary(results).as_bytes())?;
+    write_file(&summary, super::csv::summary(body).as_bytes())?;
     let report = dir.join("REPORT.md");
     let absolute_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     write_file(&report, super::markdown::report(results, &results_name, &absolute_dir, &charts).as_bytes())?;
