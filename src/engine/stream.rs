@@ -98,7 +98,7 @@ impl BuildStream {
             } => self.vertex(digest, name, *cached, *started_unix_ms, *completed_unix_ms, error, progress),
             StreamItem::Text { text, at_unix_ms } => self.legacy_text(text, *at_unix_ms, progress),
             StreamItem::Error { message } => {
-                let message = message.trim().to_string();
+                let message = format!("{}{}", message.trim(), known_limit(message).unwrap_or_default());
                 let step = self.failing_step().unwrap_or_else(|| "(before the first step)".into());
                 if let Some(s) = self.by_key.values_mut().find(|s| s.name == step) {
                     s.error.get_or_insert_with(|| message.clone());
@@ -209,9 +209,34 @@ impl BuildStream {
     }
 }
 
+/// What an engine's build error means when it is a limit layerbench knows of, to append to it.
+fn known_limit(message: &str) -> Option<&'static str> {
+    // Docker 26's BuildKit on the containerd image store cannot read a context uploaded to `/build` as a tar: it
+    // looks the upload up as a host named `build-context-…`. The Docker CLI sends the context through the build
+    // session instead, which layerbench does not do yet.
+    (message.contains("failed to read downloaded context") && message.contains("build-context-")).then_some(
+        " (known limit: on the containerd image store BuildKit cannot read a context uploaded as a tar, and layerbench \
+         does not yet send it through the build session as the Docker CLI does; build with `--builder legacy` there, or \
+         on an engine with the graphdriver store)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_context_the_containerd_store_cannot_read_is_named_as_a_known_limit() {
+        let mut stream = BuildStream::default();
+        let message = "failed to read downloaded context: failed to load cache key: Get \"http://build-context-k8n\": dial tcp: lookup build-context-k8n: no such host";
+        stream.push(&StreamItem::Error { message: format!("{message}\n") }, &mut |_| {});
+        let failure = stream.failure().expect("a failure");
+        assert_eq!(failure.step, "(before the first step)");
+        assert!(failure.message.starts_with(message) && failure.message.contains("known limit: on the containerd image store"), "{}", failure.message);
+        let mut other = BuildStream::default();
+        other.push(&StreamItem::Error { message: "exit code: 2".into() }, &mut |_| {});
+        assert_eq!(other.failure().map(|f| f.message.as_str()), Some("exit code: 2"));
+    }
 
     #[test]
     fn a_bad_line_of_a_recorded_stream_names_the_file_and_the_line() {
