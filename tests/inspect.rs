@@ -66,3 +66,25 @@ async fn a_cached_latest_fetch_stays_stale_after_upstream_publishes_a_new_versio
     assert!(latest(after).contains("\"Version\": \"v1.2.0\""), "{}", latest(after));
     assert!(after.notes.iter().any(|n| n.contains("published github.com/BurntSushi/toml@v1.3.2")));
 }
+
+/// Docker 20.10 exports an image in its own archive and Docker 26 in the OCI layout: on each engine the naive
+/// image's download and build layers are read, per-layer sizes add up to the image, and the static binary is read.
+#[tokio::test]
+async fn layer_contents_sizes_and_binaries_are_read_from_what_each_engine_exports() {
+    let _guard = common::engine_lock();
+    for on in common::engines_under_test().await {
+        let name = on.label();
+        let r = common::run_cells_on(&on.name, on.engine.clone(), &tiny_app(), &["naive", "layered"], vec![shipped("no-change")], &[Builder::Buildkit], PROXY_PORT).await;
+        let naive = baseline(&r, "naive").inspection.as_ref().expect("inspected");
+        assert!(naive.error.is_none(), "{name}: {:?}", naive.error);
+        let download = naive.layer_contents.iter().find(|c| c.created_by.contains("go mod download")).unwrap_or_else(|| panic!("{name}: no download layer read: {naive:?}"));
+        assert!(download.module_cache_bytes > 0 && download.compiled_outputs == 0, "{name}: {download:?}");
+        let build = naive.layer_contents.iter().find(|c| c.created_by.contains("go build")).unwrap_or_else(|| panic!("{name}: no build layer read"));
+        assert!(build.compiled_outputs > 100, "{name}: {build:?}");
+        let layered = baseline(&r, "layered");
+        let sizes: u64 = layered.inspection.as_ref().unwrap().layer_sizes.iter().map(|l| l.size_bytes).sum();
+        assert_eq!(sizes, layered.image.as_ref().unwrap().size_bytes, "{name}: per-layer sizes add up to the image");
+        let bin = layered.inspection.as_ref().unwrap().binary.as_ref().unwrap_or_else(|| panic!("{name}: the binary was not read"));
+        assert_eq!(bin.linkage, "static", "{name}");
+    }
+}

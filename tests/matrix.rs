@@ -1,9 +1,8 @@
-//! A matrix run over two engines layerbench owns, through the binary as a user runs it: every cell is built on every
+//! A matrix run over the host's engine (Docker 20.10) and an owned Docker 26.1 engine, through the binary as a user
+//! runs it: every cell is built on every
 //! engine, each record names its engine and that engine's version, records come in plan order then engine order,
 //! the run's last lines and REPORT.md say where the engines differ (or that none differ), `compare` and
 //! `check --matrix` name the engines, and `--matrix` with one engine or with `--shard` is refused with exit 2.
-//! The lead adds an engine of another release (`layerbench engine start --name modern --release trixie`) by
-//! setting `LAYERBENCH_MATRIX_ENGINE=NAME` to an engine already running: then it stands in for the second one.
 
 #![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
 
@@ -12,9 +11,11 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
 use layerbench::results::Results;
 
 const PROXY_PORT: &str = "48243";
+const CLI_PROXY_PORT: u16 = 48244;
 
 /// Runs the binary with `args` in `cwd`; returns its exit code and output.
 fn layerbench_in(cwd: &Path, args: &[&str]) -> (i32, String) {
@@ -27,35 +28,46 @@ fn layerbench(args: &[&str]) -> (i32, String) {
     layerbench_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
-/// Owned engines started for the test, stopped (folder and all) however it ends.
-struct OwnedEngines(Vec<String>);
-
-impl Drop for OwnedEngines {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let (code, text) = layerbench(&["engine", "stop", "--name", name]);
-            if code != 0 {
-                eprintln!("stopping the owned engine {name}: {text}");
-            }
-        }
+/// Each Dockerfile step of a cold BuildKit build of `app`'s layered template by the engine's own CLI,
+/// with whether the CLI printed it `CACHED`.
+/// As layerbench builds a cold baseline: on an engine it owns, emptied first; on a shared one, with `--no-cache`.
+async fn cli_cold_outcomes(on: &common::EngineUnderTest, app: &Path) -> Vec<(String, bool)> {
+    let owned = on.name != "default";
+    if owned {
+        on.engine.empty().await.unwrap();
     }
+    let out = on
+        .cli(&[app.to_path_buf()])
+        .env("DOCKER_BUILDKIT", "1")
+        .args(["build", if owned { "--pull=false" } else { "--no-cache" }, "--progress=plain", "--network", "host", "-f"])
+        .arg(app.join("dockerfiles/layered.Dockerfile"))
+        .args(["--build-arg", &format!("GOPROXY=http://127.0.0.1:{CLI_PROXY_PORT}"), "--build-arg", "GOSUMDB=off"])
+        .arg(app)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "docker build on {}:\n{text}", on.label());
+    let dockerfile = std::fs::read_to_string(app.join("dockerfiles/layered.Dockerfile")).unwrap();
+    let instructions = dockerfile.lines().filter(|l| !l.starts_with('#') && !l.starts_with("FROM") && !l.starts_with("ARG") && !l.trim().is_empty());
+    // `#7 [build 3/5] COPY go.mod go.sum ./`, then `#7 CACHED` when it came from the cache (USER and ENTRYPOINT
+    // are no steps of their own).
+    let outcomes: Vec<(String, bool)> = instructions
+        .filter_map(|ins| {
+            let id = text.lines().find_map(|l| l.split_once("] ").filter(|(_, t)| t.trim() == ins).and_then(|(head, _)| head.split_whitespace().next()))?;
+            Some((ins.to_string(), text.lines().any(|l| l.trim() == format!("{id} CACHED"))))
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 6, "the CLI's steps on {}: {outcomes:?}\n{text}", on.label());
+    outcomes
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_matrix_builds_every_cell_on_every_engine_and_says_where_they_differ() {
     let _guard = common::engine_lock();
     common::provisioned().await;
-    let mut started = OwnedEngines(Vec::new());
-    let a = format!("matrix-a-{}", std::process::id());
-    // The second engine: one already running (the lead's `modern`), or one of the default release started here.
-    let given = std::env::var("LAYERBENCH_MATRIX_ENGINE").ok().filter(|n| !n.is_empty());
-    let b = given.clone().unwrap_or_else(|| format!("matrix-b-{}", std::process::id()));
-    let to_start = if given.is_some() { vec![&a] } else { vec![&a, &b] };
-    for name in to_start {
-        let (code, text) = layerbench(&["engine", "start", "--name", name]);
-        started.0.push(name.clone());
-        assert_eq!(code, 0, "engine start {name}:\n{text}");
-    }
+    // Docker 20.10 (the host's engine) and Docker 26.1 (an engine of Debian 13's release that layerbench owns).
+    common::modern_engine().await;
+    let (a, b) = ("default".to_string(), common::MODERN.to_string());
     let dir = tempfile::tempdir().unwrap();
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-app");
     let out = dir.path().join("matrix");
@@ -103,11 +115,23 @@ async fn a_matrix_builds_every_cell_on_every_engine_and_says_where_they_differ()
     assert!(text.contains("engines compared: "), "{text}");
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
     assert!(report.contains("## Engines compared"), "{report}");
+    // Each engine's own CLI, on the same folder and Dockerfile, cold: layerbench's outcomes on each engine are the
+    // CLI's, so a difference between the engines is one the CLI shows too.
+    let store = layerbench::paths::store_dir();
+    let proxy = ProxyServer::start(ProxyConfig::loopback(&store, CLI_PROXY_PORT)).await.unwrap();
+    for on in common::engines_under_test().await.iter().filter(|e| e.name == a || e.name == b) {
+        let by_cli = cli_cold_outcomes(on, &app).await;
+        let record = results.records.iter().find(|r| r.engine == on.name && r.step == "baseline").expect("a baseline on each engine");
+        let ours: Vec<(String, bool)> = record.layers.iter().filter(|l| by_cli.iter().any(|(i, _)| *i == l.instruction)).map(|l| (l.instruction.clone(), l.cached)).collect();
+        assert_eq!(ours, by_cli, "layerbench's cold outcomes on {} against its CLI's", on.label());
+    }
+    proxy.stop().await;
+    let edit_differs = differences.steps.iter().any(|d| d.step == "edit-handler");
+    assert!(!edit_differs, "after the edit the engines differ:\n{}", layerbench::table::engine_differences(&differences));
     if differences.none_differ() {
         assert!(text.contains("no cell step differs across 2 engines") && text.contains("and 2 cell steps"), "{text}");
         assert!(report.contains("No cell step differs across 2 engines"), "{report}");
     } else {
-        eprintln!("the engines differ:\n{}", layerbench::table::engine_differences(&differences));
         assert!(text.contains("cell steps differ") || text.contains("differs:"), "{text}");
     }
     // The per-cell tables name each engine.
@@ -145,5 +169,4 @@ async fn a_matrix_builds_every_cell_on_every_engine_and_says_where_they_differ()
     // The single-engine file holds one engine: --matrix on it is a usage error.
     let (code, text) = layerbench_in(dir.path(), &["check", "--matrix", "--from", single.to_str().unwrap()]);
     assert_eq!(code, 2, "{text}");
-    drop(started);
 }

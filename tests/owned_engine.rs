@@ -179,3 +179,70 @@ fn a_dockerd_that_does_not_answer_is_reported_with_the_end_of_its_log_and_leaves
     assert!(text.contains("fake dockerd: refusing") && text.contains("--bridge=lb") && text.contains("--iptables=false --ip-masq=false"), "the log's last lines are quoted: {text}");
     assert!(!cache.path().join("engines/lbt-broken").exists(), "nothing is left of the engine that did not start");
 }
+
+/// The processes whose root folder is `root` (a dockerd of another release and what it started run chrooted there).
+fn processes_rooted_in(root: &Path) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r == root))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_docker_26_engine_with_the_containerd_image_store_builds_legacy_is_inspected_names_its_buildkit_limit_and_stops_leaving_nothing() {
+    let _guard = common::engine_lock();
+    let name = format!("lbt-cd-{}", std::process::id());
+    let layout = EngineLayout::new(&paths::engines_dir(), &name);
+    let root = layerbench::engine::release::root_dir(&paths::cache_dir(), "trixie");
+    let before = host_snapshot().await;
+    let (ok, out) = layerbench(&["engine", "start", "--name", &name, "--image-store", "containerd"]);
+    assert!(!ok && out.contains("needs Docker 24 or later"), "the host's Docker 20.10 has no containerd image store:\n{out}");
+
+    let stop_on_drop = StopOnDrop(name.clone());
+    let (ok, out) = layerbench(&["engine", "start", "--name", &name, "--release", "trixie", "--image-store", "containerd"]);
+    assert!(ok, "engine start failed:\n{out}");
+    assert!(out.contains("dockerd 26.1") && out.contains("(API 1.45, trixie)") && out.contains("containerd image store"), "{out}");
+    let (ok, listed) = layerbench(&["engine", "ls"]);
+    let line = listed.lines().find(|l| l.starts_with(&name)).unwrap_or_else(|| panic!("{listed}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert!(ok && columns[1..7] == ["running", "trixie", "26.1.5+dfsg1", "1.45", "~0.13", "containerd"], "{listed}");
+    let state = owned::read_state(&paths::engines_dir(), &name).unwrap().expect("a state file");
+    assert_eq!(state.root.as_deref(), Some(root.as_path()));
+    let engine = Engine::connect_spec(&name).await.expect("the engine answers");
+    assert_eq!(engine.machine().await.unwrap().image_store, "containerd");
+    assert!(!processes_rooted_in(&root).is_empty(), "its dockerd runs from the trixie root");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(root.to_str().unwrap()), "its mounts live in its own namespace, not the host's");
+
+    let store = paths::store_dir();
+    let proxy = ProxyServer::start(ProxyConfig::loopback(&store, PROXY_PORT)).await.expect("the proxy starts");
+    let tag = format!("layerbench/owned-engine-test:cd-{}", std::process::id());
+    let outcome = engine.build(tiny_build(&proxy.url(), Builder::Legacy, &tag), &mut |_| {}).await.expect("the engine answers");
+    let (_, reports, _) = outcome.into_image("tiny-app (legacy, containerd store)").expect("the legacy builder works on the containerd store");
+    assert!(steps(&reports).iter().all(|(_, cached)| !cached), "{reports:?}");
+    // Inspection reads what this store exports: the OCI layout.
+    let sizes = engine.layer_sizes(&tag).await.unwrap();
+    assert!(sizes.iter().any(|(created_by, size)| created_by.contains("go build") && *size > 0), "{sizes:?}");
+    let saved = engine
+        .read_saved_image(&tag, |saved| layerbench::saved_image::saved_layer_contents(saved, &|c: &str| c.contains("go mod download") || c.contains("go build")))
+        .await
+        .expect("the exported image is read");
+    assert_eq!(saved.format, layerbench::saved_image::SavedFormat::OciLayout);
+    assert!(saved.layers.iter().any(|l| l.module_cache_bytes > 0), "{:?}", saved.layers);
+    let buildkit = engine.build(tiny_build(&proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.expect("the engine answers");
+    let err = buildkit.into_image("tiny-app (BuildKit, containerd store)").expect_err("BuildKit cannot read an uploaded tar on this store yet");
+    assert!(err.to_string().contains("known limit: on the containerd image store"), "{err}");
+    proxy.stop().await;
+
+    let (ok, out) = layerbench(&["engine", "stop", "--name", &name]);
+    assert!(ok, "engine stop failed:\n{out}");
+    drop(stop_on_drop);
+    assert_eq!(processes_rooted_in(&root), Vec::<u32>::new(), "nothing runs from the trixie root any more");
+    assert_eq!(owned::processes_referencing(&[layout.dir.clone(), state.exec_root.clone()]), Vec::<u32>::new());
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(layout.dir.to_str().unwrap()) && !mountinfo.contains(root.to_str().unwrap()), "no mount is left");
+    assert!(!layout.dir.exists() && !state.socket.exists(), "its folder and socket are gone");
+    assert!(!Path::new("/sys/class/net").join(owned::bridge_name(&name)).exists(), "its bridge is gone");
+    assert_eq!(host_snapshot().await, before, "the host's default engine, networks and firewall rules are unchanged");
+}

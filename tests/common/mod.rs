@@ -157,9 +157,8 @@ impl EngineUnderTest {
     /// That engine's own Docker CLI, pointed at it; `binds` are the folders it reads (contexts, Dockerfiles).
     pub fn cli(&self, binds: &[PathBuf]) -> std::process::Command {
         if self.name == "default" {
-            let mut c = std::process::Command::new("/usr/bin/docker");
-            c.env_remove("DOCKER_HOST");
-            c
+            // The engine `Engine::connect` reaches: DOCKER_HOST or the default socket.
+            std::process::Command::new("/usr/bin/docker")
         } else {
             layerbench::engine::owned::cli_command(&paths::engines_dir(), &self.name, binds).unwrap_or_else(|e| panic!("the CLI of engine {}: {e}", self.name))
         }
