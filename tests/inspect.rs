@@ -67,12 +67,13 @@ async fn a_cached_latest_fetch_stays_stale_after_upstream_publishes_a_new_versio
     assert!(after.notes.iter().any(|n| n.contains("published github.com/BurntSushi/toml@v1.3.2")));
 }
 
-/// Docker 20.10 exports an image in its own archive and Docker 26 in the OCI layout: on each engine the naive
-/// image's download and build layers are read, per-layer sizes add up to the image, and the static binary is read.
+/// Docker 20.10 exports an image in its own archive (read by the tests above and tests/run.rs) and Docker 26 in the
+/// OCI layout: on the owned Docker 26.1 engine too the naive image's download and build layers are read, per-layer
+/// sizes add up to the image, and the static binary is read.
 #[tokio::test]
-async fn layer_contents_sizes_and_binaries_are_read_from_what_each_engine_exports() {
+async fn layer_contents_sizes_and_binaries_are_read_from_what_docker_26_exports() {
     let _guard = common::engine_lock();
-    for on in common::engines_under_test().await {
+    for on in common::engines_under_test().await.into_iter().filter(|e| e.name != "default") {
         let name = on.label();
         let r = common::run_cells_on(&on.name, on.engine.clone(), &tiny_app(), &["naive", "layered"], vec![shipped("no-change")], &[Builder::Buildkit], PROXY_PORT).await;
         let naive = baseline(&r, "naive").inspection.as_ref().expect("inspected");

@@ -67,12 +67,14 @@ async fn every_executed_step_says_why_it_missed_with_both_builders() {
     let scenario = Scenario::parse(SCENARIO, Path::new("(miss_reasons.rs)")).unwrap();
     for on in &common::engines_under_test().await {
         let name = on.label();
-        let results = common::run_cells_on(&on.name, on.engine.clone(), &why_app(), &["why"], vec![scenario.clone()], &builders, PROXY_PORT).await;
+        // On Docker 26 BuildKit alone: its legacy builder's reasons are the same code, checked against its CLI below.
+        let builders: &[Builder] = if on.name == "default" { &builders } else { &builders[..1] };
+        let results = common::run_cells_on(&on.name, on.engine.clone(), &why_app(), &["why"], vec![scenario.clone()], builders, PROXY_PORT).await;
         println!("{}", layerbench::table::cell_tables(&results)); // shown when an assertion fails
         for cell in 1..=builders.len() {
             on.engine.remove_image(&format!("layerbench/why:{}-{cell}", results.run_id)).await.unwrap();
         }
-        for builder in builders {
+        for &builder in builders {
             let build = |step: &str| {
                 let r = common::record(&results, "why", builder, step);
                 assert_eq!(r.outcome, "ok", "{builder:?} on {name} {step}: {:?}", r.error);
