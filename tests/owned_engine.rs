@@ -51,9 +51,9 @@ async fn host_snapshot() -> Vec<String> {
     facts
 }
 
-fn tiny_build(proxy_url: &str, builder: Builder, tag: &str) -> BuildRequest {
+fn tiny_build(engine: &Engine, proxy_url: &str, builder: Builder, tag: &str) -> BuildRequest {
     let app = common::tiny_app();
-    let context = layerbench::context::stream_context(&app, Path::new("dockerfiles/layered.Dockerfile"), builder).expect("the tiny app's context");
+    let context = layerbench::context::stream_context(&app, Path::new("dockerfiles/layered.Dockerfile"), builder, layerbench::context::IgnoreDialect::of_engine(&engine.version)).expect("the tiny app's context");
     BuildRequest {
         what: format!("tiny-app on an owned engine ({})", builder.name()),
         context,
@@ -100,7 +100,7 @@ async fn an_owned_engine_builds_with_both_builders_empties_to_cold_and_stops_lea
     let mut first = Vec::new();
     for builder in [Builder::Buildkit, Builder::Legacy] {
         let mark = proxy.log().len();
-        let outcome = engine.build(tiny_build(&proxy.url(), builder, &tag), &mut |_| {}).await.expect("the engine answers");
+        let outcome = engine.build(tiny_build(&engine, &proxy.url(), builder, &tag), &mut |_| {}).await.expect("the engine answers");
         let (_, reports, _) = outcome.into_image(&format!("tiny-app ({})", builder.name())).expect("the build succeeds");
         let fetched = proxy.log().since(mark);
         assert!(fetched.iter().any(|r| r.path.ends_with(".zip") && r.status == 200), "{} fetched the modules through the loopback proxy: {fetched:?}", builder.name());
@@ -110,14 +110,14 @@ async fn an_owned_engine_builds_with_both_builders_empties_to_cold_and_stops_lea
         }
     }
     // Built again: the cache of this engine answers.
-    let again = engine.build(tiny_build(&proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.unwrap();
+    let again = engine.build(tiny_build(&engine, &proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.unwrap();
     let (_, reports, _) = again.into_image("tiny-app again").unwrap();
     assert!(steps(&reports).iter().all(|(_, cached)| *cached), "a rebuild is cached before emptying: {reports:?}");
 
     let emptied = engine.empty().await.expect("an owned engine can be emptied");
     assert!(emptied.images >= 1 && emptied.cache_records >= 1 && emptied.kept_images == 2, "{emptied:?}");
     assert_eq!(engine.image_count().await.unwrap(), 2, "only the base images are left");
-    let cold = engine.build(tiny_build(&proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.unwrap();
+    let cold = engine.build(tiny_build(&engine, &proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.unwrap();
     let (_, reports, _) = cold.into_image("tiny-app after empty").unwrap();
     let cold_steps = steps(&reports);
     assert_eq!(cold_steps.len(), first.len(), "{cold_steps:?} vs {first:?}");
