@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use layerbench::context::stream_context;
+use layerbench::context::{stream_context, IgnoreDialect};
 use layerbench::engine::{BuildRequest, Builder, Engine, RUN_LABEL};
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
 use layerbench::{paths, setup};
@@ -39,6 +39,8 @@ fn app() -> PathBuf {
 struct Setup {
     proxy_url: String,
     run_id: String,
+    /// The `.dockerignore` rules of the engine's own CLI.
+    dialect: IgnoreDialect,
 }
 
 impl Setup {
@@ -47,7 +49,7 @@ impl Setup {
     }
 
     fn request(&self, builder: Builder) -> BuildRequest {
-        let context = stream_context(&app(), Path::new(DOCKERFILE), builder).expect("the fixture's build context");
+        let context = stream_context(&app(), Path::new(DOCKERFILE), builder, self.dialect).expect("the fixture's build context");
         let build_args = BTreeMap::from([
             ("GOPROXY".to_string(), self.proxy_url.clone()),
             ("GOSUMDB".to_string(), "off".to_string()),
@@ -142,7 +144,7 @@ fn main() {
         (engine, proxy)
     });
     let before = image_ids();
-    let setup = Setup { proxy_url: proxy.url(), run_id: format!("bench-{}", std::process::id()) };
+    let setup = Setup { proxy_url: proxy.url(), run_id: format!("bench-{}", std::process::id()), dialect: IgnoreDialect::of_engine(&engine.version) };
     // Warm the cache with each, so all four measure fully cached rebuilds.
     for builder in BUILDERS {
         rt.block_on(harness_build(&engine, &setup, builder));

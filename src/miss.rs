@@ -458,6 +458,7 @@ fn copy_sources(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::IgnoreDialect;
     use crate::results::Builder;
 
     const DOCKERFILE: &str = "ARG BASE=golang:1.23\nARG GLOBAL=g\nFROM ${BASE} AS build\nARG GOPROXY\nARG VERSION=1\nWORKDIR /src\nCOPY go.mod go.sum ./\nRUN go mod download\nCOPY . .\nRUN go build -o /out/app .\nFROM scratch\nCOPY --from=build /out/app /app\nUSER 1\n";
@@ -709,9 +710,10 @@ mod tests {
         std::fs::write(dir.path().join(".dockerignore"), "Dockerfile\n.dockerignore\n").unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::os::unix::fs::symlink("../main.go", dir.path().join("sub/link")).unwrap();
-        for builder in [Builder::Buildkit, Builder::Legacy] {
-            let ctx = crate::context::build_context(dir.path(), std::path::Path::new("Dockerfile"), builder).unwrap();
-            let files = ContextFiles::from_tar(&ctx.tar, builder, &ctx.dockerfile).unwrap().files;
+        let each = [Builder::Buildkit, Builder::Legacy].into_iter().flat_map(|b| [IgnoreDialect::Docker20, IgnoreDialect::Docker23].map(|d| (b, d)));
+        for (builder, dialect) in each {
+            let ctx = crate::context::build_context(dir.path(), std::path::Path::new("Dockerfile"), builder, dialect).unwrap();
+            let files = ContextFiles::from_tar(&ctx.tar, builder, &ctx.dockerfile, dialect).unwrap().files;
             assert_eq!(files["main.go"].kind, "file");
             assert_eq!(files["main.go"].digest.len(), 64);
             assert_eq!((files["sub"].kind, files["sub/link"].link.as_deref()), ("dir", Some("../main.go")));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::context::stream_context;
+use crate::context::{stream_context, IgnoreDialect};
 use crate::dockerfile::{split_buildkit_name, split_legacy_step, DockerfileModel};
 use crate::engine::{BuildRequest, Builder, Engine, EngineError, StepReport, KIND_LABEL};
 use crate::goproxy::gomod::{first_direct_requirement, requirements};
@@ -1058,7 +1058,8 @@ async fn build_once(
         Ok(m) => m,
         Err(e) => return Ok(failed(format!("the Dockerfile could not be read: {e}"))),
     };
-    let context = match stream_context(ws.context_dir(), ws.dockerfile(), cell.builder) {
+    // The context the engine's own CLI would send: its release's `.dockerignore` rules.
+    let context = match stream_context(ws.context_dir(), ws.dockerfile(), cell.builder, IgnoreDialect::of_engine(&ctx.engine.version)) {
         Ok(c) => c,
         Err(e) => return Ok(failed(format!("the build context could not be made: {e}"))),
     };

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use layerbench::context::{build_context, stream_context, ContextError, ContextFiles};
+use layerbench::context::{build_context, stream_context, ContextError, ContextFiles, IgnoreDialect};
 use layerbench::engine::{BuildRequest, Builder, EngineError};
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
 
@@ -57,15 +57,15 @@ fn several_chunks(root: &Path) -> (PathBuf, PathBuf) {
     (d, dockerfile)
 }
 
-async fn streamed(context: &Path, dockerfile: &Path, builder: Builder) -> (Vec<u8>, String, layerbench::context::SentContext) {
-    let stream = stream_context(context, dockerfile, builder).unwrap_or_else(|e| panic!("{}: {e}", context.display()));
+async fn streamed(context: &Path, dockerfile: &Path, builder: Builder, dialect: IgnoreDialect) -> (Vec<u8>, String, layerbench::context::SentContext) {
+    let stream = stream_context(context, dockerfile, builder, dialect).unwrap_or_else(|e| panic!("{}: {e}", context.display()));
     let name = stream.dockerfile().to_string();
     let (tar, sent) = stream.collect().await.unwrap_or_else(|e| panic!("{}: {e}", context.display()));
     (tar, name, sent)
 }
 
 #[tokio::test]
-async fn the_streamed_context_is_byte_identical_to_the_one_made_in_memory_for_every_fixture_and_both_builders() {
+async fn the_streamed_context_is_byte_identical_to_the_one_made_in_memory_for_every_fixture_both_builders_and_both_dialects() {
     let root = tempfile::tempdir().unwrap();
     let mut cases: Vec<(String, PathBuf, PathBuf)> = common::context_fixtures::all(root.path())
         .into_iter()
@@ -75,16 +75,18 @@ async fn the_streamed_context_is_byte_identical_to_the_one_made_in_memory_for_ev
     let (big, big_dockerfile) = several_chunks(root.path());
     cases.push(("several-chunks".into(), big, big_dockerfile));
     for (name, context, dockerfile) in &cases {
-        for builder in [Builder::Buildkit, Builder::Legacy] {
-            let whole = build_context(context, dockerfile, builder).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let (tar, streamed_name, sent) = streamed(context, dockerfile, builder).await;
+        let each = [Builder::Buildkit, Builder::Legacy].into_iter().flat_map(|b| [IgnoreDialect::Docker20, IgnoreDialect::Docker23].map(|d| (b, d)));
+        for (builder, dialect) in each {
+            let name = &format!("{name} ({dialect:?})");
+            let whole = build_context(context, dockerfile, builder, dialect).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (tar, streamed_name, sent) = streamed(context, dockerfile, builder, dialect).await;
             assert!(!whole.files.is_empty(), "{name} ({builder:?}): an empty context");
             assert!(tar == whole.tar, "{name} ({builder:?}): {} streamed bytes differ from {} made in memory", tar.len(), whole.tar.len());
             assert_eq!(sent.bytes, tar.len() as u64, "{name} ({builder:?})");
             assert_eq!(streamed_name, whole.dockerfile, "{name} ({builder:?})");
             assert_eq!(sent.files, whole.files, "{name} ({builder:?})");
             // What the walk recorded is what reading the sent tar back finds.
-            let read_back = ContextFiles::from_tar(&tar, builder, &streamed_name).unwrap();
+            let read_back = ContextFiles::from_tar(&tar, builder, &streamed_name, dialect).unwrap();
             assert!(!read_back.files.is_empty(), "{name} ({builder:?})");
             assert_eq!(sent.contents, read_back, "{name} ({builder:?})");
             assert_eq!(whole.contents, read_back, "{name} ({builder:?})");
@@ -119,7 +121,7 @@ async fn drain(body: impl futures_util::Stream<Item = std::io::Result<bytes::Byt
 async fn a_file_that_shrinks_while_it_is_sent_ends_the_stream_with_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let dockerfile = two_files(dir.path(), 8 << 20);
-    let (body, end) = stream_context(dir.path(), &dockerfile, Builder::Legacy).unwrap().into_body();
+    let (body, end) = stream_context(dir.path(), &dockerfile, Builder::Legacy, IgnoreDialect::default()).unwrap().into_body();
     let mut body = Box::pin(body);
     // The first chunk holds a.bin's header: the walk is inside a.bin, at most a few chunks ahead.
     assert!(body.next().await.unwrap().is_ok());
@@ -134,7 +136,7 @@ async fn a_file_that_shrinks_while_it_is_sent_ends_the_stream_with_an_error_nami
 async fn a_file_removed_after_the_folder_was_listed_ends_the_stream_with_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let dockerfile = two_files(dir.path(), 8 << 20);
-    let (body, end) = stream_context(dir.path(), &dockerfile, Builder::Buildkit).unwrap().into_body();
+    let (body, end) = stream_context(dir.path(), &dockerfile, Builder::Buildkit, IgnoreDialect::default()).unwrap().into_body();
     let mut body = Box::pin(body);
     assert!(body.next().await.unwrap().is_ok());
     std::fs::remove_file(dir.path().join("b.txt")).unwrap();
@@ -147,7 +149,7 @@ async fn a_file_removed_after_the_folder_was_listed_ends_the_stream_with_an_erro
 async fn a_dropped_body_stops_the_walk() {
     let dir = tempfile::tempdir().unwrap();
     let dockerfile = two_files(dir.path(), 8 << 20);
-    let (body, end) = stream_context(dir.path(), &dockerfile, Builder::Legacy).unwrap().into_body();
+    let (body, end) = stream_context(dir.path(), &dockerfile, Builder::Legacy, IgnoreDialect::default()).unwrap().into_body();
     drop(body);
     let ended = tokio::time::timeout(Duration::from_secs(10), end.sent()).await.expect("the walk ends");
     assert!(matches!(ended, Err(ContextError::NotRead(_))), "{ended:?}");
@@ -193,13 +195,14 @@ async fn tiny_app_builds_through_the_streamed_body_with_both_builders_and_a_cut_
         no_cache: false,
     };
     let mut failures = Vec::new();
+    let dialect = IgnoreDialect::of_engine(&engine.version);
     for builder in [Builder::Buildkit, Builder::Legacy] {
-        let context = stream_context(&app, dockerfile, builder).unwrap();
+        let context = stream_context(&app, dockerfile, builder, dialect).unwrap();
         let outcome = engine.build(request(context, &tag), &mut |_| {}).await;
         let _ = engine.remove_image(&tag).await;
         match outcome {
             Ok(o) => {
-                let whole = build_context(&app, dockerfile, builder).unwrap();
+                let whole = build_context(&app, dockerfile, builder, dialect).unwrap();
                 let sent = o.context.clone().expect("the engine read the whole context");
                 assert_eq!((sent.bytes, &sent.contents), (whole.tar.len() as u64, &whole.contents), "{builder:?}");
                 if let Err(e) = o.into_image("tiny-app") {
@@ -217,7 +220,7 @@ async fn tiny_app_builds_through_the_streamed_body_with_both_builders_and_a_cut_
     for builder in [Builder::Buildkit, Builder::Legacy] {
         std::fs::File::options().write(true).open(dir.path().join("a.bin")).unwrap().set_len(256 << 20).unwrap();
         let truncation = truncate_once_open(dir.path().join("a.bin"));
-        let context = stream_context(dir.path(), &cut_dockerfile, builder).unwrap();
+        let context = stream_context(dir.path(), &cut_dockerfile, builder, dialect).unwrap();
         let cut_tag = format!("{tag}-cut");
         let outcome = engine.build(request(context, &cut_tag), &mut |_| {}).await;
         let _ = engine.remove_image(&cut_tag).await;

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use layerbench::context::IgnoreRules;
+use layerbench::context::{IgnoreDialect, IgnoreRules};
 use layerbench::dockerfile::DockerfileModel;
 use layerbench::engine::stream::BuildStream;
 use layerbench::engine::{Builder, StepReport};
@@ -543,16 +543,18 @@ fn mutated_dockerignore_files_never_panic_and_every_error_names_the_file_and_lin
             let text = apply(text, &mutations);
             let parsed = IgnoreRules::parse(&text, path);
             tally.count(&parsed);
-            match parsed {
-                Ok(mut rules) => {
-                    for p in paths {
-                        let _ = (rules.is_excluded(p), rules.may_re_include_below(p));
+            for (dialect, parsed) in [(IgnoreDialect::Docker20, parsed), (IgnoreDialect::Docker23, IgnoreRules::parse_in(IgnoreDialect::Docker23, &text, path))] {
+                match parsed {
+                    Ok(mut rules) => {
+                        for p in paths {
+                            let _ = (rules.is_excluded(p), rules.may_re_include_below(p), rules.sync_enters(p), rules.judge_path(p));
+                        }
+                        if let Err(e) = rules.keep("dockerfiles/x.Dockerfile") {
+                            prop_assert!(e.to_string().contains(&path.display().to_string()), "{dialect:?}: {e}");
+                        }
                     }
-                    if let Err(e) = rules.keep("dockerfiles/x.Dockerfile") {
-                        prop_assert!(e.to_string().contains(&path.display().to_string()), "{e}");
-                    }
+                    Err(e) => names_file_and_line(&e.to_string(), path)?,
                 }
-                Err(e) => names_file_and_line(&e.to_string(), path)?,
             }
             Ok(())
         })

@@ -51,15 +51,16 @@ async fn host_snapshot() -> Vec<String> {
     facts
 }
 
-fn tiny_build(proxy_url: &str, builder: Builder, tag: &str) -> BuildRequest {
-    tiny_build_of("layered", proxy_url, builder, tag)
+fn tiny_build(engine: &Engine, proxy_url: &str, builder: Builder, tag: &str) -> BuildRequest {
+    tiny_build_of(engine, "layered", proxy_url, builder, tag)
 }
 
-/// The tiny app's template `variant` (`dockerfiles/<variant>.Dockerfile`).
-fn tiny_build_of(variant: &str, proxy_url: &str, builder: Builder, tag: &str) -> BuildRequest {
+/// The tiny app's template `variant` (`dockerfiles/<variant>.Dockerfile`), its context as `engine`'s CLI sends it.
+fn tiny_build_of(engine: &Engine, variant: &str, proxy_url: &str, builder: Builder, tag: &str) -> BuildRequest {
     let app = common::tiny_app();
     let dockerfile = PathBuf::from(format!("dockerfiles/{variant}.Dockerfile"));
-    let context = layerbench::context::stream_context(&app, &dockerfile, builder).expect("the tiny app's context");
+    let dialect = layerbench::context::IgnoreDialect::of_engine(&engine.version);
+    let context = layerbench::context::stream_context(&app, &dockerfile, builder, dialect).expect("the tiny app's context");
     BuildRequest {
         what: format!("tiny-app on an owned engine ({})", builder.name()),
         context,
@@ -106,7 +107,7 @@ async fn an_owned_engine_builds_with_both_builders_empties_to_cold_and_stops_lea
     let mut first = Vec::new();
     for builder in [Builder::Buildkit, Builder::Legacy] {
         let mark = proxy.log().len();
-        let outcome = engine.build(tiny_build(&proxy.url(), builder, &tag), &mut |_| {}).await.expect("the engine answers");
+        let outcome = engine.build(tiny_build(&engine, &proxy.url(), builder, &tag), &mut |_| {}).await.expect("the engine answers");
         let (_, reports, _) = outcome.into_image(&format!("tiny-app ({})", builder.name())).expect("the build succeeds");
         let fetched = proxy.log().since(mark);
         assert!(fetched.iter().any(|r| r.path.ends_with(".zip") && r.status == 200), "{} fetched the modules through the loopback proxy: {fetched:?}", builder.name());
@@ -116,14 +117,14 @@ async fn an_owned_engine_builds_with_both_builders_empties_to_cold_and_stops_lea
         }
     }
     // Built again: the cache of this engine answers.
-    let again = engine.build(tiny_build(&proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.unwrap();
+    let again = engine.build(tiny_build(&engine, &proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.unwrap();
     let (_, reports, _) = again.into_image("tiny-app again").unwrap();
     assert!(steps(&reports).iter().all(|(_, cached)| *cached), "a rebuild is cached before emptying: {reports:?}");
 
     let emptied = engine.empty().await.expect("an owned engine can be emptied");
     assert!(emptied.images >= 1 && emptied.cache_records >= 1 && emptied.kept_images == 2, "{emptied:?}");
     assert_eq!(engine.image_count().await.unwrap(), 2, "only the base images are left");
-    let cold = engine.build(tiny_build(&proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.unwrap();
+    let cold = engine.build(tiny_build(&engine, &proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.unwrap();
     let (_, reports, _) = cold.into_image("tiny-app after empty").unwrap();
     let cold_steps = steps(&reports);
     assert_eq!(cold_steps.len(), first.len(), "{cold_steps:?} vs {first:?}");
@@ -227,7 +228,7 @@ async fn a_docker_26_engine_with_the_containerd_image_store_builds_legacy_is_ins
     let proxy = ProxyServer::start(ProxyConfig::loopback(&store, PROXY_PORT)).await.expect("the proxy starts");
     let tag = format!("layerbench/owned-engine-test:cd-{}", std::process::id());
     // The single-stage template keeps its download and build layers, for inspection to read.
-    let outcome = engine.build(tiny_build_of("naive", &proxy.url(), Builder::Legacy, &tag), &mut |_| {}).await.expect("the engine answers");
+    let outcome = engine.build(tiny_build_of(&engine, "naive", &proxy.url(), Builder::Legacy, &tag), &mut |_| {}).await.expect("the engine answers");
     let (_, reports, _) = outcome.into_image("tiny-app (legacy, containerd store)").expect("the legacy builder works on the containerd store");
     assert!(steps(&reports).iter().all(|(_, cached)| !cached), "{reports:?}");
     // Inspection reads what this store exports: the OCI layout.
@@ -239,7 +240,7 @@ async fn a_docker_26_engine_with_the_containerd_image_store_builds_legacy_is_ins
         .expect("the exported image is read");
     assert_eq!(saved.format, layerbench::saved_image::SavedFormat::OciLayout);
     assert!(saved.layers.iter().any(|l| l.module_cache_bytes > 0), "{:?}", saved.layers);
-    let buildkit = engine.build(tiny_build(&proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.expect("the engine answers");
+    let buildkit = engine.build(tiny_build(&engine, &proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.expect("the engine answers");
     let err = buildkit.into_image("tiny-app (BuildKit, containerd store)").expect_err("BuildKit cannot read an uploaded tar on this store yet");
     assert!(err.to_string().contains("known limit: on the containerd image store"), "{err}");
     proxy.stop().await;

@@ -1,4 +1,4 @@
-//! The context tar for one builder: the folder walk, the `.dockerignore` rules and the Dockerfile's place, as `/usr/bin/docker build` 20.10 sends them.
+//! The context tar for one builder: the folder walk, the `.dockerignore` rules and the Dockerfile's place, as `docker build` sends them (Docker 20.10's CLI, or that of Docker 23 and later: `IgnoreDialect`).
 //!
 //! What the CLI does, and so what this tar does:
 //! - **Legacy builder** (`DOCKER_BUILDKIT=0`): the CLI reads only
@@ -14,7 +14,9 @@
 //!   a session instead of a tar, with the rules of
 //!   `<Dockerfile's folder>/<Dockerfile's name>.dockerignore` when that file
 //!   exists, else `<context>/.dockerignore`; nothing is re-included, and an
-//!   excluded folder entered for a `!` pattern is sent. The engine applies no
+//!   excluded folder entered for a `!` pattern is sent (Docker 20.10), or sent
+//!   only when something below it is (Docker 23 and later, whose sync enters
+//!   excluded folders more often: see `ignore.rs`). The engine applies no
 //!   rules to a tar sent to BuildKit, so this tar holds exactly what that
 //!   session would sync. Only the Dockerfile must be added when the rules
 //!   exclude it or it lies outside the context (the engine reads it from the
@@ -38,7 +40,7 @@ use tar::{EntryType, Header};
 use walkdir::WalkDir;
 
 use super::files::{ContextFiles, FileState};
-use super::ignore::IgnoreRules;
+use super::ignore::{IgnoreDialect, IgnoreRules, WalkJudgement};
 use super::ContextError;
 use crate::engine::Builder;
 
@@ -62,12 +64,12 @@ pub struct SentContext {
     pub bytes: u64,
 }
 
-/// Tars `context_dir` as `/usr/bin/docker build -f <dockerfile> <context_dir>`
-/// makes it visible to `builder`. `dockerfile` is absolute or relative to
+/// Tars `context_dir` as `docker build -f <dockerfile> <context_dir>` of the
+/// release that speaks `dialect` makes it visible to `builder`. `dockerfile` is absolute or relative to
 /// `context_dir` and may lie outside it. The same folder gives the same bytes,
 /// and the same bytes as `stream_context` sends.
-pub fn build_context(context_dir: &Path, dockerfile: &Path, builder: Builder) -> Result<BuildContext, ContextError> {
-    let plan = ContextPlan::new(context_dir, dockerfile, builder)?;
+pub fn build_context(context_dir: &Path, dockerfile: &Path, builder: Builder, dialect: IgnoreDialect) -> Result<BuildContext, ContextError> {
+    let plan = ContextPlan::new(context_dir, dockerfile, builder, dialect)?;
     let mut tar = Vec::new();
     let sent = plan.write(&mut tar)?;
     Ok(BuildContext {
@@ -95,7 +97,7 @@ pub(super) struct ContextPlan {
 }
 
 impl ContextPlan {
-    pub(super) fn new(context_dir: &Path, dockerfile: &Path, builder: Builder) -> Result<ContextPlan, ContextError> {
+    pub(super) fn new(context_dir: &Path, dockerfile: &Path, builder: Builder, dialect: IgnoreDialect) -> Result<ContextPlan, ContextError> {
         let root = context_dir.canonicalize().map_err(|source| ContextError::Io {
             path: context_dir.to_path_buf(),
             source,
@@ -131,7 +133,7 @@ impl ContextPlan {
                 }
             }
         };
-        let rules = ignore_rules(builder, &root, &given, &place)?;
+        let rules = ignore_rules(builder, dialect, &root, &given, &place)?;
         let mut plan = ContextPlan {
             root,
             builder,
@@ -164,41 +166,54 @@ impl ContextPlan {
         Ok(plan)
     }
 
-    /// What the walk does with `rel` (a folder when `is_dir`), as the CLI's walk for this builder does.
-    fn visit(&self, rel: &str, is_dir: bool) -> Visit {
-        if !self.rules.is_excluded(rel) {
-            return Visit::Send;
-        }
-        if !is_dir {
-            return Visit::Skip;
-        }
-        if !self.rules.may_re_include_below(rel) {
-            return Visit::SkipTree;
-        }
-        // Entered for a `!` pattern below it: BuildKit's sync sends the folder, the legacy CLI's tar does not.
-        match self.builder {
-            Builder::Buildkit => Visit::Send,
-            Builder::Legacy => Visit::EnterOnly,
-        }
+    /// What the walk does with `rel` (a folder when `is_dir`), as the CLI's walk
+    /// for this builder does, given the judgement of the folder holding it; and
+    /// `rel`'s own judgement, for the paths below it.
+    fn visit(&self, rel: &str, is_dir: bool, folder: Option<&WalkJudgement>) -> (Visit, WalkJudgement) {
+        let judgement = self.rules.judge(rel, folder);
+        let visit = if !judgement.excluded {
+            Visit::Send
+        } else if !is_dir {
+            Visit::Skip
+        } else {
+            match (self.builder, self.rules.dialect()) {
+                (Builder::Legacy, _) if self.rules.may_re_include_below(rel) => Visit::EnterOnly,
+                // Docker 20.10's sync sends a folder it enters for a `!` pattern below it.
+                (Builder::Buildkit, IgnoreDialect::Docker20) if self.rules.may_re_include_below(rel) => Visit::Send,
+                (Builder::Buildkit, IgnoreDialect::Docker23) if self.rules.sync_enters(rel) => Visit::EnterLazily,
+                _ => Visit::SkipTree,
+            }
+        };
+        (visit, judgement)
     }
 
     /// Whether the walk reaches and sends the regular file `rel` (its folders are real folders: the path is resolved).
     fn walk_sends(&self, rel: &str) -> bool {
         let parts: Vec<&str> = rel.split('/').collect();
-        (1..parts.len()).all(|n| self.visit(&parts[..n].join("/"), true) != Visit::SkipTree) && self.visit(rel, false) == Visit::Send
+        let mut folder: Option<WalkJudgement> = None;
+        for n in 1..parts.len() {
+            let (visit, judgement) = self.visit(&parts[..n].join("/"), true, folder.as_ref());
+            if visit == Visit::SkipTree {
+                return false;
+            }
+            folder = Some(judgement);
+        }
+        self.visit(rel, false, folder.as_ref()).0 == Visit::Send
     }
 
     /// Walks the folder in name order and writes the tar into `sink` entry by
     /// entry, each file read as it is written (memory stays bounded whatever
     /// the context's size). An error names the path that could not be sent.
     pub(super) fn write<W: Write>(&self, sink: W) -> Result<SentContext, ContextError> {
-        let mut tar = ContextTar::new(self.builder, sink);
+        let mut tar = ContextTar::new(self.builder, self.rules.dialect(), sink);
         tar.hidden_from_legacy_builder = self.hidden_from_legacy_builder.clone();
         if self.builder == Builder::Buildkit {
             tar.append_root(&self.root)?;
         }
         let root = &self.root;
         let mut walker = WalkDir::new(root).min_depth(1).follow_links(false).sort_by_file_name().into_iter();
+        // The folders being walked, outermost first.
+        let mut folders: Vec<WalkedFolder> = Vec::new();
         while let Some(item) = walker.next() {
             let entry = item.map_err(|e| {
                 let path = e.path().unwrap_or(root).to_path_buf();
@@ -208,21 +223,49 @@ impl ContextPlan {
                 }
             })?;
             let rel = entry.path().strip_prefix(root).map(slash_path).unwrap_or_default();
-            match self.visit(&rel, entry.file_type().is_dir()) {
-                Visit::Send => {}
-                Visit::Skip | Visit::EnterOnly => continue,
+            folders.truncate(entry.depth().saturating_sub(1));
+            let is_dir = entry.file_type().is_dir();
+            let (visit, judgement) = self.visit(&rel, is_dir, folders.last().map(|f| &f.judgement));
+            let metadata = || {
+                std::fs::symlink_metadata(entry.path()).map_err(|source| ContextError::Io {
+                    path: entry.path().to_path_buf(),
+                    source,
+                })
+            };
+            let send = match visit {
+                Visit::Send => true,
+                Visit::Skip => continue,
                 Visit::SkipTree => {
                     walker.skip_current_dir();
                     continue;
                 }
+                Visit::EnterOnly => false,
+                Visit::EnterLazily => {
+                    let unsent = Entry {
+                        rel,
+                        path: entry.path().to_path_buf(),
+                        meta: metadata()?,
+                    };
+                    folders.push(WalkedFolder { judgement, unsent: Some(unsent) });
+                    continue;
+                }
+            };
+            if is_dir {
+                folders.push(WalkedFolder { judgement, unsent: None });
             }
-            let meta = std::fs::symlink_metadata(entry.path()).map_err(|source| ContextError::Io {
-                path: entry.path().to_path_buf(),
-                source,
-            })?;
+            if !send {
+                continue;
+            }
+            let meta = metadata()?;
             // The legacy CLI's tar skips a socket (BuildKit's sync sends it as an empty file).
             if meta.file_type().is_socket() && self.builder == Builder::Legacy {
                 continue;
+            }
+            // Folders entered but not yet sent go first, outermost first (BuildKit's sync, Docker 23 and later).
+            for folder in &mut folders {
+                if let Some(unsent) = folder.unsent.take() {
+                    tar.append(&unsent)?;
+                }
             }
             tar.append(&Entry {
                 rel,
@@ -254,16 +297,25 @@ enum Visit {
     SkipTree,
     /// A folder walked but not sent.
     EnterOnly,
+    /// A folder walked and sent just before the first path below it that is sent.
+    EnterLazily,
+}
+
+/// A folder the walk is in: its judgement, which the paths below it inherit,
+/// and its entry while it waits to be sent (`Visit::EnterLazily`).
+struct WalkedFolder {
+    judgement: WalkJudgement,
+    unsent: Option<Entry>,
 }
 
 /// The rules the CLI applies for `builder`: for the legacy builder the
 /// context's `.dockerignore` with the Dockerfile and itself re-included, for
 /// BuildKit the Dockerfile's own ignore file when it has one.
-fn ignore_rules(builder: Builder, root: &Path, dockerfile: &Path, place: &Place) -> Result<IgnoreRules, ContextError> {
+fn ignore_rules(builder: Builder, dialect: IgnoreDialect, root: &Path, dockerfile: &Path, place: &Place) -> Result<IgnoreRules, ContextError> {
     let context_rules = root.join(".dockerignore");
     match builder {
         Builder::Legacy => {
-            let mut rules = IgnoreRules::read(&context_rules)?;
+            let mut rules = IgnoreRules::read_in(dialect, &context_rules)?;
             rules.keep(".dockerignore")?;
             if let Place::Inside(rel) = place {
                 rules.keep(rel)?;
@@ -273,7 +325,7 @@ fn ignore_rules(builder: Builder, root: &Path, dockerfile: &Path, place: &Place)
         Builder::Buildkit => {
             let name = dockerfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let own = dockerfile.with_file_name(format!("{name}.dockerignore"));
-            IgnoreRules::read(if own.is_file() { &own } else { &context_rules })
+            IgnoreRules::read_in(dialect, if own.is_file() { &own } else { &context_rules })
         }
     }
 }
@@ -341,6 +393,8 @@ impl<R: Read> Read for Hashed<R> {
 /// The tar under construction, and what each path it holds is.
 struct ContextTar<W: Write> {
     builder: Builder,
+    /// Whose rules the legacy engine deletes the Dockerfile and `.dockerignore` by.
+    dialect: IgnoreDialect,
     tar: tar::Builder<Counted<W>>,
     files: Vec<String>,
     contents: ContextFiles,
@@ -354,9 +408,10 @@ struct ContextTar<W: Write> {
 }
 
 impl<W: Write> ContextTar<W> {
-    fn new(builder: Builder, sink: W) -> ContextTar<W> {
+    fn new(builder: Builder, dialect: IgnoreDialect, sink: W) -> ContextTar<W> {
         ContextTar {
             builder,
+            dialect,
             tar: tar::Builder::new(Counted { inner: sink, bytes: 0 }),
             files: Vec::new(),
             contents: ContextFiles::default(),
@@ -545,7 +600,7 @@ impl<W: Write> ContextTar<W> {
     /// Ends the tar; for the legacy builder, leaves out of `contents` what the engine deletes before any step sees it.
     fn finish(mut self, dockerfile: &str) -> std::io::Result<SentContext> {
         if let (Builder::Legacy, Some(text)) = (self.builder, &self.ignore_text) {
-            self.contents.drop_what_the_legacy_engine_deletes(text, dockerfile);
+            self.contents.drop_what_the_legacy_engine_deletes(text, dockerfile, self.dialect);
         }
         let mut sink = self.tar.into_inner()?;
         sink.flush()?;
@@ -659,12 +714,12 @@ mod tests {
         write(&d.join("dockerfiles/other"), "o");
         write(&d.join("main.go"), "package main");
         write(&d.join(".dockerignore"), "dockerfiles\n.dockerignore\n");
-        let legacy = build_context(d, Path::new("dockerfiles/app.Dockerfile"), Builder::Legacy).unwrap();
+        let legacy = build_context(d, Path::new("dockerfiles/app.Dockerfile"), Builder::Legacy, IgnoreDialect::Docker20).unwrap();
         assert_eq!(names(&legacy), vec![".dockerignore", "dockerfiles/app.Dockerfile", "main.go"]);
         assert_eq!(legacy.dockerfile, "dockerfiles/app.Dockerfile");
         assert_eq!(legacy.files, names(&legacy));
 
-        let buildkit = build_context(d, Path::new("dockerfiles/app.Dockerfile"), Builder::Buildkit).unwrap();
+        let buildkit = build_context(d, Path::new("dockerfiles/app.Dockerfile"), Builder::Buildkit, IgnoreDialect::Docker20).unwrap();
         assert!(buildkit.dockerfile.starts_with(".dockerfile.") && buildkit.dockerfile.len() == ".dockerfile.".len() + 20);
         assert_eq!(buildkit.files, vec!["main.go".to_string(), buildkit.dockerfile.clone()]);
         assert_eq!(names(&buildkit), vec![".", "main.go", buildkit.dockerfile.as_str()]);
@@ -679,9 +734,9 @@ mod tests {
         write(&d.join(".dockerignore"), "a.txt\n");
         write(&d.join("a.txt"), "a");
         write(&d.join("b.txt"), "b");
-        let legacy = build_context(d, Path::new("build/app.Dockerfile"), Builder::Legacy).unwrap();
+        let legacy = build_context(d, Path::new("build/app.Dockerfile"), Builder::Legacy, IgnoreDialect::Docker20).unwrap();
         assert!(legacy.files.contains(&"b.txt".to_string()) && !legacy.files.contains(&"a.txt".to_string()));
-        let buildkit = build_context(d, &d.join("build/app.Dockerfile"), Builder::Buildkit).unwrap();
+        let buildkit = build_context(d, &d.join("build/app.Dockerfile"), Builder::Buildkit, IgnoreDialect::Docker20).unwrap();
         assert!(buildkit.files.contains(&"a.txt".to_string()) && !buildkit.files.contains(&"b.txt".to_string()));
         assert_eq!(buildkit.dockerfile, "build/app.Dockerfile");
     }
@@ -693,7 +748,7 @@ mod tests {
         write(&ctx.join("a.txt"), "a");
         let dockerfile = dir.path().join("elsewhere/Dockerfile");
         write(&dockerfile, "FROM scratch\n");
-        let legacy = build_context(&ctx, &dockerfile, Builder::Legacy).unwrap();
+        let legacy = build_context(&ctx, &dockerfile, Builder::Legacy, IgnoreDialect::Docker20).unwrap();
         let name = legacy.dockerfile.clone();
         assert_eq!(name, generated_dockerfile_name(b"FROM scratch\n"));
         let all = entries(&legacy.tar);
@@ -704,12 +759,12 @@ mod tests {
 
         // An existing .dockerignore gets the name appended, keeping its own text.
         write(&ctx.join(".dockerignore"), "x");
-        let legacy = build_context(&ctx, &dockerfile, Builder::Legacy).unwrap();
+        let legacy = build_context(&ctx, &dockerfile, Builder::Legacy, IgnoreDialect::Docker20).unwrap();
         let all = entries(&legacy.tar);
         assert_eq!(find(&all, ".dockerignore").unwrap().text, format!("x\n{name}\n"));
 
         // BuildKit: the file alone, .dockerignore as it is.
-        let buildkit = build_context(&ctx, &dockerfile, Builder::Buildkit).unwrap();
+        let buildkit = build_context(&ctx, &dockerfile, Builder::Buildkit, IgnoreDialect::Docker20).unwrap();
         assert_eq!(buildkit.dockerfile, name);
         let all = entries(&buildkit.tar);
         assert_eq!(find(&all, ".dockerignore").unwrap().text, "x");
@@ -724,10 +779,60 @@ mod tests {
         write(&d.join("secret/drop"), "d");
         write(&d.join("other/keep"), "k");
         write(&d.join(".dockerignore"), "secret\nother\n!secret/keep\n!**/keep\n");
-        let legacy = build_context(d, Path::new("Dockerfile"), Builder::Legacy).unwrap();
+        let legacy = build_context(d, Path::new("Dockerfile"), Builder::Legacy, IgnoreDialect::Docker20).unwrap();
         assert_eq!(names(&legacy), vec![".dockerignore", "Dockerfile", "secret/keep"]);
-        let buildkit = build_context(d, Path::new("Dockerfile"), Builder::Buildkit).unwrap();
+        let buildkit = build_context(d, Path::new("Dockerfile"), Builder::Buildkit, IgnoreDialect::Docker20).unwrap();
         assert_eq!(names(&buildkit), vec![".", ".dockerignore", "Dockerfile", "secret", "secret/keep"]);
+    }
+
+    /// The paths of the `tree` fixture (tests/common/context_fixtures.rs) that its `.dockerignore` tells apart.
+    fn tree(d: &Path) {
+        write(&d.join("Dockerfile"), "FROM scratch\n");
+        for f in [
+            "a/keep/k", "a/drop/d", "a/f", "b/x/y/z", "b/x/f", "q/r/x/keep", "q/r/x/f", "q/r/x/y/z", "c/keep", "c/other", "f(1).txt", "f1.txt", "aab",
+            "e/keep/k", "e/other", "secret/keep", "secret/s",
+        ] {
+            write(&d.join(f), f);
+        }
+        write(&d.join(".dockerignore"), "a\n!a/keep\n**/x\n!b/x/y\n!q/r/x/keep\nc/*\n!c/keep\nf(1).txt\na+b\ne\n!**/keep\nsecret\n!secret/keep\n");
+    }
+
+    #[test]
+    fn the_tree_fixture_s_context_for_each_builder_in_both_dialects() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        tree(d);
+        let sent = |builder, dialect| names(&build_context(d, Path::new("Dockerfile"), builder, dialect).unwrap());
+        // Docker 20.10, as its CLI sends it (tests/context_parity.rs): unchanged.
+        let common = ["a/keep", "a/keep/k", "b", "b/x/y", "b/x/y/z", "c", "c/keep"];
+        let old_legacy: Vec<String> = [".dockerignore", "Dockerfile"].into_iter().chain(common).chain(["f(1).txt", "q", "q/r", "q/r/x/f", "q/r/x/keep", "q/r/x/y", "q/r/x/y/z", "secret/keep"]).map(String::from).collect();
+        assert_eq!(sent(Builder::Legacy, IgnoreDialect::Docker20), old_legacy);
+        let old_buildkit: Vec<String> = [".", ".dockerignore", "Dockerfile", "a"].into_iter().chain(common[..3].iter().copied()).chain(["b/x"]).chain(common[3..].iter().copied())
+            .chain(["f(1).txt", "q", "q/r", "q/r/x", "q/r/x/f", "q/r/x/keep", "q/r/x/y", "q/r/x/y/z", "secret", "secret/keep"]).map(String::from).collect();
+        assert_eq!(sent(Builder::Buildkit, IgnoreDialect::Docker20), old_buildkit);
+        // Docker 23 and later, as Docker 26.1's CLI sends it (measured): `aab` and `f1.txt` come, `f(1).txt` and all of `q/r/x` but `keep` go.
+        let new_legacy: Vec<String> = [".dockerignore", "Dockerfile", "a/keep", "a/keep/k", "aab", "b", "b/x/y", "b/x/y/z", "c", "c/keep", "f1.txt", "q", "q/r", "q/r/x/keep", "secret/keep"]
+            .into_iter().map(String::from).collect();
+        assert_eq!(sent(Builder::Legacy, IgnoreDialect::Docker23), new_legacy);
+        // BuildKit's sync also enters `e` for `!**/keep`, and sends an excluded folder only with something below it.
+        let new_buildkit: Vec<String> = [".", ".dockerignore", "Dockerfile", "a", "a/keep", "a/keep/k", "aab", "b", "b/x", "b/x/y", "b/x/y/z", "c", "c/keep", "e", "e/keep", "e/keep/k", "f1.txt", "q", "q/r", "q/r/x", "q/r/x/keep", "secret", "secret/keep"]
+            .into_iter().map(String::from).collect();
+        assert_eq!(sent(Builder::Buildkit, IgnoreDialect::Docker23), new_buildkit);
+    }
+
+    #[test]
+    fn the_legacy_engine_deletes_the_dockerfile_by_its_own_release_s_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(&d.join("Dockerfile"), "FROM scratch\n");
+        write(&d.join(".dockerignore"), "Docker(file)\n");
+        for (dialect, deleted) in [(IgnoreDialect::Docker20, true), (IgnoreDialect::Docker23, false)] {
+            let ctx = build_context(d, Path::new("Dockerfile"), Builder::Legacy, dialect).unwrap();
+            assert!(names(&ctx).contains(&"Dockerfile".to_string()), "{dialect:?}: the CLI sends it");
+            assert_eq!(!ctx.contents.files.contains_key("Dockerfile"), deleted, "{dialect:?}: `(` groups in 20.10 only");
+            let read_back = ContextFiles::from_tar(&ctx.tar, Builder::Legacy, "Dockerfile", dialect).unwrap();
+            assert_eq!(read_back, ctx.contents, "{dialect:?}");
+        }
     }
 
     #[test]
@@ -746,7 +851,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", d.join("link")).unwrap();
         std::fs::hard_link(d.join("a.sh"), d.join("b.sh")).unwrap();
 
-        let legacy = entries(&build_context(d, Path::new("Dockerfile"), Builder::Legacy).unwrap().tar);
+        let legacy = entries(&build_context(d, Path::new("Dockerfile"), Builder::Legacy, IgnoreDialect::Docker20).unwrap().tar);
         let a = find(&legacy, "a.sh").unwrap();
         assert_eq!((a.kind, a.mode, a.owner, a.mtime.as_str()), (EntryType::Regular, 0o4750, (0, 0), "1600000000"));
         let b = find(&legacy, "b.sh").unwrap();
@@ -754,7 +859,7 @@ mod tests {
         let link = find(&legacy, "link").unwrap();
         assert_eq!((link.kind, link.link.as_str()), (EntryType::Symlink, "/etc/passwd"));
 
-        let buildkit = entries(&build_context(d, Path::new("Dockerfile"), Builder::Buildkit).unwrap().tar);
+        let buildkit = entries(&build_context(d, Path::new("Dockerfile"), Builder::Buildkit, IgnoreDialect::Docker20).unwrap().tar);
         let a = find(&buildkit, "a.sh").unwrap();
         assert_eq!(a.mtime, "1600000000.123456789");
     }
@@ -766,7 +871,7 @@ mod tests {
         let long = "l".repeat(150);
         write(&d.join(&long), "x");
         write(&d.join("Dockerfile"), "FROM scratch\n");
-        let ctx = build_context(d, Path::new("Dockerfile"), Builder::Buildkit).unwrap();
+        let ctx = build_context(d, Path::new("Dockerfile"), Builder::Buildkit, IgnoreDialect::Docker20).unwrap();
         let first = tar::Header::from_byte_slice(&ctx.tar[..512]);
         assert_eq!((first.entry_type(), first.path().unwrap().to_string_lossy().trim_end_matches('/')), (EntryType::Directory, "."));
         assert!(names(&ctx).contains(&long));
@@ -779,8 +884,8 @@ mod tests {
         write(&d.join("Dockerfile"), "FROM scratch\n");
         write(&d.join("src/main.go"), "package main");
         for builder in [Builder::Buildkit, Builder::Legacy] {
-            let once = build_context(d, Path::new("Dockerfile"), builder).unwrap();
-            let again = build_context(d, Path::new("Dockerfile"), builder).unwrap();
+            let once = build_context(d, Path::new("Dockerfile"), builder, IgnoreDialect::Docker20).unwrap();
+            let again = build_context(d, Path::new("Dockerfile"), builder, IgnoreDialect::Docker20).unwrap();
             assert_eq!(once.tar, again.tar, "{builder:?}");
         }
     }
@@ -789,11 +894,11 @@ mod tests {
     fn errors_name_the_missing_dockerfile_and_the_bad_pattern() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let err = build_context(d, Path::new("nope.Dockerfile"), Builder::Legacy).unwrap_err();
+        let err = build_context(d, Path::new("nope.Dockerfile"), Builder::Legacy, IgnoreDialect::Docker20).unwrap_err();
         assert!(err.to_string().contains("nope.Dockerfile"), "{err}");
         write(&d.join("Dockerfile"), "FROM scratch\n");
         write(&d.join(".dockerignore"), "ok\nbad[\n");
-        let err = build_context(d, Path::new("Dockerfile"), Builder::Buildkit).unwrap_err();
+        let err = build_context(d, Path::new("Dockerfile"), Builder::Buildkit, IgnoreDialect::Docker20).unwrap_err();
         assert!(err.to_string().contains(".dockerignore") && err.to_string().contains("bad["), "{err}");
     }
 }

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use sha2::{Digest, Sha256};
 
-use super::IgnoreRules;
+use super::{IgnoreDialect, IgnoreRules};
 use crate::results::Builder;
 
 /// One path of the context as sent.
@@ -51,7 +51,9 @@ impl ContextFiles {
     /// builder, the Dockerfile and `.dockerignore` are dropped when the sent
     /// `.dockerignore` lists them, as the engine deletes them before any `COPY`.
     /// (`context::stream_context` computes the same while it writes the tar.)
-    pub fn from_tar(tar: &[u8], builder: Builder, dockerfile: &str) -> std::io::Result<ContextFiles> {
+    /// `dialect` is the engine's: the legacy engine of Docker 23 and later
+    /// deletes them when a pattern matches any of their folders.
+    pub fn from_tar(tar: &[u8], builder: Builder, dockerfile: &str, dialect: IgnoreDialect) -> std::io::Result<ContextFiles> {
         let mut files = ContextFiles::default();
         let mut ignore_text = None;
         let mut archive = tar::Archive::new(tar);
@@ -73,14 +75,14 @@ impl ContextFiles {
             files.files.insert(path, FileState::of_entry(entry_type, mode, owner, link, Some(Sha256::new_with_prefix(&bytes))));
         }
         if let (Builder::Legacy, Some(text)) = (builder, ignore_text) {
-            files.drop_what_the_legacy_engine_deletes(&text, dockerfile);
+            files.drop_what_the_legacy_engine_deletes(&text, dockerfile, dialect);
         }
         Ok(files)
     }
 
     /// The legacy engine deletes the Dockerfile and `.dockerignore` from the context it received when the sent `.dockerignore` (`text`) lists them.
-    pub(super) fn drop_what_the_legacy_engine_deletes(&mut self, text: &[u8], dockerfile: &str) {
-        if let Ok(rules) = IgnoreRules::parse(&String::from_utf8_lossy(text), std::path::Path::new(".dockerignore")) {
+    pub(super) fn drop_what_the_legacy_engine_deletes(&mut self, text: &[u8], dockerfile: &str, dialect: IgnoreDialect) {
+        if let Ok(rules) = IgnoreRules::parse_in(dialect, &String::from_utf8_lossy(text), std::path::Path::new(".dockerignore")) {
             for name in [dockerfile, ".dockerignore"] {
                 if rules.is_excluded(name) {
                     self.files.remove(name);

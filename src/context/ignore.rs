@@ -1,28 +1,110 @@
-//! `.dockerignore` files as Docker 20.10 reads and matches them (the CLI's walk, the daemon's check and BuildKit's sync use the same rules).
+//! `.dockerignore` files as the Docker CLI and engine of a release read and match them: Docker 20.10's rules, and the rules of Docker 23 and later.
 //!
-//! The rules, learned from docker/cli 20.10 and moby 20.10 and checked against
+//! Both dialects read a file alike (docker/cli 20.10 `builder/dockerignore`,
+//! moby/patternmatcher `ignorefile.ReadAll` since 23.0), checked against
 //! `/usr/bin/docker build`:
 //! - a line whose first character is `#` is a comment (` #x` is the pattern `#x`);
 //!   surrounding white space is dropped; a leading `!` re-includes;
 //! - each pattern is cleaned like Go's `filepath.Clean` (`a/./b/../c` is `a/c`,
 //!   a leading `..` stays and then matches nothing) and a leading `/` is dropped;
-//! - a pattern must be a valid Go `filepath.Match` pattern, then it is turned
-//!   into a Go regular expression: `*` and `?` stay within one path element,
-//!   `**` spans elements, `.` and `$` are literal, `\` escapes the next
-//!   character, and every other character keeps its regular-expression meaning
-//!   (so `[a-z]` is a class, and `+`, `(`, `|` are operators too);
-//! - a path is matched against each pattern in order and the last match wins; a
-//!   pattern also matches a path when it matches the path's leading folders
+//! - a pattern must be a valid Go `filepath.Match` pattern; `*` and `?` stay
+//!   within one path element, `**` spans elements, `\` escapes the next
+//!   character; a path is matched against each pattern in order and the last
+//!   match wins.
+//!
+//! **Docker 20.10** (`IgnoreDialect::Docker20`; moby 20.10 `pkg/fileutils`,
+//! its `Matches` in the CLI's tar, the daemon's check and BuildKit's sync):
+//! - a pattern is turned into a Go regular expression in which `.` and `$`
+//!   are literal and every other character keeps its regular-expression
+//!   meaning (so `[a-z]` is a class, and `+`, `(`, `|` are operators too);
+//! - a pattern also matches a path when it matches the path's leading folders
 //!   with as many elements as the pattern has (`a/*` matches `a/b/c`, but
 //!   `**/x` does not match `a/b/x/y`);
 //! - an excluded folder is not walked, unless some `!` pattern's text starts
 //!   with the folder's path (`!a/keep` opens `a`, `!**/keep` opens nothing).
+//!
+//! **Docker 23 and later** (`IgnoreDialect::Docker23`; moby/patternmatcher
+//! v0.5.0–v0.6.0, vendored by docker/cli 23.0–26.1, from moby's
+//! `pkg/fileutils` changes of 2021, first released in 23.0):
+//! - `.+()|{}$` are literal; `[`, `]`, `^` and `\` still reach the regular
+//!   expression; a pattern with no `*`, `?`, `[`, `]` or `\` is compared as
+//!   text, one ending in `**` (and nothing else special) as a prefix, and one
+//!   starting with `**` (and nothing else special) as a suffix (`**x` matches
+//!   `ax`);
+//! - a single path is excluded when a pattern matches it or any of its
+//!   leading folders (`MatchesOrParentMatches`: the daemon's deletion of the
+//!   Dockerfile and `.dockerignore`), but the CLI's re-include of those two
+//!   still asks the old question (`Matches`: leading folders with as many
+//!   elements as the pattern);
+//! - the walks (the CLI's tar, moby `pkg/archive`; BuildKit's sync,
+//!   tonistiigi/fsutil `filter.go`) judge a path from its folder's judgement
+//!   (`MatchesUsingParentResults`): a pattern that matched the folder matches
+//!   everything in it, so `**/x` then `!q/r/x/keep` leaves all of `q/r/x`
+//!   out but `keep`; a pattern is only tried where it could change the
+//!   outcome, so `a/b` then `!a` leaves `a/b` out;
+//! - the legacy tar enters an excluded folder as 20.10 does; BuildKit's sync
+//!   enters every excluded folder when a `!` pattern (less a trailing `/**`
+//!   or `/*`) has any of `*[]?^\`, else those its `!` patterns lie below, and
+//!   sends an excluded folder it entered only when something below it is sent.
 
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
 
 use super::ContextError;
+use crate::results::EngineVersion;
+
+/// Whose `.dockerignore` rules a context follows: those of the Docker CLI that
+/// comes with the engine's release (see the module's header).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum IgnoreDialect {
+    /// Docker 20.10 and before: moby's `pkg/fileutils`.
+    #[default]
+    Docker20,
+    /// Docker 23.0 and later: moby/patternmatcher.
+    Docker23,
+}
+
+impl IgnoreDialect {
+    /// The dialect of a Docker release (`20.10.24+dfsg1`, `26.1.5+dfsg1`): 23
+    /// and later speak `Docker23`, older releases `Docker20`; a version whose
+    /// major number cannot be read (a development build) is taken as new.
+    pub fn of_docker_version(version: &str) -> IgnoreDialect {
+        let major = version.trim().trim_start_matches('v').split(['.', '-', '+']).next().and_then(|m| m.parse::<u32>().ok());
+        match major {
+            Some(major) if major < 23 => IgnoreDialect::Docker20,
+            _ => IgnoreDialect::Docker23,
+        }
+    }
+
+    /// The dialect of the CLI that comes with `engine`.
+    pub fn of_engine(engine: &EngineVersion) -> IgnoreDialect {
+        IgnoreDialect::of_docker_version(&engine.engine)
+    }
+}
+
+/// How a compiled pattern compares a path.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Regex(Regex),
+    /// The path is the text.
+    Exact(String),
+    /// The path starts with the text (a pattern ending in `**`).
+    Prefix(String),
+    /// The path ends with the text, or is the text less its leading `/` (a pattern starting with `**`).
+    Suffix(String),
+}
+
+impl Matcher {
+    fn is_match(&self, path: &str) -> bool {
+        match self {
+            Matcher::Regex(re) => re.is_match(path),
+            Matcher::Exact(text) => path == text,
+            Matcher::Prefix(text) => path.starts_with(text.as_str()),
+            Matcher::Suffix(text) => path.ends_with(text.as_str()) || text.strip_prefix('/') == Some(path),
+        }
+    }
+}
 
 /// One `.dockerignore` pattern, compiled.
 #[derive(Debug, Clone)]
@@ -31,7 +113,7 @@ struct Pattern {
     text: String,
     /// How many path elements the pattern has.
     elements: usize,
-    regex: Regex,
+    matcher: Matcher,
     /// A `!` pattern: a match re-includes.
     exclusion: bool,
 }
@@ -41,14 +123,28 @@ struct Pattern {
 pub struct IgnoreRules {
     patterns: Vec<Pattern>,
     origin: PathBuf,
+    dialect: IgnoreDialect,
+}
+
+/// How a walk judged one path: whether it is left out, and (Docker 23 and
+/// later) which patterns matched it, which its children inherit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalkJudgement {
+    pub excluded: bool,
+    matched: Vec<bool>,
 }
 
 impl IgnoreRules {
-    /// Reads `path`; no file means no rules.
+    /// Reads `path` with Docker 20.10's rules; no file means no rules.
     pub fn read(path: &Path) -> Result<IgnoreRules, ContextError> {
+        IgnoreRules::read_in(IgnoreDialect::Docker20, path)
+    }
+
+    /// Reads `path` with `dialect`'s rules; no file means no rules.
+    pub fn read_in(dialect: IgnoreDialect, path: &Path) -> Result<IgnoreRules, ContextError> {
         match std::fs::read(path) {
-            Ok(bytes) => IgnoreRules::parse(&String::from_utf8_lossy(&bytes), path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(IgnoreRules::default()),
+            Ok(bytes) => IgnoreRules::parse_in(dialect, &String::from_utf8_lossy(&bytes), path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(IgnoreRules { dialect, ..IgnoreRules::default() }),
             Err(source) => Err(ContextError::Io {
                 path: path.to_path_buf(),
                 source,
@@ -56,11 +152,17 @@ impl IgnoreRules {
         }
     }
 
-    /// Parses `.dockerignore` text; `origin` names the file in errors.
+    /// Parses `.dockerignore` text with Docker 20.10's rules; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<IgnoreRules, ContextError> {
+        IgnoreRules::parse_in(IgnoreDialect::Docker20, text, origin)
+    }
+
+    /// Parses `.dockerignore` text with `dialect`'s rules; `origin` names the file in errors.
+    pub fn parse_in(dialect: IgnoreDialect, text: &str, origin: &Path) -> Result<IgnoreRules, ContextError> {
         let mut rules = IgnoreRules {
             patterns: Vec::new(),
             origin: origin.to_path_buf(),
+            dialect,
         };
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (n, line) in text.lines().enumerate() {
@@ -71,7 +173,14 @@ impl IgnoreRules {
         Ok(rules)
     }
 
+    /// The dialect the rules were read in.
+    pub fn dialect(&self) -> IgnoreDialect {
+        self.dialect
+    }
+
     /// Compiles one pattern as Docker's matcher does; `line` is quoted in errors, `at` says where it was written.
+    /// (Docker 23's matcher compiles a pattern when it first compares a path and then fails the walk; here a
+    /// pattern it cannot compile is an error at once.)
     fn push(&mut self, pattern: &str, line: &str, at: &str) -> Result<(), ContextError> {
         let bad = |reason: &str| ContextError::BadPattern {
             file: self.origin.clone(),
@@ -88,20 +197,44 @@ impl IgnoreRules {
         if !is_valid_glob(&text) {
             return Err(bad("it is not a valid glob (an unclosed `[`, an empty class or a trailing `\\`)"));
         }
-        let regex = rust_regex(&go_regex(&text))
-            .and_then(|re| Regex::new(&re).ok())
-            .ok_or_else(|| bad("Docker turns it into an invalid regular expression"))?;
+        let regex = |go: &str| {
+            rust_regex(go)
+                .and_then(|re| Regex::new(&re).ok())
+                .map(Matcher::Regex)
+                .ok_or_else(|| bad("Docker turns it into an invalid regular expression"))
+        };
+        let matcher = match self.dialect {
+            IgnoreDialect::Docker20 => regex(&go_regex(&text))?,
+            IgnoreDialect::Docker23 => match compile_docker23(&text) {
+                Compiled::Regex(go) => regex(&go)?,
+                Compiled::Exact => Matcher::Exact(text.clone()),
+                Compiled::Prefix => Matcher::Prefix(text[..text.len() - 2].to_string()),
+                Compiled::Suffix => Matcher::Suffix(text[2..].to_string()),
+            },
+        };
         self.patterns.push(Pattern {
             elements: text.split('/').count(),
             text,
-            regex,
+            matcher,
             exclusion,
         });
         Ok(())
     }
 
-    /// Whether `rel` (a `/`-separated path relative to the context root) is left out.
+    /// Whether `rel` (a `/`-separated path relative to the context root), asked
+    /// about alone, is left out: in Docker 20.10 a pattern matches it or its
+    /// leading folders with as many elements as the pattern has; since Docker 23
+    /// a pattern matches it or any of its folders (what the legacy engine asks
+    /// of the Dockerfile and `.dockerignore` it received).
     pub fn is_excluded(&self, rel: &str) -> bool {
+        match self.dialect {
+            IgnoreDialect::Docker20 => self.matches_leading_folders(rel),
+            IgnoreDialect::Docker23 => self.matches_or_a_folder_matches(rel),
+        }
+    }
+
+    /// `Matches` in both dialects: a pattern matches `rel` or the leading folders with as many elements as it has.
+    fn matches_leading_folders(&self, rel: &str) -> bool {
         let file = go_clean(rel);
         if file == "." {
             return false;
@@ -113,9 +246,9 @@ impl IgnoreRules {
         let parent_elements: Vec<&str> = parent.split('/').collect();
         let mut excluded = false;
         for p in &self.patterns {
-            let mut hit = p.regex.is_match(&file);
+            let mut hit = p.matcher.is_match(&file);
             if !hit && parent != "." && p.elements <= parent_elements.len() {
-                hit = p.regex.is_match(&parent_elements[..p.elements].join("/"));
+                hit = p.matcher.is_match(&parent_elements[..p.elements].join("/"));
             }
             if hit {
                 excluded = !p.exclusion;
@@ -124,8 +257,70 @@ impl IgnoreRules {
         excluded
     }
 
-    /// Whether the walk must still enter the excluded folder `dir`: some `!`
-    /// pattern's text lies below it.
+    /// `MatchesOrParentMatches`: a pattern matches `rel` or any of its folders.
+    fn matches_or_a_folder_matches(&self, rel: &str) -> bool {
+        let file = go_clean(rel);
+        if file == "." {
+            return false;
+        }
+        let mut excluded = false;
+        for p in &self.patterns {
+            if p.matcher.is_match(&file) || leading_folders(&file).any(|folder| p.matcher.is_match(folder)) {
+                excluded = !p.exclusion;
+            }
+        }
+        excluded
+    }
+
+    /// How the CLI's walk (the legacy tar or BuildKit's sync) judges `rel`,
+    /// given the judgement of the folder holding it (`None` at the top).
+    /// Docker 20.10's walks ask `is_excluded`; Docker 23's carry each
+    /// pattern's match down from the folder (`MatchesUsingParentResults`).
+    pub fn judge(&self, rel: &str, folder: Option<&WalkJudgement>) -> WalkJudgement {
+        if self.dialect == IgnoreDialect::Docker20 {
+            return WalkJudgement {
+                excluded: self.is_excluded(rel),
+                matched: Vec::new(),
+            };
+        }
+        let file = go_clean(rel);
+        let inherited = folder.map(|f| f.matched.as_slice()).filter(|m| m.len() == self.patterns.len() && !m.is_empty());
+        let mut judgement = WalkJudgement {
+            excluded: false,
+            matched: vec![false; self.patterns.len()],
+        };
+        if file == "." {
+            return judgement;
+        }
+        for (i, p) in self.patterns.iter().enumerate() {
+            let mut hit = inherited.is_some_and(|m| m[i]);
+            if !hit {
+                // Tried only where it could change the outcome; a pattern not tried is not carried down.
+                if p.exclusion != judgement.excluded {
+                    continue;
+                }
+                hit = p.matcher.is_match(&file) || (inherited.is_none() && leading_folders(&file).any(|folder| p.matcher.is_match(folder)));
+            }
+            judgement.matched[i] = hit;
+            if hit {
+                judgement.excluded = !p.exclusion;
+            }
+        }
+        judgement
+    }
+
+    /// How the walk judges `rel` from the top, each of its folders in turn.
+    pub fn judge_path(&self, rel: &str) -> WalkJudgement {
+        let file = go_clean(rel);
+        let mut judgement: Option<WalkJudgement> = None;
+        for folder in leading_folders(&file) {
+            judgement = Some(self.judge(folder, judgement.as_ref()));
+        }
+        self.judge(&file, judgement.as_ref())
+    }
+
+    /// Whether the legacy CLI's tar must still enter the excluded folder
+    /// `dir`: some `!` pattern's text lies below it (both dialects).
     pub fn may_re_include_below(&self, dir: &str) -> bool {
         let prefix = format!("{dir}/");
         self.patterns
@@ -133,14 +328,127 @@ impl IgnoreRules {
             .any(|p| p.exclusion && format!("{}/", p.text).starts_with(&prefix))
     }
 
+    /// Whether BuildKit's sync (fsutil since 2023, Docker 23 and later) enters
+    /// the excluded folder `dir`: always when some `!` pattern, less a trailing
+    /// `/**` or `/*`, holds a glob character; else when one lies below it.
+    pub fn sync_enters(&self, dir: &str) -> bool {
+        let trimmed = |p: &Pattern| -> String {
+            let text = p.text.strip_suffix("/**").unwrap_or(&p.text);
+            text.strip_suffix("/*").unwrap_or(text).to_string()
+        };
+        let re_includes: Vec<String> = self.patterns.iter().filter(|p| p.exclusion).map(trimmed).collect();
+        if re_includes.iter().any(|text| text.contains(['*', '[', ']', '?', '^', '\\'])) {
+            return true;
+        }
+        let prefix = format!("{dir}/");
+        re_includes.iter().any(|text| format!("{text}/").starts_with(&prefix))
+    }
+
     /// Re-includes `rel` with a trailing `!rel` when the rules exclude it, as
-    /// the CLI does for the Dockerfile and `.dockerignore` (legacy builder).
+    /// the CLI does for the Dockerfile and `.dockerignore` (legacy builder);
+    /// the CLI asks `Matches` in both dialects.
     pub fn keep(&mut self, rel: &str) -> Result<(), ContextError> {
-        if self.is_excluded(rel) {
+        if self.matches_leading_folders(rel) {
             let pattern = format!("!{rel}");
             self.push(&pattern, &pattern, &format!("the re-include of `{rel}` the Docker CLI adds"))?;
         }
         Ok(())
+    }
+}
+
+/// The folders leading to a cleaned path, shortest first (`a`, `a/b` for `a/b/c`).
+fn leading_folders(file: &str) -> impl Iterator<Item = &str> {
+    file.match_indices('/').map(move |(i, _)| &file[..i])
+}
+
+/// What Docker 23's matcher makes of a cleaned pattern.
+#[derive(Debug, PartialEq, Eq)]
+enum Compiled {
+    /// Compared through this Go regular expression.
+    Regex(String),
+    /// Compared as text.
+    Exact,
+    /// Its text less the trailing `**` starts the path.
+    Prefix,
+    /// Its text less the leading `**` ends the path.
+    Suffix,
+}
+
+/// How Docker 23's matcher compares one pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Comparison {
+    Exact,
+    Prefix,
+    Suffix,
+    Regex,
+}
+
+/// moby/patternmatcher's `compile`: which comparison a pattern needs, and
+/// the Go regular expression when it needs one.
+fn compile_docker23(pattern: &str) -> Compiled {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut re = String::from("^");
+    let mut kind = Comparison::Exact;
+    let mut i = 0;
+    let mut first = true;
+    while i < chars.len() {
+        match chars[i] {
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                i += 1;
+                if chars.get(i + 1) == Some(&'/') {
+                    i += 1;
+                }
+                if i + 1 < chars.len() {
+                    re.push_str("(.*/)?");
+                    kind = Comparison::Regex;
+                } else if kind == Comparison::Exact {
+                    kind = Comparison::Prefix;
+                } else {
+                    re.push_str(".*");
+                    kind = Comparison::Regex;
+                }
+                if first {
+                    kind = Comparison::Suffix;
+                }
+            }
+            '*' => {
+                re.push_str("[^/]*");
+                kind = Comparison::Regex;
+            }
+            '?' => {
+                re.push_str("[^/]");
+                kind = Comparison::Regex;
+            }
+            c @ ('.' | '+' | '(' | ')' | '|' | '{' | '}' | '$') => {
+                re.push('\\');
+                re.push(c);
+            }
+            '\\' => match chars.get(i + 1) {
+                Some(&next) => {
+                    i += 1;
+                    re.push('\\');
+                    re.push(next);
+                    kind = Comparison::Regex;
+                }
+                None => re.push('\\'),
+            },
+            c @ ('[' | ']') => {
+                re.push(c);
+                kind = Comparison::Regex;
+            }
+            c => re.push(c),
+        }
+        first = false;
+        i += 1;
+    }
+    match kind {
+        Comparison::Regex => {
+            re.push('$');
+            Compiled::Regex(re)
+        }
+        Comparison::Exact => Compiled::Exact,
+        Comparison::Prefix => Compiled::Prefix,
+        Comparison::Suffix => Compiled::Suffix,
     }
 }
 
@@ -564,6 +872,128 @@ mod tests {
         let r = rules("\u{feff}a.txt\r\nb.txt\r\n");
         assert!(r.is_excluded("a.txt"));
         assert!(r.is_excluded("b.txt"));
+    }
+
+    /// The `.dockerignore` of the `tree` fixture of tests/context_parity.rs.
+    const TREE: &str = "\u{feff}bom\na\n!a/keep\n**/x\n!b/x/y\n!q/r/x/keep\n# c/keep\n #hash\nc/*\n!   c/keep\n*.md   \n\
+         **/*.tmp\n/sub.tmp\n../d/e/o\nd/../trail.txt\ncrlf.txt\r\nf(1).txt\na+b\nlog[0-9]\ne\n!**/keep\nsecret\n!secret/keep\n\
+         g**h\nx[[:digit:]]\n\\*star\n";
+
+    fn rules_in(dialect: IgnoreDialect, text: &str) -> IgnoreRules {
+        IgnoreRules::parse_in(dialect, text, Path::new(".dockerignore")).unwrap()
+    }
+
+    #[test]
+    fn the_dialect_follows_the_engine_s_release() {
+        for (version, dialect) in [
+            ("20.10.24+dfsg1", IgnoreDialect::Docker20),
+            ("19.03.15", IgnoreDialect::Docker20),
+            ("23.0.0", IgnoreDialect::Docker23),
+            ("26.1.5+dfsg1", IgnoreDialect::Docker23),
+            ("v27.3.1", IgnoreDialect::Docker23),
+            ("master-dockerproject-2024", IgnoreDialect::Docker23),
+        ] {
+            assert_eq!(IgnoreDialect::of_docker_version(version), dialect, "{version}");
+        }
+    }
+
+    #[test]
+    fn the_tree_fixture_s_walk_judgements_in_both_dialects() {
+        let old = rules_in(IgnoreDialect::Docker20, TREE);
+        let new = rules_in(IgnoreDialect::Docker23, TREE);
+        // Measured with Docker 26.1's CLI: regular-expression characters are literal.
+        for (path, excluded_by_20, excluded_by_23) in [
+            ("aab", true, false),
+            ("f1.txt", true, false),
+            ("f(1).txt", false, true),
+            // An excluded folder keeps everything below it but what a `!` pattern re-includes.
+            ("q/r/x", true, true),
+            ("q/r/x/keep", false, false),
+            ("q/r/x/f", false, true),
+            ("q/r/x/y/z", false, true),
+            ("b/x/f", true, true),
+            ("b/x/y/z", false, false),
+            ("e/keep/k", false, false),
+            ("e/other", true, true),
+            ("a/keep/k", false, false),
+            ("a/drop/d", true, true),
+            ("c/keep", false, false),
+            ("c/other", true, true),
+            ("secret/keep", false, false),
+            ("secret/s", true, true),
+            ("g/i/h", true, true),
+            ("gxh", false, false),
+            ("x5", true, true),
+            ("*star", true, true),
+            ("bom", true, true),
+            ("crlf.txt", true, true),
+            ("trail.txt", true, true),
+            ("d/e/o", false, false),
+            ("#hash", true, true),
+            ("n/m/deep.tmp", true, true),
+            ("docs/guide.md", false, false),
+        ] {
+            assert_eq!(old.judge_path(path).excluded, excluded_by_20, "Docker 20.10: {path}");
+            assert_eq!(new.judge_path(path).excluded, excluded_by_23, "Docker 23: {path}");
+        }
+    }
+
+    #[test]
+    fn the_tree_fixture_s_excluded_folders_are_entered_as_each_walk_enters_them() {
+        let old = rules_in(IgnoreDialect::Docker20, TREE);
+        let new = rules_in(IgnoreDialect::Docker23, TREE);
+        for rules in [&old, &new] {
+            // The legacy tar, both dialects: only for a `!` pattern spelled below the folder.
+            assert!(rules.may_re_include_below("a") && rules.may_re_include_below("q/r/x") && rules.may_re_include_below("secret"));
+            assert!(!rules.may_re_include_below("e") && !rules.may_re_include_below("q/r/x/y"));
+        }
+        // BuildKit's sync since Docker 23: `!**/keep` holds a glob character, so every excluded folder.
+        assert!(new.sync_enters("e") && new.sync_enters("q/r/x/y") && new.sync_enters("a/drop"));
+        let spelled = rules_in(IgnoreDialect::Docker23, "a\nb\n!a/keep/**\n");
+        assert!(spelled.sync_enters("a") && spelled.sync_enters("a/keep") && !spelled.sync_enters("b"));
+        assert!(!rules_in(IgnoreDialect::Docker23, "a\n").sync_enters("a"));
+    }
+
+    #[test]
+    fn docker_23_compares_plain_patterns_as_text_prefixes_and_suffixes() {
+        let r = rules_in(IgnoreDialect::Docker23, "a+b\nx|y\nb{1}\nlog**\n**.bak\n**/node_modules\nc\\d\n[ab]z\n");
+        assert!(r.is_excluded("a+b") && !r.is_excluded("aab"));
+        assert!(r.is_excluded("x|y") && !r.is_excluded("x-anything"));
+        assert!(r.is_excluded("b{1}") && !r.is_excluded("b"));
+        assert!(r.is_excluded("logs/today") && r.is_excluded("log"));
+        assert!(r.is_excluded("deep/er/old.bak") && r.is_excluded("xbak.bak"));
+        assert!(r.is_excluded("node_modules/x") && r.is_excluded("a/b/node_modules/x"));
+        assert!(r.is_excluded("c7"), "`\\d` still reaches the regular expression");
+        assert!(r.is_excluded("az") && !r.is_excluded("cz"));
+        // `**x` is a suffix: it matches `ax`, where Docker 20.10's `^(.*/)?x$` does not.
+        assert!(rules_in(IgnoreDialect::Docker23, "**x\n").is_excluded("ax"));
+        assert!(!rules("**x\n").is_excluded("ax"));
+        assert!(rules_in(IgnoreDialect::Docker23, "a(b\n").is_excluded("a(b"), "no longer an invalid regular expression");
+    }
+
+    #[test]
+    fn docker_23_asks_alone_about_every_folder_and_walks_carry_matches_down() {
+        let r = rules_in(IgnoreDialect::Docker23, "**/x\n");
+        assert!(r.is_excluded("a/b/x/y"), "`**/x` matches the folder a/b/x");
+        assert!(!rules("**/x\n").is_excluded("a/b/x/y"));
+        // `a/b` then `!a`: asked alone, `a/b`'s folder matches `!a`; the walk never tries `!a` on `a` (nothing to re-include there).
+        let r = rules_in(IgnoreDialect::Docker23, "a/b\n!a\n");
+        assert!(!r.is_excluded("a/b"));
+        assert!(r.judge_path("a/b").excluded);
+        assert!(r.judge_path("a/b/c").excluded);
+        assert!(!r.judge_path("a/c").excluded);
+    }
+
+    #[test]
+    fn docker_23_s_re_include_of_the_dockerfile_asks_the_old_question() {
+        // The CLI's `TrimBuildFilesFromExcludes` uses `Matches`: `**/x` (two elements) is compared with `a/b` only.
+        let mut r = rules_in(IgnoreDialect::Docker23, "**/x\n");
+        r.keep("a/b/x/Dockerfile").unwrap();
+        assert_eq!(r.patterns.len(), 1);
+        assert!(r.is_excluded("a/b/x/Dockerfile"));
+        let mut r = rules_in(IgnoreDialect::Docker23, "a\n");
+        r.keep("a/Dockerfile").unwrap();
+        assert!(!r.judge_path("a/Dockerfile").excluded);
     }
 
     #[test]

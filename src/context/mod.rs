@@ -1,4 +1,4 @@
-//! The build context: what a `COPY`/`ADD` can see, made as `/usr/bin/docker build` (20.10) makes it for each builder.
+//! The build context: what a `COPY`/`ADD` can see, made as `docker build` makes it for each builder, with the `.dockerignore` rules of the engine's release (20.10, or 23 and later).
 
 mod archive;
 mod files;
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 pub use archive::{build_context, BuildContext, SentContext};
 pub use files::{ContextFiles, FileState};
-pub use ignore::IgnoreRules;
+pub use ignore::{IgnoreDialect, IgnoreRules, WalkJudgement};
 pub use stream::{stream_context, ContextStream, WalkEnd};
 
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use futures_util::Stream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::archive::{ContextPlan, SentContext};
-use super::ContextError;
+use super::{ContextError, IgnoreDialect};
 use crate::engine::Builder;
 
 /// The size of one chunk of the tar handed to the engine.
@@ -47,8 +47,10 @@ pub struct WalkEnd {
 /// the engine takes them. Errors found before the walk (no Dockerfile, a bad
 /// `.dockerignore`) come back at once; one met during the walk ends the stream
 /// with an error and comes back from `WalkEnd::sent`, naming the path.
-pub fn stream_context(context_dir: &Path, dockerfile: &Path, builder: Builder) -> Result<ContextStream, ContextError> {
-    let plan = ContextPlan::new(context_dir, dockerfile, builder)?;
+/// `dialect` is that of the CLI whose context this one stands for: the
+/// engine's (`IgnoreDialect::of_engine`).
+pub fn stream_context(context_dir: &Path, dockerfile: &Path, builder: Builder, dialect: IgnoreDialect) -> Result<ContextStream, ContextError> {
+    let plan = ContextPlan::new(context_dir, dockerfile, builder, dialect)?;
     let (chunks, received) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let (ended, end) = oneshot::channel();
     let context = context_dir.to_path_buf();
