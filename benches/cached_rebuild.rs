@@ -20,8 +20,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use layerbench::context::{stream_context, IgnoreDialect};
-use layerbench::engine::{BuildRequest, Builder, Engine, RUN_LABEL};
+use layerbench::context::{ContextTransfer, IgnoreDialect};
+use layerbench::engine::{BuildRequest, Builder, ContextSource, Engine, RUN_LABEL};
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
 use layerbench::{paths, setup};
 
@@ -49,7 +49,7 @@ impl Setup {
     }
 
     fn request(&self, builder: Builder) -> BuildRequest {
-        let context = stream_context(&app(), Path::new(DOCKERFILE), builder, self.dialect).expect("the fixture's build context");
+        let context = ContextSource::new(&app(), Path::new(DOCKERFILE), builder, self.dialect, ContextTransfer::Session).expect("the fixture's build context");
         let build_args = BTreeMap::from([
             ("GOPROXY".to_string(), self.proxy_url.clone()),
             ("GOSUMDB".to_string(), "off".to_string()),

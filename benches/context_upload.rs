@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use layerbench::context::{stream_context, IgnoreDialect};
-use layerbench::engine::{BuildRequest, Builder, Engine};
+use layerbench::context::{ContextTransfer, IgnoreDialect};
+use layerbench::engine::{BuildRequest, Builder, ContextSource, Engine};
 
 const DOCKER: &str = "/usr/bin/docker";
 const DOCKERFILE: &str = "FROM debian:bookworm-slim\nRUN true\n";
@@ -105,7 +105,7 @@ fn upload_only(dir: &Path) {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let sent = runtime.block_on(async {
         let engine = Engine::connect().await.expect("an engine answers");
-        let context = stream_context(dir, Path::new("Dockerfile"), Builder::Legacy, IgnoreDialect::of_engine(&engine.version)).expect("the context starts");
+        let context = ContextSource::new(dir, Path::new("Dockerfile"), Builder::Legacy, IgnoreDialect::of_engine(&engine.version), ContextTransfer::Tar).expect("the context starts");
         let request = BuildRequest {
             what: "context upload bench".into(),
             context,

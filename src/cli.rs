@@ -243,6 +243,9 @@ pub struct EngineArgs {
     /// An engine to build on: the name of one layerbench owns (`layerbench engine start`), or a URL (`unix:///path`, `tcp://host:port`); repeat to spread the cells over several (one build at a time on each). Default: DOCKER_HOST or the default socket.
     #[arg(long = "engine", value_name = "NAME|URL")]
     pub engines: Vec<String>,
+    /// How BuildKit builds get their context: `session` (as the Docker CLI does: the engine asks the build's session for the files it reads, and on a rebuild only changed files travel) or `tar` (the context uploaded whole with the request). The legacy builder always takes a tar.
+    #[arg(long = "context-transfer", value_enum, value_name = "HOW", default_value_t = crate::context::ContextTransfer::Session)]
+    pub context_transfer: crate::context::ContextTransfer,
     /// Build every cell on every --engine (two or more), instead of sharing the cells out; the run ends with the cell steps whose outcomes, miss reasons or verdicts differ between engines. Not with --shard.
     #[arg(long)]
     pub matrix: bool,

@@ -691,6 +691,7 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
         build_timeout: args.build_timeout.or(spec.build_timeout).unwrap_or(runner::DEFAULT_BUILD_TIMEOUT),
         engine_wait: args.engine_wait,
         spread,
+        context_transfer: args.context_transfer,
     };
     let mut results = match resumed {
         Some((results, _)) => results,

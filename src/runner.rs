@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::context::{stream_context, IgnoreDialect};
+use crate::context::{ContextTransfer, IgnoreDialect};
 use crate::dockerfile::{split_buildkit_name, split_legacy_step, DockerfileModel};
-use crate::engine::{BuildRequest, Builder, Engine, EngineError, StepReport, KIND_LABEL};
+use crate::engine::{BuildRequest, Builder, ContextSource, Engine, EngineError, StepReport, KIND_LABEL};
 use crate::goproxy::gomod::{first_direct_requirement, requirements};
 use crate::goproxy::layout::StoreLayout;
 use crate::goproxy::{next_version, ModuleSource, ModuleVersions, Prefetched};
@@ -297,6 +297,8 @@ pub struct Plan {
     pub engine_wait: Duration,
     /// How the cells meet the engines: shared out, or every cell on every engine.
     pub spread: Spread,
+    /// How BuildKit builds get their context.
+    pub context_transfer: ContextTransfer,
 }
 
 /// How a run's cells meet its engines.
@@ -1059,7 +1061,7 @@ async fn build_once(
         Err(e) => return Ok(failed(format!("the Dockerfile could not be read: {e}"))),
     };
     // The context the engine's own CLI would send: its release's `.dockerignore` rules.
-    let context = match stream_context(ws.context_dir(), ws.dockerfile(), cell.builder, IgnoreDialect::of_engine(&ctx.engine.version)) {
+    let context = match ContextSource::new(ws.context_dir(), ws.dockerfile(), cell.builder, IgnoreDialect::of_engine(&ctx.engine.version), ctx.plan.context_transfer) {
         Ok(c) => c,
         Err(e) => return Ok(failed(format!("the build context could not be made: {e}"))),
     };

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::context::{stream_context, ContextError, IgnoreDialect};
-use crate::engine::{BuildRequest, Builder, Engine, EngineError, StepReport};
+use crate::context::{ContextError, ContextTransfer, IgnoreDialect};
+use crate::engine::{BuildRequest, Builder, ContextSource, Engine, EngineError, StepReport};
 use crate::goproxy::server::{ProxyConfig, ProxyError, ProxyRequest, ProxyServer};
 
 /// The sample's Dockerfile that the self-test builds.
@@ -79,7 +79,7 @@ pub async fn run_selftest(
     no_cache: bool,
     progress: &mut dyn FnMut(&StepReport),
 ) -> Result<SelftestReport, SelftestError> {
-    let context = stream_context(app, Path::new(SELFTEST_DOCKERFILE), Builder::Buildkit, IgnoreDialect::of_engine(&engine.version))?;
+    let context = ContextSource::new(app, Path::new(SELFTEST_DOCKERFILE), Builder::Buildkit, IgnoreDialect::of_engine(&engine.version), ContextTransfer::Session)?;
     let proxy = ProxyServer::start(ProxyConfig::loopback(store, port)).await?;
     let mut build_args = BTreeMap::new();
     build_args.insert("GOPROXY".to_string(), proxy.url());

@@ -166,25 +166,9 @@ impl ContextPlan {
         Ok(plan)
     }
 
-    /// What the walk does with `rel` (a folder when `is_dir`), as the CLI's walk
-    /// for this builder does, given the judgement of the folder holding it; and
-    /// `rel`'s own judgement, for the paths below it.
+    /// What this context's walk does with `rel` (see `visit`).
     fn visit(&self, rel: &str, is_dir: bool, folder: Option<&WalkJudgement>) -> (Visit, WalkJudgement) {
-        let judgement = self.rules.judge(rel, folder);
-        let visit = if !judgement.excluded {
-            Visit::Send
-        } else if !is_dir {
-            Visit::Skip
-        } else {
-            match (self.builder, self.rules.dialect()) {
-                (Builder::Legacy, _) if self.rules.may_re_include_below(rel) => Visit::EnterOnly,
-                // Docker 20.10's sync sends a folder it enters for a `!` pattern below it.
-                (Builder::Buildkit, IgnoreDialect::Docker20) if self.rules.may_re_include_below(rel) => Visit::Send,
-                (Builder::Buildkit, IgnoreDialect::Docker23) if self.rules.sync_enters(rel) => Visit::EnterLazily,
-                _ => Visit::SkipTree,
-            }
-        };
-        (visit, judgement)
+        visit(self.builder, &self.rules, rel, is_dir, folder)
     }
 
     /// Whether the walk reaches and sends the regular file `rel` (its folders are real folders: the path is resolved).
@@ -286,9 +270,30 @@ impl ContextPlan {
     }
 }
 
+/// What the CLI's walk for `builder` does with `rel` (a folder when `is_dir`)
+/// under `rules`, given the judgement of the folder holding it; and `rel`'s
+/// own judgement, for the paths below it. BuildKit's session sync walks so too.
+pub(super) fn visit(builder: Builder, rules: &IgnoreRules, rel: &str, is_dir: bool, folder: Option<&WalkJudgement>) -> (Visit, WalkJudgement) {
+    let judgement = rules.judge(rel, folder);
+    let visit = if !judgement.excluded {
+        Visit::Send
+    } else if !is_dir {
+        Visit::Skip
+    } else {
+        match (builder, rules.dialect()) {
+            (Builder::Legacy, _) if rules.may_re_include_below(rel) => Visit::EnterOnly,
+            // Docker 20.10's sync sends a folder it enters for a `!` pattern below it.
+            (Builder::Buildkit, IgnoreDialect::Docker20) if rules.may_re_include_below(rel) => Visit::Send,
+            (Builder::Buildkit, IgnoreDialect::Docker23) if rules.sync_enters(rel) => Visit::EnterLazily,
+            _ => Visit::SkipTree,
+        }
+    };
+    (visit, judgement)
+}
+
 /// What the walk does with one path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Visit {
+pub(super) enum Visit {
     /// Sent (a folder is also walked).
     Send,
     /// Not sent.
@@ -352,7 +357,7 @@ struct Entry {
     meta: Metadata,
 }
 
-fn slash_path(p: &Path) -> String {
+pub(super) fn slash_path(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 

@@ -173,6 +173,22 @@ impl IgnoreRules {
         Ok(rules)
     }
 
+    /// Rules from patterns already read out of an ignore file (those BuildKit's
+    /// frontend asks a session to leave out), in `dialect`; `origin` names them in errors.
+    pub fn from_patterns(dialect: IgnoreDialect, patterns: &[String], origin: &Path) -> Result<IgnoreRules, ContextError> {
+        let mut rules = IgnoreRules {
+            patterns: Vec::new(),
+            origin: origin.to_path_buf(),
+            dialect,
+        };
+        for (n, pattern) in patterns.iter().enumerate() {
+            if !pattern.trim().is_empty() {
+                rules.push(pattern, pattern, &format!("exclude pattern {} the engine asked for", n + 1))?;
+            }
+        }
+        Ok(rules)
+    }
+
     /// The dialect the rules were read in.
     pub fn dialect(&self) -> IgnoreDialect {
         self.dialect

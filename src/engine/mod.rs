@@ -2,6 +2,7 @@
 
 pub mod owned;
 pub mod release;
+mod session;
 pub mod stream;
 
 use stream::{BuildStream, StreamItem};
@@ -19,7 +20,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::context::{ContextError, ContextStream, SentContext, WalkEnd};
+use crate::context::{session_context, stream_context, ContextError, ContextStream, ContextTransfer, DigestCache, IgnoreDialect, SentContext, SessionContext, WalkEnd};
 pub use crate::results::{Builder, EngineVersion, Machine};
 
 /// Every image and container layerbench creates carries this label.
@@ -78,6 +79,8 @@ pub enum EngineError {
     },
     #[error("the build context of {what} could not be sent: {source}")]
     Context { what: String, source: Box<ContextError> },
+    #[error("failed to open a BuildKit session on the engine at {host}: {detail}")]
+    Session { host: String, detail: String },
 }
 
 fn api(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
@@ -97,6 +100,10 @@ pub struct Engine {
     pub version: EngineVersion,
     /// The run whose id labels the containers this handle creates.
     run: Option<String>,
+    /// The engine's address as a URL (`unix://…`, `tcp://…`), for the sessions layerbench opens itself.
+    host: String,
+    /// Digests of the files sessions sent, kept while their stats stay the same.
+    digests: std::sync::Arc<DigestCache>,
 }
 
 /// The image store an engine's `DriverStatus` names: `containerd` when its driver type is a containerd snapshotter.
@@ -126,8 +133,8 @@ pub struct ImageFacts {
 pub struct BuildRequest {
     /// Names the build in errors and progress (for example `sample (layered)`).
     pub what: String,
-    /// The context, streamed as it is read; it names the Dockerfile and the builder.
-    pub context: ContextStream,
+    /// The context, and how it reaches the engine; it names the Dockerfile and the builder.
+    pub context: ContextSource,
     pub tag: String,
     /// The stage to build; the last one when absent.
     pub target: Option<String>,
@@ -137,6 +144,44 @@ pub struct BuildRequest {
     pub network_mode: String,
     /// Ignore the build cache for every step.
     pub no_cache: bool,
+}
+
+/// How a build's context reaches the engine.
+#[derive(Debug)]
+pub enum ContextSource {
+    /// A tar in the build request's body, streamed as it is read (the legacy
+    /// builder's only way; BuildKit's with `--context-transfer tar`).
+    Tar(ContextStream),
+    /// Through the build's session, what the engine asks for, as the Docker
+    /// CLI sends a folder to BuildKit.
+    Session(SessionContext),
+}
+
+impl ContextSource {
+    /// The context of `context_dir` with `dockerfile` (absolute, or relative to
+    /// it) as `builder` gets it by `transfer`, with the `.dockerignore` rules of
+    /// `dialect` (the engine's: `IgnoreDialect::of_engine`).
+    pub fn new(context_dir: &Path, dockerfile: &Path, builder: Builder, dialect: IgnoreDialect, transfer: ContextTransfer) -> Result<ContextSource, ContextError> {
+        match (builder, transfer) {
+            (Builder::Buildkit, ContextTransfer::Session) => session_context(context_dir, dockerfile, dialect).map(ContextSource::Session),
+            _ => stream_context(context_dir, dockerfile, builder, dialect).map(ContextSource::Tar),
+        }
+    }
+
+    pub fn builder(&self) -> Builder {
+        match self {
+            ContextSource::Tar(stream) => stream.builder(),
+            ContextSource::Session(_) => Builder::Buildkit,
+        }
+    }
+
+    /// The name to pass as the build's `dockerfile` option.
+    pub fn dockerfile(&self) -> &str {
+        match self {
+            ContextSource::Tar(stream) => stream.dockerfile(),
+            ContextSource::Session(session) => session.dockerfile(),
+        }
+    }
 }
 
 /// One Dockerfile step as the builder reported it.
@@ -258,7 +303,8 @@ impl Engine {
             Err(_) => "unix:///var/run/docker.sock (the default socket; DOCKER_HOST is not set)".to_string(),
         };
         let docker = Docker::connect_with_defaults().map_err(|source| EngineError::Unreachable { target: target.clone(), source })?;
-        Engine::negotiate(docker, target, "default".to_string(), None).await
+        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+        Engine::negotiate(docker, target, host, "default".to_string(), None).await
     }
 
     /// Connects to the engine `spec` names: an engine layerbench owns (it must be running), a URL
@@ -268,7 +314,7 @@ impl Engine {
             EngineSpec::Default => Engine::connect().await,
             EngineSpec::Url(url) => {
                 let docker = Docker::connect_with_host(&url).map_err(|source| EngineError::Unreachable { target: url.clone(), source })?;
-                Engine::negotiate(docker, url.clone(), url, None).await
+                Engine::negotiate(docker, url.clone(), url.clone(), url, None).await
             }
             EngineSpec::Owned(name) => {
                 let engines = crate::paths::engines_dir();
@@ -286,13 +332,13 @@ impl Engine {
                 };
                 let target = format!("{} (engine {name}, owned by layerbench)", state.docker_host());
                 let docker = Docker::connect_with_host(&state.docker_host()).map_err(|source| EngineError::Unreachable { target: target.clone(), source })?;
-                Engine::negotiate(docker, target, name, Some(engines)).await
+                Engine::negotiate(docker, target, state.docker_host(), name, Some(engines)).await
             }
         }
     }
 
     /// Negotiates the API version (every call bounded by `CALL_TIMEOUT`) and checks it is recent enough.
-    async fn negotiate(docker: Docker, target: String, name: String, owned_in: Option<std::path::PathBuf>) -> Result<Engine, EngineError> {
+    async fn negotiate(docker: Docker, target: String, host: String, name: String, owned_in: Option<std::path::PathBuf>) -> Result<Engine, EngineError> {
         let unreachable = |source| EngineError::Unreachable {
             target: target.clone(),
             source,
@@ -314,6 +360,8 @@ impl Engine {
         }
         Ok(Engine {
             run: None,
+            host,
+            digests: Default::default(),
             docker,
             target,
             name,
@@ -551,11 +599,11 @@ impl Engine {
         let mut labels: HashMap<String, String> = request.labels.clone().into_iter().collect();
         labels.entry(MANAGED_LABEL.to_string()).or_insert_with(|| "true".into());
         labels.entry(KIND_LABEL.to_string()).or_insert_with(|| "build".into());
-        let session = match builder {
+        let session_id = match builder {
             Builder::Buildkit => Some(format!("layerbench-{}-{}", std::process::id(), unix_ms_now())),
             Builder::Legacy => None,
         };
-        let options = BuildImageOptions {
+        let mut options = BuildImageOptions {
             dockerfile: request.context.dockerfile().to_string(),
             t: Some(request.tag.clone()),
             target: request.target.clone().unwrap_or_default(),
@@ -569,10 +617,24 @@ impl Engine {
                 Builder::Buildkit => BuilderVersion::BuilderBuildKit,
                 Builder::Legacy => BuilderVersion::BuilderV1,
             },
-            session,
+            session: session_id.clone(),
             ..Default::default()
         };
-        let (body, walk) = request.context.into_body();
+        // The context goes as a tar in the body, or the engine asks the build's session for it (no body).
+        let (body, mut sent) = match request.context {
+            ContextSource::Tar(stream) => {
+                let (body, walk) = stream.into_body();
+                (body.boxed(), Sent::Walk(walk))
+            }
+            ContextSource::Session(context) => {
+                let files = context.service(self.digests.clone());
+                let (name, key) = context.session_name_and_key();
+                let id = session_id.clone().unwrap_or_default();
+                let session = session::open(&self.host, &self.version.api, &id, &name, &key, files.clone()).await?;
+                options.remote = Some("client-session".to_string());
+                (futures_util::stream::empty().boxed(), Sent::Session(session, files))
+            }
+        };
         let mut stream = Box::pin(self.docker.build_image(options, None, Some(bollard::body_try_stream(body))));
         let mut steps = BuildStream::default();
         let mut recorder = stream::Recorder::from_env();
@@ -601,7 +663,7 @@ impl Engine {
                 Err(source) => {
                     // A context that could not be read is the cause, not the connection it cut.
                     drop(stream);
-                    walk_end(walk, &request.what).await?;
+                    sent.end(&request.what).await?;
                     return Err(EngineError::Api {
                         action: format!("build {}", request.what),
                         source,
@@ -617,7 +679,7 @@ impl Engine {
             }
         }
         drop(stream);
-        let context = walk_end(walk, &request.what).await?;
+        let context = sent.end(&request.what).await?;
         if let Some(failure) = steps.failure().cloned() {
             return Ok(BuildOutcome {
                 image: None,
@@ -938,11 +1000,38 @@ impl Engine {
 /// What the context's walk sent once the build's answer has ended: an error
 /// when the walk failed (the engine saw a cut body, not a whole context), `None`
 /// when the engine stopped reading before the end or the walk does not report in time.
-async fn walk_end(walk: WalkEnd, what: &str) -> Result<Option<SentContext>, EngineError> {
-    match tokio::time::timeout(WALK_END_TIMEOUT, walk.sent()).await {
-        Ok(Ok(sent)) => Ok(Some(sent)),
-        Ok(Err(ContextError::NotRead(_))) | Err(_) => Ok(None),
-        Ok(Err(source)) => Err(EngineError::Context { what: what.to_string(), source: Box::new(source) }),
+/// What a build's context sent, known at the build's end.
+enum Sent {
+    /// A tar's walk, which ends on its own thread.
+    Walk(WalkEnd),
+    /// A session, and the service that answered the engine's requests.
+    Session(session::Session, crate::context::FileSyncService),
+    /// Already ended.
+    Done,
+}
+
+impl Sent {
+    /// What was sent (`None` when the engine stopped reading a tar before its end), or the error that stopped it.
+    async fn end(&mut self, what: &str) -> Result<Option<SentContext>, EngineError> {
+        let failed = |source| EngineError::Context { what: what.to_string(), source: Box::new(source) };
+        match std::mem::replace(self, Sent::Done) {
+            Sent::Walk(walk) => match tokio::time::timeout(WALK_END_TIMEOUT, walk.sent()).await {
+                Ok(Ok(sent)) => Ok(Some(sent)),
+                Ok(Err(ContextError::NotRead(_))) | Err(_) => Ok(None),
+                Ok(Err(source)) => Err(failed(source)),
+            },
+            Sent::Session(session, files) => {
+                drop(session);
+                let log = files.log();
+                let digests = files.digests_handle();
+                let sent = tokio::task::spawn_blocking(move || log.sent_context(&digests)).await.map_err(|e| EngineError::Context {
+                    what: what.to_string(),
+                    source: Box::new(ContextError::Io { path: Default::default(), source: std::io::Error::other(e.to_string()) }),
+                })?;
+                sent.map(Some).map_err(failed)
+            }
+            Sent::Done => Ok(None),
+        }
     }
 }
 
