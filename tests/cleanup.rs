@@ -31,7 +31,7 @@ async fn cleanup_removes_labelled_images_and_leaves_an_unrelated_image_alone() {
     let app = tempfile::tempdir().unwrap();
     std::fs::write(app.path().join("Dockerfile"), "FROM scratch\nCOPY hello.txt /\n").unwrap();
     std::fs::write(app.path().join("hello.txt"), "hi\n").unwrap();
-    let context = layerbench::context::stream_context(app.path(), std::path::Path::new("Dockerfile"), layerbench::engine::Builder::Buildkit, layerbench::context::IgnoreDialect::of_engine(&engine.version)).unwrap();
+    let context = layerbench::engine::ContextSource::new(app.path(), std::path::Path::new("Dockerfile"), layerbench::engine::Builder::Buildkit, layerbench::context::IgnoreDialect::of_engine(&engine.version), layerbench::context::ContextTransfer::Session).unwrap();
     let request = layerbench::engine::BuildRequest {
         what: "cleanup fixture".into(),
         context,

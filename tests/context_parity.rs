@@ -27,8 +27,8 @@ use std::collections::BTreeMap;
 use common::context_fixtures::{dockerfile_in_an_ignored_folder, dockerfile_outside_bare, dockerfile_outside_with_ignore, everything_ignored, own_ignore_file, run, tree, Fixture};
 
 use common::EngineUnderTest;
-use layerbench::context::{stream_context, IgnoreDialect};
-use layerbench::engine::{BuildRequest, Builder, Engine};
+use layerbench::context::{ContextTransfer, IgnoreDialect};
+use layerbench::engine::{BuildRequest, Builder, ContextSource, Engine};
 
 const TAG_PREFIX: &str = "layerbench-test/context-parity";
 const LISTING: &str = "/listing";
@@ -82,11 +82,11 @@ async fn listing_by_cli(on: &EngineUnderTest, fixture: &Fixture, builder: Builde
 
 /// Builds through layerbench's context and engine and returns the image's
 /// listing of `/ctx` and the Dockerfile's name in the context.
-async fn listing_by_layerbench(engine: &Engine, fixture: &Fixture, builder: Builder, tags: &mut Tags<'_>) -> (String, String) {
-    let context = stream_context(&fixture.context, &fixture.dockerfile, builder, IgnoreDialect::of_engine(&engine.version))
+async fn listing_by_layerbench(engine: &Engine, fixture: &Fixture, builder: Builder, transfer: ContextTransfer, tags: &mut Tags<'_>) -> (String, String) {
+    let context = ContextSource::new(&fixture.context, &fixture.dockerfile, builder, IgnoreDialect::of_engine(&engine.version), transfer)
         .unwrap_or_else(|e| panic!("{}: {e}", fixture.name));
     let tag = tags.next();
-    let what = format!("{} ({builder:?})", fixture.name);
+    let what = format!("{} ({builder:?}, {transfer})", fixture.name);
     let dockerfile = context.dockerfile().to_string();
     let request = BuildRequest {
         what: what.clone(),
@@ -130,10 +130,10 @@ fn difference(cli: &str, ours: &str) -> String {
     out
 }
 
-fn assert_same(on: &EngineUnderTest, fixture: &Fixture, builder: Builder, cli: &str, ours: &str) {
+fn assert_same(on: &EngineUnderTest, fixture: &Fixture, builder: Builder, transfer: ContextTransfer, cli: &str, ours: &str) {
     assert!(
         cli == ours,
-        "{} ({builder:?}) on {}: COPY sees a different context\n{}",
+        "{} ({builder:?}, {transfer}) on {}: COPY sees a different context\n{}",
         fixture.name,
         on.label(),
         difference(cli, ours)
@@ -148,18 +148,22 @@ async fn copy_sees_the_same_context_as_with_the_docker_cli_for_both_builders() {
     for on in &common::engines_under_test().await {
         let mut tags = Tags::new("same", on);
         for fixture in &fixtures {
-            for builder in [Builder::Buildkit, Builder::Legacy] {
+            for (builder, transfer) in [(Builder::Buildkit, ContextTransfer::Session), (Builder::Buildkit, ContextTransfer::Tar), (Builder::Legacy, ContextTransfer::Tar)] {
+                // The containerd image store cannot read a tar sent to BuildKit (see the owned_engine tests).
+                if transfer == ContextTransfer::Tar && builder == Builder::Buildkit && on.image_store().await == "containerd" {
+                    continue;
+                }
                 let cli = listing_by_cli(on, fixture, builder, &mut tags).await;
-                let (ours, _) = listing_by_layerbench(&on.engine, fixture, builder, &mut tags).await;
+                let (ours, _) = listing_by_layerbench(&on.engine, fixture, builder, transfer, &mut tags).await;
                 assert!(cli.lines().count() > 1, "{} on {}: the listing is empty:\n{cli}", fixture.name, on.label());
-                assert_same(on, fixture, builder, &cli, &ours);
+                assert_same(on, fixture, builder, transfer, &cli, &ours);
             }
         }
     }
 }
 
 #[tokio::test]
-async fn a_dockerfile_the_cli_hides_is_hidden_from_the_legacy_builder_and_one_extra_file_for_buildkit() {
+async fn a_dockerfile_the_cli_hides_is_hidden_from_the_legacy_builder_and_the_session_and_one_extra_file_in_buildkit_s_tar() {
     let _guard = common::engine_lock();
     let root = tempfile::tempdir().unwrap();
     let fixtures = [
@@ -172,19 +176,27 @@ async fn a_dockerfile_the_cli_hides_is_hidden_from_the_legacy_builder_and_one_ex
         let mut tags = Tags::new("hidden", on);
         for fixture in &fixtures {
             let cli = listing_by_cli(on, fixture, Builder::Legacy, &mut tags).await;
-            let (ours, _) = listing_by_layerbench(&on.engine, fixture, Builder::Legacy, &mut tags).await;
-            assert_same(on, fixture, Builder::Legacy, &cli, &ours);
+            let (ours, _) = listing_by_layerbench(&on.engine, fixture, Builder::Legacy, ContextTransfer::Tar, &mut tags).await;
+            assert_same(on, fixture, Builder::Legacy, ContextTransfer::Tar, &cli, &ours);
+
+            // Through the session the Dockerfile travels apart from the context, as the CLI sends it.
+            let cli = listing_by_cli(on, fixture, Builder::Buildkit, &mut tags).await;
+            let (ours, dockerfile) = listing_by_layerbench(&on.engine, fixture, Builder::Buildkit, ContextTransfer::Session, &mut tags).await;
+            assert!(!dockerfile.starts_with(".dockerfile."), "{}: {dockerfile}", fixture.name);
+            assert_same(on, fixture, Builder::Buildkit, ContextTransfer::Session, &cli, &ours);
 
             // BuildKit reads the Dockerfile from a tar context, so it stays visible
             // under its generated name; everything else is as with the CLI.
-            let cli = listing_by_cli(on, fixture, Builder::Buildkit, &mut tags).await;
-            let (ours, dockerfile) = listing_by_layerbench(&on.engine, fixture, Builder::Buildkit, &mut tags).await;
+            if on.image_store().await == "containerd" {
+                continue;
+            }
+            let (ours, dockerfile) = listing_by_layerbench(&on.engine, fixture, Builder::Buildkit, ContextTransfer::Tar, &mut tags).await;
             assert!(dockerfile.starts_with(".dockerfile."), "{}: {dockerfile}", fixture.name);
             let extra = format!("{dockerfile}|f|600|0:0||");
             let (extra_lines, rest): (Vec<&str>, Vec<&str>) = ours.lines().partition(|l| l.starts_with(&extra));
             assert_eq!(extra_lines.len(), 1, "{} on {}: the Dockerfile as one extra file:\n{ours}", fixture.name, on.label());
             let rest: String = rest.iter().map(|l| format!("{l}\n")).collect();
-            assert_same(on, fixture, Builder::Buildkit, &cli, &rest);
+            assert_same(on, fixture, Builder::Buildkit, ContextTransfer::Tar, &cli, &rest);
         }
     }
 }

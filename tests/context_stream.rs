@@ -198,7 +198,7 @@ async fn tiny_app_builds_through_the_streamed_body_with_both_builders_and_a_cut_
     let dialect = IgnoreDialect::of_engine(&engine.version);
     for builder in [Builder::Buildkit, Builder::Legacy] {
         let context = stream_context(&app, dockerfile, builder, dialect).unwrap();
-        let outcome = engine.build(request(context, &tag), &mut |_| {}).await;
+        let outcome = engine.build(request(layerbench::engine::ContextSource::Tar(context), &tag), &mut |_| {}).await;
         let _ = engine.remove_image(&tag).await;
         match outcome {
             Ok(o) => {
@@ -222,7 +222,7 @@ async fn tiny_app_builds_through_the_streamed_body_with_both_builders_and_a_cut_
         let truncation = truncate_once_open(dir.path().join("a.bin"));
         let context = stream_context(dir.path(), &cut_dockerfile, builder, dialect).unwrap();
         let cut_tag = format!("{tag}-cut");
-        let outcome = engine.build(request(context, &cut_tag), &mut |_| {}).await;
+        let outcome = engine.build(request(layerbench::engine::ContextSource::Tar(context), &cut_tag), &mut |_| {}).await;
         let _ = engine.remove_image(&cut_tag).await;
         assert!(truncation.join().unwrap(), "{builder:?}: the walk never opened a.bin");
         match outcome {

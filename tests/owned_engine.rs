@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use layerbench::engine::owned::{self, EngineLayout};
-use layerbench::engine::{BuildRequest, Builder, Engine, EngineError, StepReport};
+use layerbench::context::ContextTransfer;
+use layerbench::engine::{BuildRequest, Builder, ContextSource, Engine, EngineError, StepReport};
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
 use layerbench::paths;
 
@@ -57,10 +58,15 @@ fn tiny_build(engine: &Engine, proxy_url: &str, builder: Builder, tag: &str) -> 
 
 /// The tiny app's template `variant` (`dockerfiles/<variant>.Dockerfile`), its context as `engine`'s CLI sends it.
 fn tiny_build_of(engine: &Engine, variant: &str, proxy_url: &str, builder: Builder, tag: &str) -> BuildRequest {
+    tiny_build_by(engine, variant, proxy_url, builder, tag, ContextTransfer::Session)
+}
+
+/// As `tiny_build_of`, BuildKit's context sent by `transfer`.
+fn tiny_build_by(engine: &Engine, variant: &str, proxy_url: &str, builder: Builder, tag: &str, transfer: ContextTransfer) -> BuildRequest {
     let app = common::tiny_app();
     let dockerfile = PathBuf::from(format!("dockerfiles/{variant}.Dockerfile"));
     let dialect = layerbench::context::IgnoreDialect::of_engine(&engine.version);
-    let context = layerbench::context::stream_context(&app, &dockerfile, builder, dialect).expect("the tiny app's context");
+    let context = ContextSource::new(&app, &dockerfile, builder, dialect, transfer).expect("the tiny app's context");
     BuildRequest {
         what: format!("tiny-app on an owned engine ({})", builder.name()),
         context,
@@ -197,7 +203,7 @@ fn processes_rooted_in(root: &Path) -> Vec<u32> {
 }
 
 #[tokio::test]
-async fn a_docker_26_engine_with_the_containerd_image_store_builds_legacy_is_inspected_names_its_buildkit_limit_and_stops_leaving_nothing() {
+async fn a_docker_26_engine_with_the_containerd_image_store_builds_legacy_is_inspected_builds_buildkit_through_the_session_not_a_tar_and_stops_leaving_nothing() {
     let _guard = common::engine_lock();
     let name = format!("lbt-cd-{}", std::process::id());
     let layout = EngineLayout::new(&paths::engines_dir(), &name);
@@ -240,9 +246,18 @@ async fn a_docker_26_engine_with_the_containerd_image_store_builds_legacy_is_ins
         .expect("the exported image is read");
     assert_eq!(saved.format, layerbench::saved_image::SavedFormat::OciLayout);
     assert!(saved.layers.iter().any(|l| l.module_cache_bytes > 0), "{:?}", saved.layers);
-    let buildkit = engine.build(tiny_build(&engine, &proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.expect("the engine answers");
-    let err = buildkit.into_image("tiny-app (BuildKit, containerd store)").expect_err("BuildKit cannot read an uploaded tar on this store yet");
-    assert!(err.to_string().contains("known limit: on the containerd image store"), "{err}");
+    let tar = tiny_build_by(&engine, "layered", &proxy.url(), Builder::Buildkit, &tag, ContextTransfer::Tar);
+    let buildkit = engine.build(tar, &mut |_| {}).await.expect("the engine answers");
+    let err = buildkit.into_image("tiny-app (BuildKit, containerd store, tar)").expect_err("BuildKit cannot read an uploaded tar on this store");
+    assert!(err.to_string().contains("cannot read a context uploaded as a tar") && err.to_string().contains("--context-transfer session"), "{err}");
+    // Through the build's session, as the Docker CLI sends it, BuildKit builds there; the rebuild is all cached.
+    for (round, cached) in [("cold", false), ("again", true)] {
+        let outcome = engine.build(tiny_build(&engine, &proxy.url(), Builder::Buildkit, &tag), &mut |_| {}).await.expect("the engine answers");
+        let sent = outcome.context.clone().expect("the session's log");
+        let (_, reports, _) = outcome.into_image(&format!("tiny-app (BuildKit, containerd store, session, {round})")).expect("BuildKit builds through the session");
+        assert!(steps(&reports).iter().all(|(_, c)| *c == cached), "{round}: {reports:?}");
+        assert!(sent.contents.files.contains_key("main.go"), "{round}: the context listed main.go: {:?}", sent.files);
+    }
     proxy.stop().await;
 
     let (ok, out) = layerbench(&["engine", "stop", "--name", &name]);

@@ -131,7 +131,7 @@ async fn a_build_through_an_empty_store_gets_every_module_from_the_upstream_and_
     let app = common::tiny_app();
     let tag = format!("layerbench/upstream-test:{}", std::process::id());
     let build = |no_cache: bool| {
-        let context = layerbench::context::stream_context(&app, std::path::Path::new("dockerfiles/layered.Dockerfile"), Builder::Buildkit, layerbench::context::IgnoreDialect::of_engine(&engine.version)).unwrap();
+        let context = layerbench::engine::ContextSource::new(&app, std::path::Path::new("dockerfiles/layered.Dockerfile"), Builder::Buildkit, layerbench::context::IgnoreDialect::of_engine(&engine.version), layerbench::context::ContextTransfer::Session).unwrap();
         BuildRequest {
             what: "tiny-app through an upstream".into(),
             context,

@@ -212,12 +212,10 @@ impl BuildStream {
 /// What an engine's build error means when it is a limit layerbench knows of, to append to it.
 fn known_limit(message: &str) -> Option<&'static str> {
     // Docker 26's BuildKit on the containerd image store cannot read a context uploaded to `/build` as a tar: it
-    // looks the upload up as a host named `build-context-…`. The Docker CLI sends the context through the build
-    // session instead, which layerbench does not do yet.
+    // looks the upload up as a host named `build-context-…`. Through the build's session (the default) it works.
     (message.contains("failed to read downloaded context") && message.contains("build-context-")).then_some(
-        " (known limit: on the containerd image store BuildKit cannot read a context uploaded as a tar, and layerbench \
-         does not yet send it through the build session as the Docker CLI does; build with `--builder legacy` there, or \
-         on an engine with the graphdriver store)",
+        " (on the containerd image store BuildKit cannot read a context uploaded as a tar: build with \
+         `--context-transfer session`, the default, which sends it through the build's session as the Docker CLI does)",
     )
 }
 
@@ -232,7 +230,7 @@ mod tests {
         stream.push(&StreamItem::Error { message: format!("{message}\n") }, &mut |_| {});
         let failure = stream.failure().expect("a failure");
         assert_eq!(failure.step, "(before the first step)");
-        assert!(failure.message.starts_with(message) && failure.message.contains("known limit: on the containerd image store"), "{}", failure.message);
+        assert!(failure.message.starts_with(message) && failure.message.contains("--context-transfer session"), "{}", failure.message);
         let mut other = BuildStream::default();
         other.push(&StreamItem::Error { message: "exit code: 2".into() }, &mut |_| {});
         assert_eq!(other.failure().map(|f| f.message.as_str()), Some("exit code: 2"));

@@ -165,6 +165,11 @@ impl EngineUnderTest {
         }
     }
 
+    /// The engine's image store: `graphdriver` or `containerd`.
+    pub async fn image_store(&self) -> String {
+        self.engine.machine().await.unwrap_or_else(|e| panic!("{}: {e}", self.name)).image_store
+    }
+
     /// `docker version`'s server version, as the engine reports it.
     pub fn label(&self) -> String {
         format!("{} (Docker {})", self.name, self.engine.version.engine)
