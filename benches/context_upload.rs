@@ -26,6 +26,23 @@
 //! medians, their ratio (target <= 1) and the peak memory (target < 100 MB).
 //! Every image it makes is tagged `layerbench-bench/context-upload:*`,
 //! labelled, and removed at the end.
+//!
+//! **BuildKit** then compares layerbench's session (FileSync's DiffCopy,
+//! `--session-only` mode) with the CLI's (`DOCKER_BUILDKIT=1`) on the same
+//! folder, with a Dockerfile that reads all of it without copying it:
+//!
+//! ```text
+//! FROM debian:bookworm-slim
+//! RUN --mount=type=bind,target=/ctx true
+//! ```
+//!
+//! on an engine the bench owns (`lbb-upload-<pid>`, the host's release,
+//! started and stopped by the bench), because a first build needs an engine
+//! that holds no earlier sync of the folder: the bench empties it (build
+//! cache included) before each measured first build. A rebuild follows each
+//! side's own previous build after one file of the context changed: only that
+//! file should travel (the child prints the bytes its session sent). Set
+//! `LAYERBENCH_BENCH_SIDES=buildkit` (or `legacy`) to run one half.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -41,6 +58,9 @@ const DOCKERFILE: &str = "FROM debian:bookworm-slim\nRUN true\n";
 const TAG_CLI: &str = "layerbench-bench/context-upload:cli";
 const TAG_OURS: &str = "layerbench-bench/context-upload:layerbench";
 const ROUNDS: usize = 5;
+const DOCKERFILE_BUILDKIT: &str = "FROM debian:bookworm-slim\nRUN --mount=type=bind,target=/ctx true\n";
+const TAG_CLI_BK: &str = "layerbench-bench/context-upload:cli-buildkit";
+const TAG_OURS_BK: &str = "layerbench-bench/context-upload:layerbench-buildkit";
 const FILES: u32 = 20_000;
 
 /// Fills `buf` with incompressible bytes from `state` (xorshift64).
@@ -91,6 +111,7 @@ struct Cleanup(PathBuf);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = Command::new(DOCKER).args(["rmi", "--force", TAG_OURS, TAG_CLI]).output();
+        let _ = Command::new(DOCKER).args(["rmi", "--force", TAG_OURS_BK, TAG_CLI_BK]).output();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -121,6 +142,34 @@ fn upload_only(dir: &Path) {
         outcome.into_image("context upload bench").expect("the build succeeds");
         bytes
     });
+    print_sent(sent);
+}
+
+/// The child's side: one BuildKit build of `dir` on `engine` through layerbench's session; prints `bytes=N vmhwm_kb=K`.
+fn session_only(engine: &str, dir: &Path) {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let sent = runtime.block_on(async {
+        let engine = Engine::connect_spec(engine).await.expect("the bench's engine answers");
+        let context = ContextSource::new(dir, Path::new("Dockerfile.buildkit"), Builder::Buildkit, IgnoreDialect::of_engine(&engine.version), ContextTransfer::Session).expect("the context is served");
+        let request = BuildRequest {
+            what: "context upload bench (BuildKit)".into(),
+            context,
+            tag: TAG_OURS_BK.into(),
+            target: None,
+            build_args: BTreeMap::new(),
+            labels: BTreeMap::from([("io.layerbench.bench".to_string(), "context-upload".to_string())]),
+            network_mode: "host".into(),
+            no_cache: false,
+        };
+        let outcome = engine.build(request, &mut |_| {}).await.expect("the build runs");
+        let bytes = outcome.context.as_ref().map_or(0, |c| c.bytes);
+        outcome.into_image("context upload bench (BuildKit)").expect("the build succeeds");
+        bytes
+    });
+    print_sent(sent);
+}
+
+fn print_sent(sent: u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).map_or("0".to_string(), |v| v.trim().trim_end_matches(" kB").to_string());
     println!("bytes={sent} vmhwm_kb={hwm}");
@@ -128,9 +177,14 @@ fn upload_only(dir: &Path) {
 
 /// One build by layerbench in a child process: its wall time, the bytes it sent and its peak memory in KiB.
 fn ours(dir: &Path) -> (Duration, u64, u64) {
+    child(&["--upload-only".into(), dir.display().to_string()])
+}
+
+/// The bench re-executed with `args`: its wall time, the bytes it sent and its peak memory in KiB.
+fn child(args: &[String]) -> (Duration, u64, u64) {
     let exe = std::env::current_exe().expect("the bench's own path");
     let started = Instant::now();
-    let out = Command::new(exe).arg("--upload-only").arg(dir).output().expect("the bench re-executes itself");
+    let out = Command::new(exe).args(args).output().expect("the bench re-executes itself");
     let wall = started.elapsed();
     assert!(out.status.success(), "layerbench's upload failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -163,33 +217,47 @@ fn main() {
         upload_only(Path::new(&args[n + 1]));
         return;
     }
+    if let Some(n) = args.iter().position(|a| a == "--session-only") {
+        session_only(&args[n + 1], Path::new(&args[n + 2]));
+        return;
+    }
+    let sides = std::env::var("LAYERBENCH_BENCH_SIDES").unwrap_or_default();
     let dir = PathBuf::from(format!("/var/tmp/layerbench-context-upload-{}", std::process::id()));
     let cleanup = Cleanup(dir.clone());
     let made = Instant::now();
     let total = make_context(&dir);
-    println!("context: {} files, {:.2} GB in {} ({:.1} s to write)", FILES + 1, total as f64 / 1e9, dir.display(), made.elapsed().as_secs_f64());
+    std::fs::write(dir.join("Dockerfile.buildkit"), DOCKERFILE_BUILDKIT).expect("the Dockerfile is written");
+    println!("context: {} files, {:.2} GB in {} ({:.1} s to write)", FILES + 2, total as f64 / 1e9, dir.display(), made.elapsed().as_secs_f64());
+    if sides != "buildkit" {
+        legacy(&dir);
+    }
+    if sides != "legacy" {
+        buildkit(&dir);
+    }
+    drop(cleanup);
+}
 
+/// The legacy builder's half: the tar upload on the host's engine.
+fn legacy(dir: &Path) {
     // Unmeasured: `RUN true` cached for both, the files in the page cache.
-    let (_, bytes, _) = ours(&dir);
-    cli(&dir);
+    let (_, bytes, _) = ours(dir);
+    cli(dir);
     let (mut mine, mut theirs, mut peak) = (Vec::new(), Vec::new(), 0);
     for round in 0..ROUNDS {
         let mut run_ours = || {
-            let (wall, _, hwm) = ours(&dir);
+            let (wall, _, hwm) = ours(dir);
             peak = peak.max(hwm);
             mine.push(wall);
         };
         if round % 2 == 0 {
             run_ours();
-            theirs.push(cli(&dir));
+            theirs.push(cli(dir));
         } else {
-            theirs.push(cli(&dir));
+            theirs.push(cli(dir));
             run_ours();
         }
         println!("round {}: layerbench {:.2} s, docker CLI {:.2} s", round + 1, mine[round].as_secs_f64(), theirs[round].as_secs_f64());
     }
-    drop(cleanup);
-
     let (a, b) = (median(mine), median(theirs));
     let ratio = a.as_secs_f64() / b.as_secs_f64();
     println!(
@@ -199,9 +267,113 @@ fn main() {
         b.as_secs_f64(),
         if ratio <= 1.0 { "target met: no slower" } else { "target missed: slower than the CLI" }
     );
+    print_peak("uploading", peak);
+}
+
+fn print_peak(what: &str, peak: u64) {
     println!(
-        "layerbench peak memory while uploading: {:.1} MB (VmHWM of the uploading process; target < 100 MB: {})",
+        "layerbench peak memory while {what}: {:.1} MB (VmHWM of the uploading process; target < 100 MB: {})",
         peak as f64 / 1024.0,
         if peak < 100 * 1024 { "met" } else { "missed" }
     );
+}
+
+/// Stops the bench's own engine when the bench ends, finished or not.
+struct OwnedEngine(String);
+
+impl Drop for OwnedEngine {
+    fn drop(&mut self) {
+        if let Err(e) = layerbench::engine::owned::stop(&layerbench::paths::engines_dir(), &self.0, false) {
+            eprintln!("stopping the bench's engine {}: {e}", self.0);
+        }
+    }
+}
+
+/// BuildKit's half: layerbench's session against the CLI's, first builds on an emptied engine and rebuilds after one file changed.
+fn buildkit(dir: &Path) {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let name = format!("lbb-upload-{}", std::process::id());
+    let engines = layerbench::paths::engines_dir();
+    runtime
+        .block_on(layerbench::engine::owned::start_dockerd(&engines, &name, &Default::default(), &layerbench::paths::cache_dir(), &layerbench::paths::debian_mirror()))
+        .expect("the bench's engine starts (run `layerbench setup` first)");
+    let _stop = OwnedEngine(name.clone());
+    let engine = runtime.block_on(Engine::connect_spec(&name)).expect("the bench's engine answers");
+    let empty = || runtime.block_on(engine.empty()).expect("the bench's engine is emptied");
+    let ours = || child(&["--session-only".into(), name.clone(), dir.display().to_string()]);
+    let cli = || {
+        let started = Instant::now();
+        let out = layerbench::engine::owned::cli_command(&engines, &name, &[])
+            .expect("the engine's CLI")
+            .env("DOCKER_BUILDKIT", "1")
+            .args(["build", "-q", "--network", "host", "--label", "io.layerbench.managed=true", "--label", "io.layerbench.bench=context-upload", "-f"])
+            .arg(dir.join("Dockerfile.buildkit"))
+            .args(["-t", TAG_CLI_BK])
+            .arg(dir)
+            .output()
+            .expect("the engine's docker CLI runs");
+        assert!(out.status.success(), "docker build failed: {}", String::from_utf8_lossy(&out.stderr));
+        started.elapsed()
+    };
+    // First builds: each on an engine that holds no sync of the folder.
+    let (mut mine, mut theirs, mut peak, mut first_bytes) = (Vec::new(), Vec::new(), 0, 0);
+    for round in 0..ROUNDS {
+        let mut run_ours = || {
+            empty();
+            let (wall, bytes, hwm) = ours();
+            peak = peak.max(hwm);
+            first_bytes = bytes;
+            mine.push(wall);
+        };
+        let mut run_cli = || {
+            empty();
+            theirs.push(cli());
+        };
+        if round % 2 == 0 {
+            run_ours();
+            run_cli();
+        } else {
+            run_cli();
+            run_ours();
+        }
+        println!("first build, round {}: layerbench {:.2} s, docker CLI {:.2} s", round + 1, mine[round].as_secs_f64(), theirs[round].as_secs_f64());
+    }
+    let first = (median(mine), median(theirs));
+    // Rebuilds: one file changes, then each side builds after its own last build.
+    empty();
+    ours();
+    cli();
+    let changed = dir.join("src/module00/pkg0/file0.go");
+    let (mut mine, mut theirs, mut rebuild_bytes) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let mut file = std::fs::OpenOptions::new().append(true).open(&changed).expect("the changed file");
+        writeln!(file, "// round {round}").expect("the change is written");
+        drop(file);
+        let mut run_ours = || {
+            let (wall, bytes, hwm) = ours();
+            peak = peak.max(hwm);
+            rebuild_bytes.push(bytes);
+            mine.push(wall);
+        };
+        if round % 2 == 0 {
+            run_ours();
+            theirs.push(cli());
+        } else {
+            theirs.push(cli());
+            run_ours();
+        }
+        println!("rebuild, round {}: layerbench {:.2} s ({} bytes sent), docker CLI {:.2} s", round + 1, mine[round].as_secs_f64(), rebuild_bytes[round], theirs[round].as_secs_f64());
+    }
+    let rebuild = (median(mine), median(theirs));
+    let size = std::fs::metadata(&changed).map(|m| m.len()).unwrap_or(0);
+    for (what, (a, b), sent) in [("first build", first, format!("{:.2} GB sent", first_bytes as f64 / 1e9)), ("rebuild after one file changed", rebuild, format!("at most {} bytes sent; the changed file has {size}", rebuild_bytes.iter().max().unwrap_or(&0)))] {
+        let ratio = a.as_secs_f64() / b.as_secs_f64();
+        println!(
+            "context through the session, BuildKit, {what}, {ROUNDS} interleaved rounds ({sent}): layerbench median {:.2} s, docker CLI median {:.2} s, ratio {ratio:.2} ({})",
+            a.as_secs_f64(),
+            b.as_secs_f64(),
+            if ratio <= 1.0 { "target met: no slower" } else { "target missed: slower than the CLI" }
+        );
+    }
+    print_peak("serving the session", peak);
 }

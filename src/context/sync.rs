@@ -240,7 +240,7 @@ pub fn list(dir: &SyncedDir, request: &SyncRequest, dialect: IgnoreDialect, mut 
         folders.truncate(entry.depth().saturating_sub(1));
         let is_dir = entry.file_type().is_dir();
         let parent = folders.last();
-        let inclusion = includes.judge(&rel, parent.map_or(Inclusion::Full, |f| f.inclusion));
+        let inclusion = includes.judge(&rel, parent.map(|f| f.inclusion));
         if inclusion == Inclusion::Out {
             if is_dir {
                 walker.skip_current_dir();
@@ -447,8 +447,9 @@ impl Includes {
         Includes { patterns }
     }
 
-    fn judge(&self, rel: &str, parent: Inclusion) -> Inclusion {
-        if self.patterns.is_empty() || parent == Inclusion::Full {
+    /// How `rel` stands, given how its folder stood (`None` at the top).
+    fn judge(&self, rel: &str, parent: Option<Inclusion>) -> Inclusion {
+        if self.patterns.is_empty() || parent == Some(Inclusion::Full) {
             return Inclusion::Full;
         }
         let elements: Vec<&str> = rel.split('/').collect();
@@ -840,5 +841,147 @@ impl SessionContext {
             },
         ];
         FileSyncService::new(dirs, self.dialect, digests)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::context::build_context;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn listing(root: &Path, request: &SyncRequest, dialect: IgnoreDialect) -> Vec<(String, Stat)> {
+        let dir = SyncedDir { name: "context".into(), root: root.to_path_buf(), reset_owner: true };
+        let mut out = Vec::new();
+        list(&dir, request, dialect, |path, stat| {
+            out.push((path.rel, stat));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    fn paths(listed: &[(String, Stat)]) -> Vec<&str> {
+        listed.iter().map(|(p, _)| p.as_str()).collect()
+    }
+
+    fn excluding(patterns: &[&str]) -> SyncRequest {
+        SyncRequest { dir_name: "context".into(), exclude_patterns: patterns.iter().map(|p| p.to_string()).collect(), ..SyncRequest::default() }
+    }
+
+    #[test]
+    fn the_listing_is_depth_first_in_name_order_as_the_engine_checks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in ["a.txt", "a/x", "a/b/y", "b", "A"] {
+            write(&dir.path().join(p), p);
+        }
+        let listed = listing(dir.path(), &SyncRequest::default(), IgnoreDialect::Docker23);
+        assert_eq!(paths(&listed), ["A", "a", "a/b", "a/b/y", "a/x", "a.txt", "b"]);
+    }
+
+    #[test]
+    fn with_the_context_s_own_rules_the_listing_is_what_buildkit_s_tar_holds_in_both_dialects() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in ["Dockerfile", "main.go", "vendor/m/a.go", "vendor/m/keep.txt", "docs/x.md", "docs/y/z.md", "logs/1.log", ".git/HEAD", "tmp~"] {
+            write(&dir.path().join(p), p);
+        }
+        let rules = "vendor\n!vendor/m/keep.txt\n**/*.md\n!docs/y\nlogs/*\n.git\n*~\n";
+        write(&dir.path().join(".dockerignore"), rules);
+        let patterns: Vec<&str> = rules.lines().collect();
+        for dialect in [IgnoreDialect::Docker20, IgnoreDialect::Docker23] {
+            let tar = build_context(dir.path(), Path::new("Dockerfile"), Builder::Buildkit, dialect).unwrap();
+            let listed = listing(dir.path(), &excluding(&patterns), dialect);
+            assert_eq!(paths(&listed), tar.files.iter().map(String::as_str).collect::<Vec<_>>(), "{dialect:?}");
+        }
+    }
+
+    #[test]
+    fn follow_paths_send_their_folders_at_once_in_docker_20_10_and_lazily_since() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in ["go.mod", "go.sum", "cmd/app/main.go", "cmd/tool/main.go", "empty/.keep", "z.txt"] {
+            write(&dir.path().join(p), p);
+        }
+        let request = SyncRequest { follow_paths: vec!["go.mod".into(), "cmd/app".into(), "missing/file".into(), "empty/nothing".into()], ..SyncRequest::default() };
+        let lazily = listing(dir.path(), &request, IgnoreDialect::Docker23);
+        assert_eq!(paths(&lazily), ["cmd", "cmd/app", "cmd/app/main.go", "go.mod"]);
+        let at_once = listing(dir.path(), &request, IgnoreDialect::Docker20);
+        assert_eq!(paths(&at_once), ["cmd", "cmd/app", "cmd/app/main.go", "empty", "go.mod"]);
+        // `.` lifts every filter; a wildcard in the last element is expanded.
+        let all = listing(dir.path(), &SyncRequest { follow_paths: vec![".".into()], ..SyncRequest::default() }, IgnoreDialect::Docker23);
+        assert_eq!(all.len(), 10);
+        let glob = listing(dir.path(), &SyncRequest { follow_paths: vec!["go.*".into()], ..SyncRequest::default() }, IgnoreDialect::Docker23);
+        assert_eq!(paths(&glob), ["go.mod", "go.sum"]);
+    }
+
+    #[test]
+    fn a_followed_symlink_brings_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("real/Dockerfile"), "FROM scratch\n");
+        write(&dir.path().join("other.txt"), "x");
+        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("/real/Dockerfile", dir.path().join("abs")).unwrap();
+        let request = SyncRequest { follow_paths: vec!["link/Dockerfile".into(), "abs".into()], ..SyncRequest::default() };
+        let listed = listing(dir.path(), &request, IgnoreDialect::Docker23);
+        assert_eq!(paths(&listed), ["abs", "link", "real", "real/Dockerfile"]);
+    }
+
+    #[test]
+    fn stats_carry_go_s_mode_bits_nanosecond_times_link_targets_and_the_owner_the_cli_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("d/run.sh"), "#!/bin/sh\n");
+        std::fs::set_permissions(dir.path().join("d/run.sh"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+        std::os::unix::fs::symlink("d/run.sh", dir.path().join("s")).unwrap();
+        std::fs::hard_link(dir.path().join("d/run.sh"), dir.path().join("h")).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("sock")).unwrap();
+        let listed = listing(dir.path(), &SyncRequest::default(), IgnoreDialect::Docker23);
+        let stat = |p: &str| listed.iter().find(|(q, _)| q == p).map(|(_, s)| s.clone()).unwrap();
+        let meta = std::fs::metadata(dir.path().join("d/run.sh")).unwrap();
+        assert_eq!(stat("d").mode, go_mode::DIR | 0o755 & meta.mode() | (std::fs::metadata(dir.path().join("d")).unwrap().mode() & 0o777));
+        assert_eq!(stat("d").size, 0, "folders have no size");
+        assert_eq!(stat("d/run.sh").mode, go_mode::SETUID | 0o755);
+        assert_eq!(stat("d/run.sh").size, 10);
+        assert_eq!(stat("d/run.sh").mod_time, meta.mtime() * 1_000_000_000 + meta.mtime_nsec());
+        assert_eq!((stat("d/run.sh").uid, stat("d/run.sh").gid), (0, 0));
+        assert_eq!((stat("s").mode & go_mode::SYMLINK, stat("s").linkname.as_str(), stat("s").size), (go_mode::SYMLINK, "d/run.sh", 8));
+        // The first path of a hard-linked file is sent whole; the others name it (walked in name order: `d/run.sh` first).
+        assert_eq!((stat("h").linkname.as_str(), stat("h").size, stat("h").mode), ("d/run.sh", 0, go_mode::SETUID | 0o755));
+        assert_eq!(stat("sock").mode & !0o777, 0, "a socket is sent as a regular file, as fsutil clears the bit");
+    }
+
+    #[test]
+    fn the_engine_s_metadata_is_read_and_decoded_where_it_says_so() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("dir-name", "context".parse().unwrap());
+        metadata.append("exclude-patterns", "node_modules".parse().unwrap());
+        metadata.append("exclude-patterns", "!keep".parse().unwrap());
+        metadata.append("followpaths", "caf%C3%A9+menu.txt".parse().unwrap());
+        metadata.insert("followpaths-encoded", "1".parse().unwrap());
+        let request = SyncRequest::from_metadata(&metadata);
+        assert_eq!(request.dir_name, "context");
+        assert_eq!(request.exclude_patterns, ["node_modules", "!keep"]);
+        assert_eq!(request.follow_paths, ["café menu.txt"]);
+        assert!(request.include_patterns.is_empty());
+        assert!(SyncRequest { follow_paths: vec![".dockerignore".into()], ..request.clone() }.is_ignore_file_probe());
+        assert!(!request.is_ignore_file_probe());
+    }
+
+    #[test]
+    fn a_digest_is_kept_while_the_file_s_stat_stays_and_read_again_once_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        write(&file, "one");
+        let cache = DigestCache::default();
+        let signature = Signature::of(&std::fs::metadata(&file).unwrap());
+        cache.remember(&file, signature, "remembered".into());
+        assert_eq!(cache.digest_of(&file, Some(&signature)).unwrap(), "remembered");
+        write(&file, "two!");
+        let changed = Signature::of(&std::fs::metadata(&file).unwrap());
+        assert_eq!(cache.digest_of(&file, Some(&changed)).unwrap(), hex(&Sha256::digest(b"two!")));
     }
 }
