@@ -205,6 +205,9 @@ pub struct RunOptions {
     /// `run --matrix`: every engine built every cell (absent, false, when the engines shared the cells out).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub matrix: bool,
+    /// How BuildKit builds got their context (absent in files written before the session: a tar).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_transfer: Option<crate::context::ContextTransfer>,
 }
 
 /// A template (variant) as the run built it.
@@ -721,6 +724,7 @@ pub(crate) fn results_with(records: Vec<BuildRecord>) -> Results {
             context: String::new(),
             upstream: None,
             matrix: false,
+            context_transfer: None,
         },
         complete: true,
         engines: vec![],

@@ -435,6 +435,7 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
             cache_state: plan.cache_state,
             proxy_url: plan.proxy_url.clone(),
             suite: None,
+            context_transfer: Some(plan.context_transfer),
             templates: {
                 let mut t: Vec<TemplateRecord> = Vec::new();
                 for c in all_cells {
