@@ -20,7 +20,11 @@ command -v debootstrap >/dev/null || die "debootstrap is not installed: run 'apt
 
 partial="$dest.partial"
 log="$dest.log"
-rm -rf "$partial"
+# An interrupted earlier attempt may have left debootstrap's /proc or /sys mounted inside it.
+if [ -d "$partial" ]; then
+    umount -R "$partial/proc" "$partial/sys" "$partial/dev" 2>/dev/null || true
+    rm -rf --one-file-system "$partial" || die "cannot remove $partial (something is still mounted under it?)"
+fi
 mkdir -p "$(dirname "$dest")"
 echo "build-engine-root: debootstrap --variant=minbase $release from $mirror (about a minute; log $log)" >&2
 debootstrap --variant=minbase "$release" "$partial" "$mirror" >"$log" 2>&1 \

@@ -85,17 +85,45 @@ pub struct OwnedEngineState {
     #[serde(default)]
     pub base_images: Vec<String>,
     /// The Debian release whose dockerd it runs (`bookworm`: the host's own; another: from that release's root).
-    #[serde(default = "host_release")]
+    #[serde(default = "host_release", skip_serializing_if = "is_host_release")]
     pub release: String,
     /// The root filesystem its dockerd runs from; `None` for the host's dockerd.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default_store")]
     pub image_store: ImageStore,
+    /// The inode of the mount namespace a dockerd of a release's root runs in (`/proc/<pid>/ns/mnt`): `stop` ends
+    /// every process left in it, so none of its mounts outlives the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_namespace: Option<u64>,
+}
+
+/// The inode of `pid`'s mount namespace (`mnt:[4026532301]`).
+fn mount_namespace(pid: u32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()?;
+    link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The processes (not this one) in the mount namespace `inode`.
+fn processes_in_namespace(inode: u64) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me && mount_namespace(*pid) == Some(inode))
+        .collect()
 }
 
 fn host_release() -> String {
     super::release::HOST_RELEASE.to_string()
+}
+
+fn is_host_release(release: &String) -> bool {
+    release == super::release::HOST_RELEASE
+}
+
+fn is_default_store(store: &ImageStore) -> bool {
+    *store == ImageStore::default()
 }
 
 /// Where an engine keeps images: its own graph driver (overlay2), or containerd's snapshotters, the default of new
@@ -326,8 +354,12 @@ pub async fn start_dockerd(engines_dir: &Path, name: &str, options: &StartOption
     if options.image_store == ImageStore::Containerd && options.release == super::release::HOST_RELEASE {
         return Err(OwnedEngineError::StoreNeedsRelease { name: name.to_string(), store: ImageStore::Containerd.as_str(), release: options.release.clone() });
     }
-    if let Some(kept) = read_state(engines_dir, name)?.filter(|s| s.release != options.release || s.image_store != options.image_store) {
-        return Err(OwnedEngineError::KeptDataDiffers { name: name.to_string(), was: kept.release, was_store: kept.image_store.as_str() });
+    let previous = read_state(engines_dir, name)?;
+    if let (Liveness::Running, Some(state)) = (liveness(previous.as_ref()), &previous) {
+        return Err(OwnedEngineError::AlreadyRunning { name: name.to_string(), pid: state.pid.unwrap_or_default(), socket: state.socket.clone() });
+    }
+    if let Some(kept) = previous.as_ref().filter(|s| s.release != options.release || s.image_store != options.image_store) {
+        return Err(OwnedEngineError::KeptDataDiffers { name: name.to_string(), was: kept.release.clone(), was_store: kept.image_store.as_str() });
     }
     let root = if options.release == super::release::HOST_RELEASE {
         None
@@ -339,20 +371,9 @@ pub async fn start_dockerd(engines_dir: &Path, name: &str, options: &StartOption
         Some(made?)
     };
     let layout = EngineLayout::new(engines_dir, name);
-    let previous = read_state(engines_dir, name)?;
-    match (liveness(previous.as_ref()), &previous) {
-        (Liveness::Running, Some(state)) => {
-            return Err(OwnedEngineError::AlreadyRunning {
-                name: name.to_string(),
-                pid: state.pid.unwrap_or_default(),
-                socket: state.socket.clone(),
-            })
-        }
-        // A dockerd that died left its processes, mounts or socket: clear them, keeping its data root.
-        (Liveness::StalePid, _) => {
-            stop(engines_dir, name, true)?;
-        }
-        _ => {}
+    // A dockerd that died left its processes, mounts or socket: clear them, keeping its data root.
+    if liveness(previous.as_ref()) == Liveness::StalePid {
+        stop(engines_dir, name, true)?;
     }
     for dir in [layout.dir.as_path(), &layout.data_root, &layout.exec_root].into_iter().chain(layout.socket.parent()) {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
@@ -420,6 +441,7 @@ pub async fn start_dockerd(engines_dir: &Path, name: &str, options: &StartOption
         release: options.release.clone(),
         root,
         image_store: options.image_store,
+        mount_namespace: None,
     };
     write_state(&layout.state, &state)?;
     let deadline = Instant::now() + START_WAIT;
@@ -428,7 +450,23 @@ pub async fn start_dockerd(engines_dir: &Path, name: &str, options: &StartOption
             break format!("it exited: {status}");
         }
         if layout.socket.exists() && super::Engine::answers_at(&layout.socket).await {
-            return Ok(state);
+            // What `stop` clears: every process left in the mount namespace of a dockerd run from a release's root.
+            let mut state = state;
+            if state.root.is_some() {
+                state.mount_namespace = mount_namespace(pid);
+                write_state(&layout.state, &state)?;
+            }
+            // A release whose Docker ignores the setting says so here (an engine that cannot tell is taken at its word).
+            let store = match super::Engine::connect_spec(name).await {
+                Ok(engine) => engine.machine().await.ok().map(|m| m.image_store),
+                Err(_) => None,
+            };
+            match store {
+                Some(store) if store != options.image_store.as_str() => {
+                    break format!("it answers with the {store} image store, not the {} one asked for (its Docker release does not have it)", options.image_store.as_str())
+                }
+                _ => return Ok(state),
+            }
         }
         if Instant::now() >= deadline {
             break "it is still running; it was stopped".to_string();
@@ -436,7 +474,9 @@ pub async fn start_dockerd(engines_dir: &Path, name: &str, options: &StartOption
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let tail = log_tail(&layout.log, 20);
-    let _ = stop(engines_dir, name, false);
+    // A data root kept from an earlier start (`stop --keep`) stays; a new engine leaves nothing.
+    let _ = stop(engines_dir, name, previous.is_some());
+    let _ = child.try_wait();
     Err(OwnedEngineError::DidNotStart {
         name: name.to_string(),
         socket: layout.socket,
@@ -536,6 +576,13 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
         }
         wait_gone(&helpers, Duration::from_secs(5));
     }
+    // A dockerd of a release's root: whatever is left in its mount namespace holds that namespace's mounts.
+    let namespace = state.as_ref().and_then(|s| s.mount_namespace);
+    let in_namespace = namespace.map_or_else(Vec::new, processes_in_namespace);
+    for &p in &in_namespace {
+        signal(p, libc::SIGKILL);
+    }
+    wait_gone(&in_namespace, Duration::from_secs(5));
     // A dockerd that was killed leaves its containers' processes running, reparented to init: they are found by the
     // container ids (its data root's `containers/` folders) in their cgroups.
     let data_root = state.as_ref().map_or(layout.data_root.clone(), |s| s.data_root.clone());
@@ -583,6 +630,7 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
     let left: Vec<String> = processes_referencing(&roots)
         .iter()
         .chain(processes_in_containers(&ids).iter())
+        .chain(namespace.map_or_else(Vec::new, processes_in_namespace).iter())
         .map(|p| format!("process {p}"))
         .chain(mounts_under(&roots).iter().map(|m| format!("mount {}", m.display())))
         .chain(socket.exists().then(|| format!("socket {}", socket.display())))
@@ -595,7 +643,7 @@ pub fn stop(engines_dir: &Path, name: &str, keep: bool) -> Result<Stopped, Owned
         name: name.to_string(),
         pid,
         killed,
-        helpers_stopped: helpers.len() + orphans.len(),
+        helpers_stopped: helpers.len() + orphans.len() + in_namespace.len(),
         unmounted,
         kept_data: keep,
     })
@@ -879,6 +927,14 @@ mod tests {
     }
 
     #[test]
+    fn a_process_mount_namespace_is_read_and_its_processes_found() {
+        let mine = mount_namespace(std::process::id()).expect("this process has a mount namespace");
+        assert!(mine > 0);
+        assert!(!processes_in_namespace(mine).contains(&std::process::id()), "the caller is never in its own list");
+        assert_eq!(mount_namespace(u32::MAX), None);
+    }
+
+    #[test]
     fn mountinfo_escapes_are_undone() {
         assert_eq!(unescape_mountinfo(r"/a\040b/c\134d"), "/a b/c\\d");
         assert_eq!(unescape_mountinfo(r"/plain\"), "/plain\\");
@@ -898,6 +954,7 @@ mod tests {
             release: host_release(),
             root: None,
             image_store: ImageStore::Graphdriver,
+            mount_namespace: None,
         };
         assert_eq!(liveness(Some(&state)), Liveness::Stopped);
         assert_eq!(liveness(None), Liveness::Stopped);
