@@ -299,6 +299,13 @@ fn buildkit(dir: &Path) {
         .expect("the bench's engine starts (run `layerbench setup` first)");
     let _stop = OwnedEngine(name.clone());
     let engine = runtime.block_on(Engine::connect_spec(&name)).expect("the bench's engine answers");
+    // Its base images, which emptying it keeps.
+    let cache = layerbench::paths::cache_dir();
+    let store = layerbench::setup::StoreSpec::default_store(&layerbench::paths::store_dir());
+    let provisioned = runtime
+        .block_on(layerbench::setup::provision_on(&engine, false, &cache, &store, &layerbench::paths::debian_mirror()))
+        .expect("the bench's engine gets its base images");
+    layerbench::engine::owned::record_base_images(&engines, &name, provisioned.base_images.iter().map(|i| i.id.clone()).collect()).expect("its base images are recorded");
     let empty = || runtime.block_on(engine.empty()).expect("the bench's engine is emptied");
     let ours = || child(&["--session-only".into(), name.clone(), dir.display().to_string()]);
     let cli = || {

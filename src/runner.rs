@@ -1154,7 +1154,11 @@ async fn build_once(
     ctx.spent.inspection_ms += ms(inspecting.elapsed());
     let mut layers = layer_records(&model, cell.builder, &outcome.steps, started_unix_ms);
     // None when the engine stopped reading the context early: then nothing is explained.
-    let inputs = outcome.context.map(|sent| BuildInputs {
+    // A file of the context that can no longer be read leaves this build's misses unexplained, like a cut context.
+    let hashing = Instant::now();
+    let sent = outcome.context.and_then(|mut sent| sent.fill_digests().ok().map(|()| sent));
+    ctx.spent.context_ms += ms(hashing.elapsed());
+    let inputs = sent.map(|sent| BuildInputs {
         base_images,
         model: model.clone(),
         build_args: build_args.clone(),

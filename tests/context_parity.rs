@@ -200,3 +200,83 @@ async fn a_dockerfile_the_cli_hides_is_hidden_from_the_legacy_builder_and_the_se
         }
     }
 }
+
+/// The Dockerfile of `excluded_dockerfile_app`: a step per side (the build argument `SIDE`) keeps the CLI's cache
+/// keys and layerbench's apart from `COPY` on.
+const EXCLUDED_DOCKERFILE: &str = "FROM debian:bookworm-slim\nARG SIDE\nRUN echo \"$SIDE\" > /side\nCOPY . /ctx\nRUN ls -la /ctx > /listing\n";
+
+/// Whether the step whose text contains `step` was cached, in the output of `docker build` (`--progress=plain` for
+/// BuildKit).
+fn cli_cached(builder: Builder, output: &str, step: &str) -> bool {
+    match builder {
+        Builder::Legacy => {
+            let start = output.lines().position(|l| l.starts_with("Step ") && l.contains(step)).unwrap_or_else(|| panic!("no step `{step}` in:\n{output}"));
+            output.lines().skip(start + 1).take_while(|l| !l.starts_with("Step ")).any(|l| l.trim() == "---> Using cache")
+        }
+        Builder::Buildkit => {
+            let id = output
+                .lines()
+                .find_map(|l| l.split_once("] ").filter(|(_, t)| t.contains(step)).and_then(|(head, _)| head.split_whitespace().next()))
+                .unwrap_or_else(|| panic!("no step `{step}` in:\n{output}"));
+            output.lines().any(|l| l.trim() == format!("{id} CACHED"))
+        }
+    }
+}
+
+/// The CLI's build of `dir` as side `side`: its output.
+fn cli_build(on: &EngineUnderTest, builder: Builder, dir: &std::path::Path, side: &str, tag: &str) -> String {
+    let mut cmd = on.cli(&[dir.to_path_buf()]);
+    cmd.env("DOCKER_BUILDKIT", cli_flag(builder)).args(["build", "--network", "none", "--label", "layerbench.test=context-parity", "--build-arg", &format!("SIDE={side}"), "-t", tag]);
+    if builder == Builder::Buildkit {
+        cmd.arg("--progress=plain");
+    }
+    let out = cmd.arg(dir).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "docker build on {} failed:\n{text}", on.label());
+    text
+}
+
+/// layerbench's build of `dir` as side `side`: whether its `COPY . /ctx` was cached.
+async fn layerbench_copy_cached(engine: &Engine, builder: Builder, dir: &std::path::Path, side: &str, tag: &str) -> bool {
+    let context = ContextSource::new(dir, std::path::Path::new("Dockerfile"), builder, IgnoreDialect::of_engine(&engine.version), ContextTransfer::Session).unwrap();
+    let request = BuildRequest {
+        what: format!("excluded Dockerfile ({builder:?})"),
+        context,
+        tag: tag.to_string(),
+        target: None,
+        build_args: BTreeMap::from([("SIDE".to_string(), side.to_string())]),
+        labels: BTreeMap::from([("layerbench.test".to_string(), "context-parity".to_string())]),
+        network_mode: "none".to_string(),
+        no_cache: false,
+    };
+    let outcome = engine.build(request, &mut |_| {}).await.unwrap();
+    let steps = outcome.steps.clone();
+    outcome.into_image("excluded Dockerfile").unwrap();
+    steps.iter().find(|s| s.name.contains("COPY . /ctx")).unwrap_or_else(|| panic!("no COPY step in {steps:?}")).cached
+}
+
+/// The held-out cache case that used to differ: after an edit of a Dockerfile that `.dockerignore` excludes, the
+/// CLI keeps `COPY . /ctx` cached with both builders (the edited file is not in the context), and so does layerbench,
+/// through the session for BuildKit.
+#[tokio::test]
+async fn an_edit_of_a_dockerfile_the_ignore_rules_exclude_keeps_copy_cached_as_with_the_cli() {
+    let _guard = common::engine_lock();
+    for on in &common::engines_under_test().await {
+        let mut tags = Tags::new("excluded", on);
+        for builder in [Builder::Buildkit, Builder::Legacy] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("Dockerfile"), EXCLUDED_DOCKERFILE).unwrap();
+            std::fs::write(dir.path().join(".dockerignore"), "Dockerfile\n").unwrap();
+            std::fs::write(dir.path().join("main.go"), "package main\n").unwrap();
+            let nonce = format!("{}-{}", std::process::id(), layerbench::paths::new_run_id());
+            let (cli_side, our_side) = (format!("cli-{nonce}"), format!("layerbench-{nonce}"));
+            cli_build(on, builder, dir.path(), &cli_side, &tags.next());
+            layerbench_copy_cached(&on.engine, builder, dir.path(), &our_side, &tags.next()).await;
+            std::fs::write(dir.path().join("Dockerfile"), format!("{EXCLUDED_DOCKERFILE}RUN true\n")).unwrap();
+            let cli = cli_build(on, builder, dir.path(), &cli_side, &tags.next());
+            let ours = layerbench_copy_cached(&on.engine, builder, dir.path(), &our_side, &tags.next()).await;
+            assert!(cli_cached(builder, &cli, "COPY . /ctx"), "{builder:?} on {}: the CLI ran COPY after the edit:\n{cli}", on.label());
+            assert!(ours, "{builder:?} on {}: layerbench's COPY ran after an edit of the excluded Dockerfile", on.label());
+        }
+    }
+}

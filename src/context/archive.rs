@@ -57,11 +57,33 @@ pub struct BuildContext {
 }
 
 /// What a context walk sent: the paths in tar order, their states as the builder sees them, and the tar's length.
+/// (Through a session: the paths listed, the bytes of the files that travelled, and the files whose digest is
+/// still to be read, see `fill_digests`.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SentContext {
     pub files: Vec<String>,
     pub contents: ContextFiles,
     pub bytes: u64,
+    /// Regular files listed but neither sent nor hashed before: their path in the context and where to read them.
+    pub unhashed: Vec<(String, PathBuf)>,
+}
+
+impl SentContext {
+    /// Reads and hashes the files whose digest is not known yet, for the miss
+    /// reasons (a session's files the engine did not ask for, which no
+    /// earlier build of this process had hashed).
+    pub fn fill_digests(&mut self) -> Result<(), ContextError> {
+        for (rel, path) in std::mem::take(&mut self.unhashed) {
+            let io = |source| ContextError::Io { path: path.clone(), source };
+            let mut file = std::fs::File::open(&path).map_err(io)?;
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut file, &mut hasher).map_err(io)?;
+            if let Some(state) = self.contents.files.get_mut(&rel) {
+                state.digest = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Tars `context_dir` as `docker build -f <dockerfile> <context_dir>` of the
@@ -613,6 +635,7 @@ impl<W: Write> ContextTar<W> {
             files: self.files,
             contents: self.contents,
             bytes: sink.bytes,
+            unhashed: Vec::new(),
         })
     }
 }

@@ -38,6 +38,9 @@ use crate::results::Builder;
 /// Bytes of a file per `DATA` packet.
 const DATA_CHUNK: usize = 128 * 1024;
 
+/// Threads that read and send the files the engine asks for.
+const SENDERS: usize = 3;
+
 /// Packets waiting for the connection: with `DATA_CHUNK`, at most about 4 MiB.
 const PACKETS_IN_FLIGHT: usize = 32;
 
@@ -142,9 +145,9 @@ impl SyncLog {
     /// What the build's `COPY`s could see: the context as the engine's
     /// reads of it listed it (not its reads of the ignore files alone), each
     /// regular file with its digest (hashed as it was sent, else taken from
-    /// `digests` while its stat is unchanged, else read now). `bytes` is what
-    /// travelled, over every call.
-    pub fn sent_context(&self, digests: &DigestCache) -> Result<SentContext, ContextError> {
+    /// `digests` while its stat is unchanged, else left to
+    /// `SentContext::fill_digests`). `bytes` is what travelled, over every call.
+    pub fn sent_context(&self, digests: &DigestCache) -> SentContext {
         let mut sent = SentContext {
             bytes: self.transferred().1,
             ..SentContext::default()
@@ -153,14 +156,17 @@ impl SyncLog {
             for listed in &call.listed {
                 let mut state = listed.state.clone();
                 if state.kind == "file" && state.digest.is_empty() {
-                    state.digest = digests.digest_of(&listed.path, listed.signature.as_ref())?;
+                    match digests.known(&listed.path, listed.signature.as_ref()) {
+                        Some(digest) => state.digest = digest,
+                        None => sent.unhashed.push((listed.rel.clone(), listed.path.clone())),
+                    }
                 }
                 if sent.contents.files.insert(listed.rel.clone(), state).is_none() {
                     sent.files.push(listed.rel.clone());
                 }
             }
         }
-        Ok(sent)
+        sent
     }
 }
 
@@ -197,23 +203,11 @@ impl DigestCache {
         self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), (signature, digest));
     }
 
-    /// The digest of `path`, from memory while its stat matches `signature`, else read (and remembered).
-    fn digest_of(&self, path: &Path, signature: Option<&Signature>) -> Result<String, ContextError> {
-        if let Some(signature) = signature {
-            if let Some((known, digest)) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
-                if known == signature {
-                    return Ok(digest.clone());
-                }
-            }
-        }
-        let io = |source| ContextError::Io { path: path.to_path_buf(), source };
-        let meta = std::fs::symlink_metadata(path).map_err(io)?;
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher).map_err(io)?;
-        let digest = hex(&hasher.finalize());
-        self.remember(path, Signature::of(&meta), digest.clone());
-        Ok(digest)
+    /// The digest of `path` remembered while its stat matched `signature`.
+    fn known(&self, path: &Path, signature: Option<&Signature>) -> Option<String> {
+        let signature = signature?;
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(path).filter(|(s, _)| s == signature).map(|(_, d)| d.clone())
     }
 }
 
@@ -660,45 +654,15 @@ impl FileSync for FileSyncService {
             };
             let _ = walk_out.blocking_send(Ok(end));
         });
-        // The files asked for, sent one after another on a thread of their own.
-        let (wanted, mut asked) = mpsc::unbounded_channel::<u32>();
-        let (send_log, send_out, digests) = (log.clone(), out.clone(), self.digests.clone());
-        let sender = tokio::task::spawn_blocking(move || {
-            while let Some(id) = asked.blocking_recv() {
-                let listed = send_log.lock().unwrap_or_else(|e| e.into_inner()).calls.get(index).and_then(|c| c.listed.get(id as usize)).cloned();
-                let Some(listed) = listed else {
-                    let _ = send_out.blocking_send(Ok(Packet {
-                        data: format!("invalid file id {id}").into_bytes(),
-                        ..packet(PacketType::PacketErr)
-                    }));
-                    return;
-                };
-                match send_file(&listed, id, &send_out) {
-                    Ok(Some((bytes, digest))) => {
-                        if let Some(signature) = listed.signature {
-                            digests.remember(&listed.path, signature, digest.clone());
-                        }
-                        on_call(&send_log, index, |call| {
-                            call.requested += 1;
-                            call.bytes += bytes;
-                            if let Some(l) = call.listed.get_mut(id as usize) {
-                                l.state.digest = digest;
-                            }
-                        });
-                    }
-                    Ok(None) => return,
-                    Err(e) => {
-                        let message = format!("{}: {e}", listed.path.display());
-                        on_call(&send_log, index, |call| call.error = Some(message.clone()));
-                        let _ = send_out.blocking_send(Ok(Packet {
-                            data: message.into_bytes(),
-                            ..packet(PacketType::PacketErr)
-                        }));
-                        return;
-                    }
-                }
-            }
-        });
+        // The files asked for, sent by a few threads (as fsutil's sender does), each file's packets in order.
+        let (wanted, asked) = mpsc::unbounded_channel::<u32>();
+        let asked = Arc::new(Mutex::new(asked));
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let (asked, send_log, send_out, digests) = (asked.clone(), log.clone(), out.clone(), self.digests.clone());
+                tokio::task::spawn_blocking(move || send_requested(&asked, &send_log, index, &send_out, &digests))
+            })
+            .collect();
         // The engine's requests.
         tokio::spawn(async move {
             loop {
@@ -708,7 +672,9 @@ impl FileSync for FileSyncService {
                     }
                     Ok(Some(p)) if p.r#type == PacketType::PacketFin as i32 => {
                         drop(wanted);
-                        let _ = sender.await;
+                        for sender in senders {
+                            let _ = sender.await;
+                        }
                         let _ = out.send(Ok(packet(PacketType::PacketFin))).await;
                         return;
                     }
@@ -733,6 +699,46 @@ impl FileSync for FileSyncService {
 
     async fn tar_stream(&self, _request: tonic::Request<tonic::Streaming<Packet>>) -> Result<tonic::Response<Self::TarStreamStream>, tonic::Status> {
         Err(tonic::Status::unimplemented("layerbench's session serves DiffCopy only"))
+    }
+}
+
+/// Takes the ids the engine asks for from `asked` and sends those files of call `index`, until the engine's
+/// requests end or sending fails (then a `ERR` packet names the file).
+fn send_requested(asked: &Mutex<mpsc::UnboundedReceiver<u32>>, log: &Mutex<SyncLog>, index: usize, out: &mpsc::Sender<Result<Packet, tonic::Status>>, digests: &DigestCache) {
+    loop {
+        let Some(id) = asked.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv() else { return };
+        let listed = log.lock().unwrap_or_else(|e| e.into_inner()).calls.get(index).and_then(|c| c.listed.get(id as usize)).cloned();
+        let Some(listed) = listed else {
+            let _ = out.blocking_send(Ok(Packet {
+                data: format!("invalid file id {id}").into_bytes(),
+                ..packet(PacketType::PacketErr)
+            }));
+            return;
+        };
+        match send_file(&listed, id, out) {
+            Ok(Some((bytes, digest))) => {
+                if let Some(signature) = listed.signature {
+                    digests.remember(&listed.path, signature, digest.clone());
+                }
+                on_call(log, index, |call| {
+                    call.requested += 1;
+                    call.bytes += bytes;
+                    if let Some(l) = call.listed.get_mut(id as usize) {
+                        l.state.digest = digest;
+                    }
+                });
+            }
+            Ok(None) => return,
+            Err(e) => {
+                let message = format!("{}: {e}", listed.path.display());
+                on_call(log, index, |call| call.error = Some(message.clone()));
+                let _ = out.blocking_send(Ok(Packet {
+                    data: message.into_bytes(),
+                    ..packet(PacketType::PacketErr)
+                }));
+                return;
+            }
+        }
     }
 }
 
@@ -972,16 +978,22 @@ mod tests {
     }
 
     #[test]
-    fn a_digest_is_kept_while_the_file_s_stat_stays_and_read_again_once_it_changes() {
+    fn a_digest_is_kept_while_the_file_s_stat_stays_and_read_when_a_run_needs_it_once_it_changes() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
         write(&file, "one");
         let cache = DigestCache::default();
         let signature = Signature::of(&std::fs::metadata(&file).unwrap());
         cache.remember(&file, signature, "remembered".into());
-        assert_eq!(cache.digest_of(&file, Some(&signature)).unwrap(), "remembered");
+        assert_eq!(cache.known(&file, Some(&signature)).as_deref(), Some("remembered"));
         write(&file, "two!");
         let changed = Signature::of(&std::fs::metadata(&file).unwrap());
-        assert_eq!(cache.digest_of(&file, Some(&changed)).unwrap(), hex(&Sha256::digest(b"two!")));
+        assert_eq!(cache.known(&file, Some(&changed)), None);
+        let listed = ListedPath { rel: "f".into(), path: file.clone(), state: FileState { kind: "file", digest: String::new(), mode: 0o644, uid: 0, gid: 0, link: None }, signature: Some(changed) };
+        let log = SyncLog { calls: vec![SyncCall { request: SyncRequest { dir_name: "context".into(), ..SyncRequest::default() }, listed: vec![listed], ..SyncCall::default() }] };
+        let mut sent = log.sent_context(&cache);
+        assert_eq!(sent.unhashed, [("f".to_string(), file.clone())]);
+        sent.fill_digests().unwrap();
+        assert_eq!(sent.contents.files["f"].digest, hex(&Sha256::digest(b"two!")));
     }
 }

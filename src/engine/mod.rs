@@ -1022,13 +1022,7 @@ impl Sent {
             },
             Sent::Session(session, files) => {
                 drop(session);
-                let log = files.log();
-                let digests = files.digests_handle();
-                let sent = tokio::task::spawn_blocking(move || log.sent_context(&digests)).await.map_err(|e| EngineError::Context {
-                    what: what.to_string(),
-                    source: Box::new(ContextError::Io { path: Default::default(), source: std::io::Error::other(e.to_string()) }),
-                })?;
-                sent.map(Some).map_err(failed)
+                Ok(Some(files.log().sent_context(&files.digests_handle())))
             }
             Sent::Done => Ok(None),
         }
