@@ -176,16 +176,18 @@ impl EngineUnderTest {
     }
 }
 
-/// The Docker 26.1 engine the tests own, started (its root made once, base images loaded) when not running.
+/// The Docker 26.1 engine the tests own, with the containerd image store (the default of new Docker installs),
+/// started (its root made once, base images loaded) when not running as such.
 pub async fn modern_engine() -> Engine {
-    use layerbench::engine::owned::{self, Liveness, StartOptions};
+    use layerbench::engine::owned::{self, ImageStore, Liveness, StartOptions};
     let engines = paths::engines_dir();
-    let running = owned::liveness(owned::read_state(&engines, MODERN).unwrap().as_ref()) == Liveness::Running;
+    let options = StartOptions { release: "trixie".into(), image_store: ImageStore::Containerd };
+    let state = owned::read_state(&engines, MODERN).unwrap();
+    let running = owned::liveness(state.as_ref()) == Liveness::Running && state.as_ref().is_some_and(|s| s.release == options.release && s.image_store == options.image_store);
     if !running {
-        if owned::read_state(&engines, MODERN).unwrap().is_some() {
+        if state.is_some() {
             owned::stop(&engines, MODERN, false).unwrap();
         }
-        let options = StartOptions { release: "trixie".into(), ..StartOptions::default() };
         owned::start_dockerd(&engines, MODERN, &options, &paths::cache_dir(), &paths::debian_mirror())
             .await
             .unwrap_or_else(|e| panic!("starting the Docker 26 engine {MODERN}: {e}"));
