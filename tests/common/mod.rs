@@ -176,12 +176,17 @@ impl EngineUnderTest {
     }
 }
 
-/// The Docker 26.1 engine the tests own, with the containerd image store (the default of new Docker installs),
-/// started (its root made once, base images loaded) when not running as such.
+/// The Docker 26.1 engine the tests own, started (its root made once, base images loaded) when not running as
+/// such: with the graph driver's image store, or the containerd one (the default of new Docker installs) when
+/// `LAYERBENCH_TEST_MODERN_STORE=containerd`.
 pub async fn modern_engine() -> Engine {
     use layerbench::engine::owned::{self, ImageStore, Liveness, StartOptions};
     let engines = paths::engines_dir();
-    let options = StartOptions { release: "trixie".into(), image_store: ImageStore::Containerd };
+    let image_store = match std::env::var("LAYERBENCH_TEST_MODERN_STORE").as_deref() {
+        Ok("containerd") => ImageStore::Containerd,
+        _ => ImageStore::Graphdriver,
+    };
+    let options = StartOptions { release: "trixie".into(), image_store };
     let state = owned::read_state(&engines, MODERN).unwrap();
     let running = owned::liveness(state.as_ref()) == Liveness::Running && state.as_ref().is_some_and(|s| s.release == options.release && s.image_store == options.image_store);
     if !running {
