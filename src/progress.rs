@@ -287,8 +287,10 @@ pub fn build_line(engine: Option<&str>, build: usize, of: usize, record: &BuildR
         record.wall_ms / 1000.0,
         record.proxy.requests
     );
-    if let Some(e) = &record.error {
-        let _ = write!(text, "\n     {e}");
+    if let Some(e) = record.error_with_output() {
+        for line in e.lines() {
+            let _ = write!(text, "\n     {line}");
+        }
     }
     if let Some(e) = record.inspection.as_ref().and_then(|i| i.error.as_ref()) {
         let _ = write!(text, "\n     inspection: {e}");

@@ -305,6 +305,22 @@ pub struct BuildRecord {
     /// The version of the engine the build ran on (absent in older files: [`Results::engine_version_of`] finds it there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_version: Option<EngineVersion>,
+    /// A failed build's failing step's own output, its last 40 lines (BuildKit's vertex log, or the legacy
+    /// builder's lines of that step); absent when it printed nothing or the build did not fail there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_log: Vec<String>,
+}
+
+impl BuildRecord {
+    /// The build's error and, one per line under it, the failing step's own last lines, each after `| `.
+    pub fn error_with_output(&self) -> Option<String> {
+        let mut text = self.error.clone()?;
+        for line in &self.error_log {
+            text.push_str("\n| ");
+            text.push_str(line);
+        }
+        Some(text)
+    }
 }
 
 fn loopback() -> String {
@@ -773,6 +789,7 @@ pub(crate) fn record_with(variant: &str, scenario: &str, step: &str, wall_second
         engine: String::new(),
         isolation: Isolation::Shared,
         engine_version: None,
+        error_log: Vec::new(),
     }
 }
 

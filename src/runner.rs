@@ -990,6 +990,7 @@ fn failed_record(cell: &Cell, step: &str, cache_state: CacheState, build_args: &
         engine: String::new(),
         isolation: Isolation::Shared,
         engine_version: None,
+        error_log: Vec::new(),
     }
 }
 
@@ -1179,6 +1180,7 @@ async fn build_once(
         started_unix_ms,
         wall_ms,
         outcome: if outcome.failure.is_none() { "ok".into() } else { "failed".into() },
+        error_log: outcome.failure.as_ref().map(|f| f.log.clone()).unwrap_or_default(),
         error: outcome.failure.map(|f| format!("at `{}`: {}", f.step, f.message)),
         layers,
         image: outcome.image.map(|i| ImageRecord {

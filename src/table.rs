@@ -174,7 +174,11 @@ pub fn check_table(judgements: &[crate::analysis::expect::Judgement]) -> String 
         }
         if let (Some(reason), false) = (&j.reason, j.outcome == Outcome::Pass) {
             let at = j.line.map_or_else(String::new, |n| format!(" (line {n})"));
-            out.push_str(&format!("    {:<12} why{at}: {reason}\n", ""));
+            let mut lines = reason.lines();
+            out.push_str(&format!("    {:<12} why{at}: {}\n", "", lines.next().unwrap_or("")));
+            for line in lines {
+                out.push_str(&format!("    {:<12}   {line}\n", ""));
+            }
         }
     }
     out

@@ -113,17 +113,25 @@ async fn touching_files_leaves_every_step_cached_with_either_builder() {
 }
 
 #[tokio::test]
-async fn a_failed_build_is_recorded_with_its_step_and_error_and_the_next_cell_still_runs() {
+async fn a_failed_build_is_recorded_with_its_step_error_and_own_output_with_both_builders_and_the_next_cell_still_runs() {
     let _guard = common::engine_lock();
     let broken = inline(
         "name = \"break\"\ndescription = \"d\"\n[[step]]\nname = \"break\"\nchange = [{ kind = \"write\", file = \"broken.go\", text = \"package main\\nfunc broken( {\\n\" }]\n[[step]]\nname = \"never\"\n",
     );
     let fine = inline("name = \"fine\"\ndescription = \"d\"\n[[step]]\nname = \"again\"\n");
-    let results = run(&tiny_app(), &["layered"], vec![broken, fine], &[Builder::Buildkit]).await;
+    let results = run(&tiny_app(), &["layered"], vec![broken, fine], &[Builder::Buildkit, Builder::Legacy]).await;
+    for builder in [Builder::Buildkit, Builder::Legacy] {
+        let failed = record(&results, "layered", builder, "break");
+        assert_eq!(failed.outcome, "failed");
+        let error = failed.error.as_deref().unwrap();
+        assert!(error.contains("RUN CGO_ENABLED=0 go build"), "{builder:?}: {error}");
+        // The failing command's own output: the compiler's message names the file and line.
+        let log = failed.error_log.join("\n");
+        assert!(log.contains("broken.go:2") && failed.error_log.len() <= 40, "{builder:?}: {log}");
+        assert!(!log.contains("---> "), "{builder:?}: the legacy builder's own markers are not the step's output: {log}");
+        assert!(failed.error_with_output().unwrap().lines().skip(1).all(|l| l.starts_with("| ")), "{builder:?}");
+    }
     let failed = record(&results, "layered", Builder::Buildkit, "break");
-    assert_eq!(failed.outcome, "failed");
-    let error = failed.error.as_deref().unwrap();
-    assert!(error.contains("RUN CGO_ENABLED=0 go build"), "{error}");
     let failing = failed.layers.iter().find(|l| l.error.is_some()).expect("the failing step carries its error");
     assert!(failing.instruction.starts_with("RUN CGO_ENABLED=0 go build"));
     assert!(!results.records.iter().any(|r| r.step == "never"), "steps after a failure are not built");

@@ -389,7 +389,7 @@ fn judge_group(t: &TemplateExpectations, e: &Expectation, g: &Group<'_>, baselin
         g.records.iter().find(|r| r.outcome != "ok").map(|bad| {
             Measured::fail(
                 format!("{} in {} of {} builds", if bad.outcome == "not-applicable" { "not applicable" } else { "build failed" }, g.records.len() - ok.len(), g.records.len()),
-                format!("{} · {}: {}", bad.step, rep(bad), bad.error.as_deref().unwrap_or("(no message)")),
+                format!("{} · {}: {}", bad.step, rep(bad), bad.error_with_output().unwrap_or_else(|| "(no message)".into())),
             )
         })
     };
@@ -766,7 +766,7 @@ fn lost_builds(t: &TemplateExpectations, results: &Results, before: &Results) ->
         }
         let in_run = results.options.scenarios.contains(&scenario) && results.options.builders.contains(&builder);
         let (measured, reason) = match now.first() {
-            Some(r) => ("build failed".to_string(), r.error.clone().unwrap_or_else(|| "(no message)".into())),
+            Some(r) => ("build failed".to_string(), r.error_with_output().unwrap_or_else(|| "(no message)".into())),
             None if in_run => ("missing".to_string(), "built in the baseline, but this run recorded no build of it".to_string()),
             // A cell this run was not asked to build is not lost.
             None => continue,

@@ -211,6 +211,8 @@ pub struct BuildOutcome {
 pub struct BuildFailure {
     pub step: String,
     pub message: String,
+    /// The failing step's own output, its last lines (`stream::ERROR_LOG_LINES`).
+    pub log: Vec<String>,
 }
 
 impl BuildOutcome {
@@ -653,6 +655,12 @@ impl Engine {
                                 error: v.error.clone(),
                             });
                         }
+                        for log in &status.logs {
+                            items.push(StreamItem::Log {
+                                digest: log.vertex.clone(),
+                                data: String::from_utf8_lossy(&log.msg).into_owned(),
+                            });
+                        }
                     }
                     if let Some(text) = &info.stream {
                         items.push(StreamItem::Text { text: text.clone(), at_unix_ms: unix_ms_now() });
@@ -696,6 +704,7 @@ impl Engine {
             None => Some(BuildFailure {
                 step: "(end of build)".into(),
                 message: format!("the engine reported success but no image {} exists", request.tag),
+                log: Vec::new(),
             }),
         };
         Ok(BuildOutcome {

@@ -24,6 +24,8 @@ pub enum StreamItem {
     },
     /// Legacy-builder text, with its arrival time at the client.
     Text { text: String, at_unix_ms: u64 },
+    /// Output a BuildKit vertex printed (a `RUN`'s stdout and stderr), as it came.
+    Log { digest: String, data: String },
     /// The error that ends a failed build.
     Error { message: String },
 }
@@ -56,6 +58,12 @@ impl Recorder {
     }
 }
 
+/// How many lines of a failing step's own output a failure keeps.
+pub const ERROR_LOG_LINES: usize = 40;
+
+/// How much of a step's output is kept while it runs (its tail), enough for `ERROR_LOG_LINES` long lines.
+const OUTPUT_TAIL_BYTES: usize = 64 * 1024;
+
 /// Step reports collected from either builder's stream.
 #[derive(Debug, Default)]
 pub struct BuildStream {
@@ -63,6 +71,8 @@ pub struct BuildStream {
     by_key: HashMap<String, StepReport>,
     legacy_current: Option<String>,
     failure: Option<BuildFailure>,
+    /// Each step's own output so far (its tail), by key: BuildKit's vertex logs, the legacy builder's lines between its markers.
+    output: HashMap<String, String>,
 }
 
 /// Vertexes that are not Dockerfile steps.
@@ -97,19 +107,47 @@ impl BuildStream {
                 error,
             } => self.vertex(digest, name, *cached, *started_unix_ms, *completed_unix_ms, error, progress),
             StreamItem::Text { text, at_unix_ms } => self.legacy_text(text, *at_unix_ms, progress),
+            StreamItem::Log { digest, data } => self.append_output(digest, data),
             StreamItem::Error { message } => {
                 let message = format!("{}{}", message.trim(), known_limit(message).unwrap_or_default());
-                let step = self.failing_step().unwrap_or_else(|| "(before the first step)".into());
-                if let Some(s) = self.by_key.values_mut().find(|s| s.name == step) {
+                let key = self.failing_step();
+                let log = key.as_ref().map(|k| self.output_tail(k)).unwrap_or_default();
+                let step = key.as_ref().and_then(|k| self.by_key.get(k)).map_or_else(|| "(before the first step)".to_string(), |s| s.name.clone());
+                if let Some(s) = key.as_ref().and_then(|k| self.by_key.get_mut(k)) {
                     s.error.get_or_insert_with(|| message.clone());
                 }
-                self.failure = Some(BuildFailure { step, message });
+                self.failure = Some(BuildFailure { step, message, log });
             }
         }
     }
 
     pub fn failure(&self) -> Option<&BuildFailure> {
         self.failure.as_ref()
+    }
+
+    /// Adds to step `key`'s output, keeping its tail.
+    fn append_output(&mut self, key: &str, data: &str) {
+        let kept = self.output.entry(key.to_string()).or_default();
+        kept.push_str(data);
+        if kept.len() > OUTPUT_TAIL_BYTES {
+            let mut cut = kept.len() - OUTPUT_TAIL_BYTES;
+            while !kept.is_char_boundary(cut) {
+                cut += 1;
+            }
+            kept.drain(..cut);
+        }
+    }
+
+    /// The last `ERROR_LOG_LINES` lines step `key` printed (a line rewritten with `\r` as it ended; blank lines
+    /// at the end dropped).
+    fn output_tail(&self, key: &str) -> Vec<String> {
+        let Some(text) = self.output.get(key) else { return Vec::new() };
+        let mut lines: Vec<String> = text.lines().map(|l| l.rsplit('\r').find(|part| !part.trim().is_empty()).unwrap_or("").trim_end().to_string()).collect();
+        while lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        let skip = lines.len().saturating_sub(ERROR_LOG_LINES);
+        lines.split_off(skip)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -171,6 +209,8 @@ impl BuildStream {
                 }
             } else if line.starts_with("Successfully built") {
                 self.close_legacy(at, progress);
+            } else if let Some(key) = self.legacy_current.clone().filter(|_| !is_legacy_marker(line)) {
+                self.append_output(&key, &format!("{line}\n"));
             }
         }
     }
@@ -182,21 +222,17 @@ impl BuildStream {
         }
     }
 
+    /// The key of the step the build failed at.
     fn failing_step(&self) -> Option<String> {
+        let step = |k: &&String| self.by_key.get(*k);
         self.order
             .iter()
-            .filter_map(|k| self.by_key.get(k))
-            .find(|s| s.error.is_some())
-            .or_else(|| self.legacy_current.as_ref().and_then(|k| self.by_key.get(k)))
-            .or_else(|| {
-                // BuildKit: the step that started and never completed.
-                self.order
-                    .iter()
-                    .filter_map(|k| self.by_key.get(k))
-                    .find(|s| s.started_unix_ms.is_some() && s.completed_unix_ms.is_none())
-            })
-            .or_else(|| self.order.last().and_then(|k| self.by_key.get(k)))
-            .map(|s| s.name.clone())
+            .find(|k| step(k).is_some_and(|s| s.error.is_some()))
+            .or(self.legacy_current.as_ref())
+            // BuildKit: the step that started and never completed.
+            .or_else(|| self.order.iter().find(|k| step(k).is_some_and(|s| s.started_unix_ms.is_some() && s.completed_unix_ms.is_none())))
+            .or_else(|| self.order.last())
+            .cloned()
     }
 
     /// The steps in the order the builder first reported them.
@@ -207,6 +243,12 @@ impl BuildStream {
         }
         self.order.iter().filter_map(|k| self.by_key.remove(k)).collect()
     }
+}
+
+/// The legacy builder's own lines within a step (` ---> Running in …`, ` ---> 1a2b…`, `Removing intermediate container …`), not the step's output.
+fn is_legacy_marker(line: &str) -> bool {
+    let t = line.trim();
+    t.starts_with("---> ") || t.starts_with("Removing intermediate container") || t.starts_with("Successfully tagged")
 }
 
 /// What an engine's build error means when it is a limit layerbench knows of, to append to it.
@@ -244,5 +286,49 @@ mod tests {
         let s = BuildStream::from_recording(&text.replace("\"text\":1", "\"text\":\"Step 1/1 : FROM x\",\"at_unix_ms\":5"), Path::new("x")).unwrap();
         assert_eq!(s.failure().map(|f| f.message.as_str()), Some("boom"));
     }
-}
 
+    fn vertex(digest: &str, name: &str, error: &str, done: bool) -> StreamItem {
+        StreamItem::Vertex {
+            digest: digest.into(),
+            name: name.into(),
+            cached: false,
+            started_unix_ms: Some(1),
+            completed_unix_ms: done.then_some(2),
+            error: error.into(),
+        }
+    }
+
+    #[test]
+    fn a_failing_buildkit_step_keeps_its_own_last_40_lines_not_another_step_s() {
+        let mut stream = BuildStream::default();
+        stream.push(&vertex("a", "[2/3] RUN go mod download", "", true), &mut |_| {});
+        stream.push(&StreamItem::Log { digest: "a".into(), data: "downloaded\n".into() }, &mut |_| {});
+        stream.push(&vertex("b", "[3/3] RUN make build", "", false), &mut |_| {});
+        let lines: String = (1..=50).map(|n| format!("line {n}\n")).collect();
+        // Output arrives in chunks that cut lines; a progress line is rewritten with `\r`.
+        let (head, tail) = lines.split_at(101);
+        stream.push(&StreamItem::Log { digest: "b".into(), data: head.into() }, &mut |_| {});
+        stream.push(&StreamItem::Log { digest: "b".into(), data: format!("{tail}10%\r100%\nmake: not found\n\n") }, &mut |_| {});
+        stream.push(&vertex("b", "[3/3] RUN make build", "process \"/bin/sh -c make build\" did not complete successfully: exit code: 127", true), &mut |_| {});
+        stream.push(&StreamItem::Error { message: "exit code: 127".into() }, &mut |_| {});
+        let failure = stream.failure().expect("a failure");
+        assert_eq!(failure.step, "[3/3] RUN make build");
+        assert_eq!(failure.log.len(), ERROR_LOG_LINES);
+        assert_eq!(failure.log.first().map(String::as_str), Some("line 13"));
+        assert_eq!(failure.log[failure.log.len() - 2..], ["100%".to_string(), "make: not found".to_string()]);
+        assert!(!failure.log.iter().any(|l| l == "downloaded"));
+    }
+
+    #[test]
+    fn a_failing_legacy_step_keeps_its_lines_without_the_builder_s_markers() {
+        let mut stream = BuildStream::default();
+        let text = |t: &str| StreamItem::Text { text: t.into(), at_unix_ms: 1 };
+        for t in ["Step 1/2 : FROM golang:1.23\n", " ---> 04558db92aa9\n", "Step 2/2 : RUN make build\n", " ---> Running in 5f3c\n", "/bin/sh: 1: make: not found\n"] {
+            stream.push(&text(t), &mut |_| {});
+        }
+        stream.push(&StreamItem::Error { message: "The command '/bin/sh -c make build' returned a non-zero code: 127".into() }, &mut |_| {});
+        let failure = stream.failure().expect("a failure");
+        assert_eq!(failure.step, "Step 2/2 : RUN make build");
+        assert_eq!(failure.log, ["/bin/sh: 1: make: not found"]);
+    }
+}

@@ -30,6 +30,7 @@ pub fn report(results: &Results, results_name: &str, results_dir: &Path, charts:
     md.push_str(&verdict_section(body));
     md.push_str(&chart_section(charts));
     md.push_str(&scenario_sections(body));
+    md.push_str(&failure_section(results));
     md.push_str(&reproduce_section(results, results_name, results_dir));
     md
 }
@@ -221,6 +222,28 @@ fn scenario_sections(results: &Results) -> String {
             md.push('\n');
         }
     }
+    md
+}
+
+/// Every failed build with its error and the failing step's own last lines (none when no build failed).
+fn failure_section(results: &Results) -> String {
+    let failed: Vec<&BuildRecord> = results.records.iter().filter(|r| r.error.is_some()).collect();
+    if failed.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("## Failed builds\n\nEach failed build's error, and the last lines (up to 40) its failing step printed.\n\n");
+    for r in failed {
+        let engine = if r.engine.is_empty() { String::new() } else { format!(" on `{}`", r.engine) };
+        md.push_str(&format!("- {} · {}{engine}: {}\n", cell_label(r), r.step, code(r.error.as_deref().unwrap_or_default())));
+        if !r.error_log.is_empty() {
+            md.push_str("\n  ```text\n");
+            for line in &r.error_log {
+                md.push_str(&format!("  {}\n", line.replace("```", "'''")));
+            }
+            md.push_str("  ```\n");
+        }
+    }
+    md.push('\n');
     md
 }
 
