@@ -173,7 +173,7 @@ async fn run(command: Command) -> Result<bool> {
         Command::Run(args) => run_command(args).await,
         Command::Check(args) => check_command(args).await,
         Command::Report { results: path } => {
-            let results = layerbench::results::Results::read(&path)?;
+            let results = layerbench::results::Results::read(&path).map_err(BadInput::from_error)?;
             print_report(&layerbench::report::write(&results, &path)?);
             Ok(true)
         }
@@ -181,6 +181,13 @@ async fn run(command: Command) -> Result<bool> {
             let mut shards = Vec::new();
             for path in files {
                 let results = Results::read(&path).map_err(BadInput::from_error)?;
+                if let Some(n) = results.records.iter().position(|r| r.cell.is_none()) {
+                    return Err(BadInput::from_error(anyhow::anyhow!(
+                        "{}: record {} carries no `cell` index (the file was written before layerbench numbered a run's cells, or by hand): shards without it cannot be matched up",
+                        path.display(),
+                        n + 1
+                    )));
+                }
                 shards.push((path, results));
             }
             let count = shards.len();
@@ -194,7 +201,7 @@ async fn run(command: Command) -> Result<bool> {
             Ok(true)
         }
         Command::Verdicts { results, json } => {
-            let results = layerbench::results::Results::read(&results)?;
+            let results = layerbench::results::Results::read(&results).map_err(BadInput::from_error)?;
             // A matrix's verdicts are its first engine's; the text names the claims whose verdict differs on another.
             let reported = layerbench::analysis::engines::reported_builds(&results);
             let verdicts = layerbench::analysis::verdicts::verdicts(reported.as_ref().unwrap_or(&results));
@@ -210,7 +217,10 @@ async fn run(command: Command) -> Result<bool> {
             Ok(true)
         }
         Command::Compare { before, after, json, fail_on_regression } => {
-            let (a, b) = (layerbench::results::Results::read(&before)?, layerbench::results::Results::read(&after)?);
+            let (a, b) = (
+                layerbench::results::Results::read(&before).map_err(BadInput::from_error)?,
+                layerbench::results::Results::read(&after).map_err(BadInput::from_error)?,
+            );
             let steps = layerbench::analysis::compare::compare(&a, &b);
             if json {
                 println!("{}", serde_json::to_string_pretty(&steps)?);
@@ -358,7 +368,7 @@ async fn engine_command(command: EngineCommand, cache: &std::path::Path, mirror:
 async fn run_command(args: RunArgs) -> Result<bool> {
     let cwd = std::env::current_dir().context("failed to read the current folder")?;
     let suite = match &args.suite {
-        Some(name) => Some(layerbench::suite::load(name)?),
+        Some(name) => Some(layerbench::suite::load(name).map_err(BadInput::from_error)?),
         None => None,
     };
     let app_arg = args
@@ -366,27 +376,27 @@ async fn run_command(args: RunArgs) -> Result<bool> {
         .clone()
         .or_else(|| suite.as_ref().and_then(|(s, path)| s.app.as_ref().map(|a| resolve_beside(a, path))))
         .unwrap_or_else(|| ".".to_string());
-    let app = app_folder(&app_arg, &cwd)?;
+    let app = app_folder(&app_arg, &cwd).map_err(BadInput::from_error)?;
     let context = match &args.context {
-        Some(c) => std::fs::canonicalize(cwd.join(c)).with_context(|| format!("the build context {} does not exist", c.display()))?,
+        Some(c) => std::fs::canonicalize(cwd.join(c)).with_context(|| format!("the build context {} does not exist", c.display())).map_err(BadInput::from_error)?,
         None => app.clone(),
     };
     let scenarios_dir = args.scenarios_dir.as_deref();
     let cells = match &suite {
-        Some((suite, _)) => layerbench::suite::cells(suite, &app, scenarios_dir)?,
+        Some((suite, _)) => layerbench::suite::cells(suite, &app, scenarios_dir).map_err(BadInput::from_error)?,
         None => {
             let for_sample = app_arg == shipped::SAMPLE_APP || app == paths::sample_app_dir();
-            let scenarios = shipped::select_scenarios(scenarios_dir, &args.scenarios, for_sample)?;
+            let scenarios = shipped::select_scenarios(scenarios_dir, &args.scenarios, for_sample).map_err(BadInput::from_error)?;
             let mut variants = if args.dockerfiles.is_empty() {
-                runner::variants(&app, &args.variants)?
+                runner::variants(&app, &args.variants).map_err(BadInput::from_error)?
             } else {
-                args.dockerfiles.iter().map(|d| Variant::from_arg(d, &cwd)).collect::<Result<Vec<_>, _>>()?
+                args.dockerfiles.iter().map(|d| Variant::from_arg(d, &cwd)).collect::<Result<Vec<_>, _>>().map_err(BadInput::from_error)?
             };
-            runner::check_unique(&variants)?;
-            let build_args = parse_build_args(&args.build_args)?;
+            runner::check_unique(&variants).map_err(BadInput::from_error)?;
+            let build_args = parse_build_args(&args.build_args).map_err(BadInput::from_error)?;
             let probe = match &args.probe {
                 Some(cmd) => Some(Probe {
-                    command: shlex::split(cmd).filter(|c| !c.is_empty()).with_context(|| format!("--probe {cmd:?} is not a command line"))?,
+                    command: shlex::split(cmd).filter(|c| !c.is_empty()).with_context(|| format!("--probe {cmd:?} is not a command line")).map_err(BadInput::from_error)?,
                     expected_exit: args.probe_exit,
                     timeout_seconds: args.probe_timeout,
                 }),
@@ -430,13 +440,13 @@ async fn run_command(args: RunArgs) -> Result<bool> {
     println!();
     print!("{}", table::findings_per_engine(&results));
     if let Some(line) = table::overhead(&results) {
-        print!("{line}");
+        print!("{}", table::fit(&line));
     }
     // A matrix's verdicts are its first engine's; the engines table below names those that differ on another.
     let reported = layerbench::analysis::engines::reported_builds(&results);
     if suite.is_some() {
         let on = reported.as_ref().and_then(|r| r.records.first()).map_or_else(String::new, |r| format!(" on {}", r.engine));
-        println!("\nverdicts these builds settle{on} (`layerbench verdicts {}` lists every claim):", results_path.display());
+        println!("\n{}", table::fit(&format!("verdicts these builds settle{on} (`layerbench verdicts {}` lists every claim):", results_path.display())));
         print!("{}", table::settled_verdicts(&layerbench::analysis::verdicts::verdicts(reported.as_ref().unwrap_or(&results))));
     }
     if let Some(differences) = layerbench::analysis::engines::engine_differences(&results) {
@@ -452,14 +462,18 @@ async fn run_command(args: RunArgs) -> Result<bool> {
         .filter(|r| r.inspection.as_ref().is_some_and(|i| i.error.is_some() || i.runtime.as_ref().is_some_and(|rt| !rt.passed)))
         .count();
     println!(
-        "run {}: {} builds recorded, {} failed, {probes_failed} with a failed inspection or probe; results: {}",
-        results.run_id,
-        results.records.len(),
-        failed.len(),
-        results_path.display()
+        "{}",
+        table::fit(&format!(
+            "run {}: {} builds recorded, {} failed, {probes_failed} with a failed inspection or probe; results: {}",
+            results.run_id,
+            results.records.len(),
+            failed.len(),
+            results_path.display()
+        ))
     );
     for r in &failed {
-        println!("  {} {} × {} · {} · {}: {}", r.outcome.to_uppercase(), r.variant, r.scenario, r.builder.name(), r.step, r.error.as_deref().unwrap_or("(no message)"));
+        let error = r.error_with_output().unwrap_or_else(|| "(no message)".into()).replace('\n', "\n    ");
+        println!("{}", table::fit(&format!("  {} {} × {} · {} · {}: {error}", r.outcome.to_uppercase(), r.variant, r.scenario, r.builder.name(), r.step)));
     }
     Ok(failed.is_empty() && probes_failed == 0)
 }
@@ -583,8 +597,8 @@ enum Say {
 impl Say {
     fn line(&self, text: &str) {
         match self {
-            Say::Stdout => println!("{text}"),
-            Say::Stderr => eprintln!("{text}"),
+            Say::Stdout => println!("{}", table::fit(text)),
+            Say::Stderr => eprintln!("{}", table::fit(text)),
         }
     }
 }
@@ -787,11 +801,14 @@ fn parse_build_args(args: &[String]) -> Result<std::collections::BTreeMap<String
 }
 
 fn print_report(files: &layerbench::report::ReportFiles) {
-    println!("report: {} ({} charts as SVG and PNG in {}; summary {})",
+    let line = format!(
+        "report: {} ({} charts as SVG and PNG in {}; summary {})",
         files.report.display(),
         files.charts.len() / 2,
         files.report.parent().map_or_else(|| "charts".into(), |d| d.join("charts").display().to_string()),
-        files.summary.display());
+        files.summary.display()
+    );
+    println!("{}", table::fit(&line));
 }
 
 fn print_provisioned(p: &setup::Provisioned, say: &Say) {

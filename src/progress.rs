@@ -289,7 +289,7 @@ pub fn build_line(engine: Option<&str>, build: usize, of: usize, record: &BuildR
     );
     if let Some(e) = record.error_with_output() {
         for line in e.lines() {
-            let _ = write!(text, "\n     {line}");
+            let _ = write!(text, "\n{}", crate::table::fit(&format!("     {line}")));
         }
     }
     if let Some(e) = record.inspection.as_ref().and_then(|i| i.error.as_ref()) {

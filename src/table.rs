@@ -237,6 +237,27 @@ pub fn engine_differences(d: &crate::analysis::engines::EngineDifferences) -> St
     out
 }
 
+/// `text` with every line longer than `WIDTH` wrapped at spaces (a word longer than a line, such as a long path,
+/// is broken), each continuation indented four more than its line; a trailing newline is kept.
+pub fn fit(text: &str) -> String {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.chars().count() <= WIDTH {
+            out.push(line.to_string());
+            continue;
+        }
+        let indent = " ".repeat(line.len() - line.trim_start().len());
+        let more = format!("{indent}    ");
+        let options = textwrap::Options::new(WIDTH).initial_indent(&indent).subsequent_indent(&more);
+        out.extend(textwrap::wrap(line.trim_start(), options).into_iter().map(|l| l.into_owned()));
+    }
+    let mut fitted = out.join("\n");
+    if text.ends_with('\n') {
+        fitted.push('\n');
+    }
+    fitted
+}
+
 /// A table line cut to `max` characters with an ellipsis, its alignment kept.
 fn cut(line: &str, max: usize) -> String {
     if line.chars().count() <= max {
@@ -448,5 +469,17 @@ mod tests {
         assert!(cell_tables(&results).contains("53 ms"), "{}", cell_tables(&results));
         let stats = statistics_table(&results);
         assert!(stats.lines().nth(1).is_some_and(|l| l.contains("54 ms") && l.contains("53 ms")), "{stats}");
+    }
+
+    #[test]
+    fn long_lines_wrap_within_the_width_at_spaces_and_a_long_path_is_broken() {
+        let path = format!("/{}", "a/very/long/path/".repeat(10));
+        let text = format!("short\n  report: {path}REPORT.md (5 charts as SVG and PNG in {path}charts; summary {path}summary.csv)\n");
+        let fitted = fit(&text);
+        assert!(fitted.ends_with('\n') && fitted.starts_with("short\n  report: "), "{fitted}");
+        assert!(fitted.lines().all(|l| l.chars().count() <= WIDTH), "{fitted}");
+        assert!(fitted.lines().skip(2).all(|l| l.starts_with("      ")), "continuations are indented: {fitted}");
+        assert_eq!(fitted.split_whitespace().collect::<String>().len(), text.split_whitespace().collect::<String>().len(), "nothing is lost");
+        assert_eq!(fit("a\nb"), "a\nb");
     }
 }

@@ -123,3 +123,57 @@ fn a_typo_in_the_project_file_exits_2_naming_the_file_the_line_and_the_key() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("matches no step"), "{err}");
 }
+
+/// `layerbench ARGS` in `dir` (no engine is reached: every input here is refused first).
+fn layerbench_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_layerbench"))
+        .args(args)
+        .current_dir(dir)
+        .env("LAYERBENCH_CACHE", dir.join("cache"))
+        .env("DOCKER_HOST", "unix:///nonexistent/layerbench-test.sock")
+        .output()
+        .expect("run layerbench")
+}
+
+/// Every command exits 2 on bad input, naming what is wrong, and never 3 (which means the environment).
+#[test]
+fn bad_input_exits_2_from_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("empty.json"), "").unwrap();
+    std::fs::write(d.join("malformed.json"), "{\"schema_version\": 3, \"run_id\": ").unwrap();
+    let whole = std::fs::read_to_string(recorded_run()).unwrap();
+    std::fs::write(d.join("cut.json"), &whole[..whole.len() / 2]).unwrap();
+    // A results file whose records carry no cell index cannot be merged.
+    let mut uncelled: serde_json::Value = serde_json::from_str(&whole).unwrap();
+    for record in uncelled["records"].as_array_mut().unwrap() {
+        record.as_object_mut().unwrap().remove("cell");
+    }
+    std::fs::write(d.join("uncelled.json"), serde_json::to_string(&uncelled).unwrap()).unwrap();
+    std::fs::write(d.join("bad-scenario.toml"), "name = \"s\"\ndescription = \"d\"\ncolour = \"red\"\n[[step]]\nname = \"a\"\n").unwrap();
+    std::fs::write(d.join("bad-suite.toml"), "name = \"s\"\ndescription = \"d\"\nflavour = 1\n").unwrap();
+    let sample = root().join("sample-go-app").display().to_string();
+    let scenarios = d.display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["verdicts", "missing.json"], "missing.json"),
+        (vec!["verdicts", "empty.json"], "empty.json"),
+        (vec!["report", "malformed.json"], "malformed.json"),
+        (vec!["report", "cut.json"], "cut.json"),
+        (vec!["compare", "missing.json", "cut.json"], "missing.json"),
+        (vec!["merge", "uncelled.json", "uncelled.json", "--out", "merged"], "no `cell` index"),
+        (vec!["merge", "missing.json", "--out", "merged"], "missing.json"),
+        (vec!["check", "--config", "missing.toml"], "missing.toml"),
+        (vec!["run", "--app", "no-such-app"], "no-such-app"),
+        (vec!["run", "--app", &sample, "--variant", "no-such-template"], "no-such-template"),
+        (vec!["run", "--app", &sample, "--scenario", "no-such-scenario"], "no-such-scenario"),
+        (vec!["run", "--app", &sample, "--scenarios-dir", &scenarios, "--scenario", "bad-scenario"], "colour"),
+        (vec!["run", "--suite", "bad-suite.toml"], "flavour"),
+        (vec!["run", "--suite", "no-such-suite"], "no-such-suite"),
+    ];
+    for (args, named) in cases {
+        let out = layerbench_in(d, &args);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "layerbench {}: {text}", args.join(" "));
+        assert!(text.contains(named), "layerbench {}: the error names {named}: {text}", args.join(" "));
+    }
+}
