@@ -91,6 +91,11 @@ pub enum Change {
 }
 
 impl Change {
+    /// The change's `kind` as a scenario file writes it (`append`, `bump-module`, ...).
+    pub fn kind(&self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string)).unwrap_or_default()
+    }
+
     /// The keys of this change that name a path in the app (roles allowed), with their values.
     pub fn paths(&self) -> Vec<(&'static str, &str)> {
         match self {

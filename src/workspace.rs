@@ -237,12 +237,18 @@ impl Workspace {
     /// Applies one change. `nonce` replaces `{nonce}` in texts; `step` names
     /// the step in errors; `versions` serves `bump-module`. Roles in paths
     /// (`{main_go}`, ...) are resolved against the copy as it is now.
+    /// A change that names a role this app's shape lacks (no go.sum, no dependency to bump, no second `.go`
+    /// file) is skipped, and a note says so: the step is built without it.
     pub fn apply(&self, change: &Change, nonce: &str, step: &str, versions: &dyn ModuleVersions, applied: &mut Applied) -> Result<(), WorkspaceError> {
         let at = self.at(step);
-        self.apply_change(change, nonce, &at, versions, applied).map_err(|e| match e {
-            WorkspaceError::Io { action, path, source } => WorkspaceError::Change { at: at.clone(), action, path, source },
+        match self.apply_change(change, nonce, &at, versions, applied) {
+            Err(WorkspaceError::Role { role, source, .. }) if !matches!(source, RoleError::Io { .. }) => {
+                applied.notes.push(format!("skipped the change `{}` of {at}: it names {role}, and {source}", change.kind()));
+                Ok(())
+            }
+            Err(WorkspaceError::Io { action, path, source }) => Err(WorkspaceError::Change { at: at.clone(), action, path, source }),
             other => other,
-        })
+        }
     }
 
     fn apply_change(&self, change: &Change, nonce: &str, at: &str, versions: &dyn ModuleVersions, applied: &mut Applied) -> Result<(), WorkspaceError> {
@@ -326,6 +332,12 @@ impl Workspace {
     /// A bump of go.mod and go.sum; `module` may be `{first_direct_dependency}`
     /// and `version` may be `next`, and the note says what they resolved to.
     fn bump(&self, module: &str, version: &str, at: &str, versions: &dyn ModuleVersions, applied: &mut Applied) -> Result<(), WorkspaceError> {
+        if self.root.join("vendor/modules.txt").is_file() {
+            applied.notes.push(format!(
+                "skipped the change `bump-module` of {at}: the app vendors its modules (vendor/modules.txt), which a bump of go.mod alone would leave inconsistent"
+            ));
+            return Ok(());
+        }
         let go_mod_path = self.root.join("go.mod");
         let go_sum_path = self.root.join("go.sum");
         let go_mod = read(&go_mod_path)?;
@@ -349,7 +361,9 @@ impl Workspace {
         } else {
             version.to_string()
         };
-        let bumped = gosum::bump(&go_mod_path, &go_mod, &read(&go_sum_path)?, &module, &version, versions).map_err(bump_error)?;
+        // A module without dependencies has no go.sum: the bump writes the first.
+        let go_sum = if go_sum_path.exists() { read(&go_sum_path)? } else { String::new() };
+        let bumped = gosum::bump(&go_mod_path, &go_mod, &go_sum, &module, &version, versions).map_err(bump_error)?;
         write(&go_mod_path, &bumped.go_mod)?;
         write(&go_sum_path, &bumped.go_sum)?;
         let how = if resolved.is_empty() { String::new() } else { format!(" ({})", resolved.join(", ")) };
