@@ -246,6 +246,11 @@ pub struct EngineArgs {
     /// How BuildKit builds get their context: `session` (as the Docker CLI does: the engine asks the build's session for the files it reads, and on a rebuild only changed files travel) or `tar` (the context uploaded whole with the request). The legacy builder always takes a tar.
     #[arg(long = "context-transfer", value_enum, value_name = "HOW", default_value_t = crate::context::ContextTransfer::Session)]
     pub context_transfer: crate::context::ContextTransfer,
+    /// `builtin`: build every template with the engine's built-in Dockerfile frontend, dropping a `# syntax=` directive
+    /// from layerbench's copy of the Dockerfile (never from yours; each build says so in a note), for engines that
+    /// cannot pull the frontend image the directive names. Default: `directive`, or the suite's or project file's `frontend`.
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub frontend: Option<crate::results::Frontend>,
     /// Build every cell on every --engine (two or more), instead of sharing the cells out; the run ends with the cell steps whose outcomes, miss reasons or verdicts differ between engines. Not with --shard.
     #[arg(long)]
     pub matrix: bool,

@@ -144,6 +144,55 @@ fn makes_vertex(ins: &Instruction) -> bool {
 const UNNAMED_STAGE: &str = "stage-0";
 
 /// Splits a BuildKit vertex name `[build 4/6] RUN go mod download` into (`build`, 4, `RUN go mod download`).
+/// A Dockerfile's `# syntax=` parser directive: the frontend image BuildKit pulls to read the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxDirective {
+    /// 1-based.
+    pub line: usize,
+    /// The line as written (`# syntax = docker/dockerfile:1.3`).
+    pub text: String,
+    /// The frontend image it names.
+    pub image: String,
+}
+
+/// The parser directives at the top of a Dockerfile (`# key=value` lines before any other line), with their 0-based
+/// line indexes and lower-cased keys.
+fn directives(text: &str) -> Vec<(usize, String, String)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.trim().strip_prefix('#') else { break };
+        let Some((key, value)) = rest.split_once('=') else { break };
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+            break;
+        }
+        out.push((i, key.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    out
+}
+
+/// The `# syntax=` directive of a Dockerfile's text, if it has one.
+pub fn syntax_directive(text: &str) -> Option<SyntaxDirective> {
+    let (i, _, image) = directives(text).into_iter().find(|(_, key, _)| key == "syntax")?;
+    Some(SyntaxDirective { line: i + 1, text: text.lines().nth(i).unwrap_or_default().trim().to_string(), image })
+}
+
+/// The text without its `# syntax=` directive, the other directives kept as directives and every instruction on
+/// its own line number (a comment after the directives takes the removed line's place); `None` without one.
+pub fn without_syntax_directive(text: &str) -> Option<String> {
+    let found = directives(text);
+    let (index, _, _) = found.iter().find(|(_, key, _)| key == "syntax")?.clone();
+    let last = found.last().map_or(index, |(i, _, _)| *i);
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let dropped = lines.remove(index);
+    lines.insert(last, format!("# layerbench --frontend builtin dropped: {}", dropped.trim().trim_start_matches('#').trim()));
+    let mut out = lines.join("\n");
+    if text.ends_with('\n') {
+        out.push('\n');
+    }
+    Some(out)
+}
+
 pub fn split_buildkit_name(name: &str) -> Option<(String, usize, String)> {
     let rest = name.strip_prefix('[')?;
     let (label, text) = rest.split_once("] ")?;
@@ -236,5 +285,21 @@ mod tests {
         assert_eq!(split_buildkit_name("[internal] load .dockerignore"), None);
         assert_eq!(split_buildkit_name("[3/5] COPY . ."), Some(("stage-0".into(), 3, "COPY . .".into())));
         assert_eq!(split_legacy_step("Step 4/11 : RUN go mod download"), Some((4, "RUN go mod download".into())));
+    }
+
+    #[test]
+    fn a_syntax_directive_is_found_at_the_top_only_and_dropped_keeping_lines_and_other_directives() {
+        let text = "# syntax = docker/dockerfile:1.3\n# escape=`\nFROM golang:1.23\nRUN make build\n";
+        let found = syntax_directive(text).unwrap();
+        assert_eq!((found.line, found.image.as_str(), found.text.as_str()), (1, "docker/dockerfile:1.3", "# syntax = docker/dockerfile:1.3"));
+        let dropped = without_syntax_directive(text).unwrap();
+        assert_eq!(dropped, "# escape=`\n# layerbench --frontend builtin dropped: syntax = docker/dockerfile:1.3\nFROM golang:1.23\nRUN make build\n");
+        assert_eq!(syntax_directive(&dropped), None);
+        assert_eq!(directives(&dropped).first().map(|(_, k, v)| (k.as_str(), v.as_str())), Some(("escape", "`")));
+        // After a comment, an instruction or a blank line, `# syntax=` is a comment.
+        assert_eq!(syntax_directive("# build the service\n# syntax=docker/dockerfile:1\nFROM x\n"), None);
+        assert_eq!(syntax_directive("FROM x\n# syntax=docker/dockerfile:1\n"), None);
+        assert_eq!(without_syntax_directive("FROM x\n"), None);
+        assert_eq!(syntax_directive("#SYNTAX=docker/dockerfile:1.4\nFROM x").map(|d| d.image), Some("docker/dockerfile:1.4".to_string()));
     }
 }

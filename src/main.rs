@@ -428,6 +428,7 @@ async fn run_command(args: RunArgs) -> Result<bool> {
             cache_state,
             suite: args.suite.clone(),
             build_timeout: suite.as_ref().and_then(|(s, _)| s.build_timeout),
+            frontend: suite.as_ref().and_then(|(s, _)| s.frontend),
             resume: args.resume.clone(),
             verbose: args.verbose,
             shard: args.shard,
@@ -502,7 +503,7 @@ async fn check_command(args: CheckArgs) -> Result<bool> {
                 project.templates.iter().map(|t| t.expectations.len()).sum::<usize>(),
                 cells.len()
             ));
-            let spec = RunSpec { app, context, cells, cache_state: CacheState::Cold, suite: None, build_timeout: project.build_timeout, resume: None, verbose: false, shard: None };
+            let spec = RunSpec { app, context, cells, cache_state: CacheState::Cold, suite: None, build_timeout: project.build_timeout, frontend: project.frontend, resume: None, verbose: false, shard: None };
             let (results, results_path) = execute(spec, &args.engine, &say).await?;
             for line in table::cell_tables(&results).lines() {
                 say.line(line);
@@ -612,6 +613,8 @@ struct RunSpec {
     suite: Option<String>,
     /// The suite's or project file's build timeout (`--build-timeout` overrides it).
     build_timeout: Option<std::time::Duration>,
+    /// The suite's or project file's frontend (`--frontend` overrides it).
+    frontend: Option<layerbench::results::Frontend>,
     /// The results file of the run this one resumes.
     resume: Option<std::path::PathBuf>,
     /// Every step of every build in the log, on a terminal too.
@@ -706,6 +709,7 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
         engine_wait: args.engine_wait,
         spread,
         context_transfer: args.context_transfer,
+        frontend: args.frontend.or(spec.frontend).unwrap_or_default(),
     };
     let mut results = match resumed {
         Some((results, _)) => results,

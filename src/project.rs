@@ -40,6 +40,8 @@ struct ProjectFile {
     builders: Vec<Builder>,
     #[serde(default, deserialize_with = "crate::runner::duration_setting")]
     build_timeout: Option<std::time::Duration>,
+    #[serde(default)]
+    frontend: Option<crate::results::Frontend>,
     #[serde(default, rename = "template")]
     templates: Vec<TemplateFile>,
 }
@@ -83,6 +85,8 @@ pub struct Project {
     pub builders: Vec<Builder>,
     /// A build still running after this long is cancelled (`--build-timeout` overrides it).
     pub build_timeout: Option<std::time::Duration>,
+    /// `builtin` drops the templates' `# syntax=` directives in layerbench's copies (`--frontend` overrides it).
+    pub frontend: Option<crate::results::Frontend>,
     pub templates: Vec<Template>,
     /// Every scenario the project or an expectation names, by name.
     pub scenarios: BTreeMap<String, Scenario>,
@@ -239,6 +243,7 @@ impl Project {
             context,
             repetitions: file.repetitions,
             build_timeout: file.build_timeout,
+            frontend: file.frontend,
             builders: file.builders,
             templates,
             scenarios,

@@ -208,6 +208,24 @@ pub struct RunOptions {
     /// How BuildKit builds got their context (absent in files written before the session: a tar).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_transfer: Option<crate::context::ContextTransfer>,
+    /// `builtin` when the run dropped the templates' `# syntax=` directives (absent: they were kept).
+    #[serde(default, skip_serializing_if = "is_directive")]
+    pub frontend: Frontend,
+}
+
+fn is_directive(f: &Frontend) -> bool {
+    *f == Frontend::Directive
+}
+
+/// Which Dockerfile frontend BuildKit reads a template with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Frontend {
+    /// The one the Dockerfile's `# syntax=` directive names, else the engine's own.
+    #[default]
+    Directive,
+    /// The engine's built-in frontend: layerbench's copy of a Dockerfile drops its `# syntax=` line.
+    Builtin,
 }
 
 /// A template (variant) as the run built it.
@@ -741,6 +759,7 @@ pub(crate) fn results_with(records: Vec<BuildRecord>) -> Results {
             upstream: None,
             matrix: false,
             context_transfer: None,
+            frontend: Frontend::Directive,
         },
         complete: true,
         engines: vec![],

@@ -299,6 +299,8 @@ pub struct Plan {
     pub spread: Spread,
     /// How BuildKit builds get their context.
     pub context_transfer: ContextTransfer,
+    /// `builtin`: the workspaces' Dockerfiles drop their `# syntax=` directive.
+    pub frontend: crate::results::Frontend,
 }
 
 /// How a run's cells meet its engines.
@@ -436,6 +438,7 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
             proxy_url: plan.proxy_url.clone(),
             suite: None,
             context_transfer: Some(plan.context_transfer),
+            frontend: plan.frontend,
             templates: {
                 let mut t: Vec<TemplateRecord> = Vec::new();
                 for c in all_cells {
@@ -832,7 +835,22 @@ async fn run_cell(ctx: &mut RunContext<'_>, cell: &Cell, sink: &Sink<'_, '_>) ->
         }
     };
 
-    let mut run = CellRun { cell, ws, build_args, previous: None, run_id };
+    // `--frontend builtin`: the copy's Dockerfile loses its `# syntax=` line, and every build of the cell says so.
+    let frontend_note = match plan.frontend {
+        crate::results::Frontend::Builtin => match ws.drop_syntax_directive() {
+            Ok(dropped) => dropped.map(|d| {
+                format!("built with the engine's built-in Dockerfile frontend (--frontend builtin): layerbench's copy of the Dockerfile dropped line {}, `{}`", d.line, d.text)
+            }),
+            Err(e) => {
+                let record = failed_record(cell, "baseline", plan.cache_state, &build_args, format!("the Dockerfile's `# syntax=` line could not be dropped: {e}"));
+                sink.push(slot, cell, record)?;
+                skip_rest(0);
+                return Ok(());
+            }
+        },
+        crate::results::Frontend::Directive => None,
+    };
+    let mut run = CellRun { cell, ws, build_args, previous: None, run_id, frontend_note };
     if cell.builder == Builder::Legacy {
         if let Some(feature) = run.ws.dockerfile_model().ok().and_then(|m| m.buildkit_only_feature()) {
             // Not a failure: the legacy builder cannot run this Dockerfile at all.
@@ -1001,6 +1019,8 @@ struct CellRun<'c> {
     build_args: BTreeMap<String, String>,
     previous: Option<BuildInputs>,
     run_id: String,
+    /// Said on every build when the Dockerfile's `# syntax=` line was dropped.
+    frontend_note: Option<String>,
 }
 
 impl CellRun<'_> {
@@ -1017,6 +1037,22 @@ async fn resolve_base_images(engine: &Engine, model: &DockerfileModel, build_arg
         out.insert(stage, BaseImageRef { reference, id });
     }
     out
+}
+
+/// When a BuildKit build failed because the engine could not pull the frontend image the Dockerfile's `# syntax=`
+/// line names: one line naming the directive and its line, and the way out.
+pub fn unreachable_frontend(dockerfile: &str, builder: Builder, message: &str) -> Option<String> {
+    let directive = crate::dockerfile::syntax_directive(dockerfile).filter(|_| builder == Builder::Buildkit)?;
+    let repository = directive.image.split(['@', ':']).next().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
+    let about_frontend = message.contains(&directive.image) || (!repository.is_empty() && message.contains(&format!("{repository}:"))) || message.contains("frontend");
+    let unreachable = ["failed to resolve", "failed to do request", "no such host", "pull access denied", "not found", "connection refused", "i/o timeout", "failed to fetch"].iter().any(|m| message.contains(m));
+    (about_frontend && unreachable).then(|| {
+        let why = message.lines().next().unwrap_or_default().trim();
+        format!(
+            "the Dockerfile's `{}` (line {}) names a frontend image the engine cannot pull ({why}); build with `--frontend builtin` (or `frontend = \"builtin\"` in the suite or project file) to use the engine's built-in frontend",
+            directive.text, directive.line
+        )
+    })
 }
 
 /// Copies the app into the cell's scratch workspace on a blocking thread; an interrupt stops the copy between two
@@ -1062,6 +1098,7 @@ async fn build_once(
         Ok(m) => m,
         Err(e) => return Ok(failed(format!("the Dockerfile could not be read: {e}"))),
     };
+    let model_text = std::fs::read_to_string(ws.dockerfile()).unwrap_or_default();
     // The context the engine's own CLI would send: its release's `.dockerignore` rules.
     let context = match ContextSource::new(ws.context_dir(), ws.dockerfile(), cell.builder, IgnoreDialect::of_engine(&ctx.engine.version), ctx.plan.context_transfer) {
         Ok(c) => c,
@@ -1072,6 +1109,7 @@ async fn build_once(
         .into_iter()
         .map(|stage| format!("stage `{stage}` runs the go command but declares no `ARG GOPROXY`: its module downloads do not go through layerbench's proxy (and are not recorded)"))
         .collect();
+    notes.extend(run.frontend_note.clone());
     if cell.builder == Builder::Buildkit && context.dockerfile().starts_with(HIDDEN_DOCKERFILE_PREFIX) {
         notes.push(format!(
             "the Dockerfile is in this build's context as `{}`: the Docker CLI hides it from COPY (the ignore rules exclude it, or it lies outside the context), but BuildKit reads it from the tar layerbench sends, so an edit of the Dockerfile can miss a `COPY . .` that the CLI's build would hit",
@@ -1181,7 +1219,7 @@ async fn build_once(
         wall_ms,
         outcome: if outcome.failure.is_none() { "ok".into() } else { "failed".into() },
         error_log: outcome.failure.as_ref().map(|f| f.log.clone()).unwrap_or_default(),
-        error: outcome.failure.map(|f| format!("at `{}`: {}", f.step, f.message)),
+        error: outcome.failure.map(|f| unreachable_frontend(&model_text, cell.builder, &f.message).unwrap_or_else(|| format!("at `{}`: {}", f.step, f.message))),
         layers,
         image: outcome.image.map(|i| ImageRecord {
             id: i.id,
@@ -1468,5 +1506,18 @@ mod tests {
         assert_eq!(rows[0].instruction, "ARG GOPROXY");
         assert_eq!(rows[0].stage, "build");
         assert!(rows[1].cached);
+    }
+
+    #[test]
+    fn a_frontend_the_engine_cannot_pull_is_named_with_its_directive_line_and_the_way_out() {
+        let dockerfile = "# syntax = docker/dockerfile:1.3\nFROM golang:1.23\n";
+        let message = "failed to solve with frontend dockerfile.v0: failed to solve with frontend gateway.v0: docker.io/docker/dockerfile:1.3: failed to do request: Head \"https://registry-1.docker.io/v2/docker/dockerfile/manifests/1.3\": dial tcp: lookup registry-1.docker.io: no such host";
+        let said = unreachable_frontend(dockerfile, Builder::Buildkit, message).expect("named");
+        assert!(said.starts_with("the Dockerfile's `# syntax = docker/dockerfile:1.3` (line 1) names a frontend image the engine cannot pull"), "{said}");
+        assert!(said.contains("--frontend builtin") && !said.contains('\n'), "{said}");
+        // Not for the legacy builder (which ignores the line), another failure, or a Dockerfile without the line.
+        assert_eq!(unreachable_frontend(dockerfile, Builder::Legacy, message), None);
+        assert_eq!(unreachable_frontend(dockerfile, Builder::Buildkit, "process \"/bin/sh -c make\" did not complete successfully: exit code: 127"), None);
+        assert_eq!(unreachable_frontend("FROM golang:1.23\n", Builder::Buildkit, message), None);
     }
 }

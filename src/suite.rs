@@ -39,6 +39,9 @@ pub struct Suite {
     /// A build still running after this long is cancelled (`--build-timeout` overrides it).
     #[serde(default, deserialize_with = "crate::runner::duration_setting")]
     pub build_timeout: Option<std::time::Duration>,
+    /// `builtin` drops the templates' `# syntax=` directives in layerbench's copies (`--frontend` overrides it).
+    #[serde(default)]
+    pub frontend: Option<crate::results::Frontend>,
     pub cells: Vec<CellGroup>,
 }
 

@@ -203,6 +203,17 @@ impl Workspace {
         &self.dockerfile
     }
 
+    /// Drops the `# syntax=` directive from the copy's Dockerfile (never the user's), keeping every instruction on
+    /// its line; what it dropped, or `None` when there was none.
+    pub fn drop_syntax_directive(&self) -> Result<Option<crate::dockerfile::SyntaxDirective>, WorkspaceError> {
+        let text = read(&self.dockerfile)?;
+        let (Some(directive), Some(without)) = (crate::dockerfile::syntax_directive(&text), crate::dockerfile::without_syntax_directive(&text)) else {
+            return Ok(None);
+        };
+        write(&self.dockerfile, &without)?;
+        Ok(Some(directive))
+    }
+
     /// The workspace's Dockerfile as it is now.
     pub fn dockerfile_model(&self) -> Result<DockerfileModel, WorkspaceError> {
         Ok(DockerfileModel::parse(&read(&self.dockerfile)?))

@@ -90,6 +90,7 @@ pub async fn run_cells_on(name: &str, engine: Engine, app: &Path, variants: &[&s
         engine_wait: std::time::Duration::from_secs(120),
         spread: runner::Spread::Shared,
         context_transfer: Default::default(),
+        frontend: Default::default(),
     };
     let mut results = runner::new_results(&run_id, &provisioned, &store, &plan, &plan.cells);
     let (_stop, mut interrupt) = tokio::sync::watch::channel(false);
