@@ -250,14 +250,19 @@ fn changed_build_arg(previous: &BuildInputs, now: &BuildInputs, step: &Instructi
 }
 
 fn changed_files(previous: &BuildInputs, now: &BuildInputs, step: &Instruction) -> Option<MissReason> {
-    if !matches!(step.keyword.as_str(), "COPY" | "ADD") || copy_from(step).is_some() {
+    let written = match step.keyword.as_str() {
+        "COPY" | "ADD" if copy_from(step).is_none() => copy_sources(&step.text),
+        "RUN" => bind_mount_sources(&step.text),
+        _ => return None,
+    };
+    if written.is_empty() {
         return None;
     }
     let scope: BTreeMap<String, String> = stage_args(&now.model, &now.build_args, &step.stage, step.line)
         .into_iter()
         .filter_map(|a| Some((a.name, a.value?)))
         .collect();
-    let sources: Vec<String> = copy_sources(&step.text).iter().map(|s| expand(s, &scope)).collect();
+    let sources: Vec<String> = written.iter().map(|s| expand(s, &scope)).collect();
     let everything = sources.iter().any(|s| matches!(s.trim_start_matches("./").trim_matches('/'), "" | "."));
     let rules = IgnoreRules::parse(&sources.join("\n"), std::path::Path::new("COPY sources")).ok()?;
     let under = |path: &str| everything || rules.is_excluded(path);
@@ -440,6 +445,22 @@ fn copy_from(step: &Instruction) -> Option<String> {
         return None;
     }
     step.text.split_whitespace().skip(1).take_while(|w| w.starts_with("--")).find_map(|w| w.strip_prefix("--from=").map(str::to_string))
+}
+
+/// The context paths a `RUN`'s bind mounts read (`--mount=type=bind,source=go.sum,target=…`; `bind` is the default
+/// type, a missing source is the whole context), leaving out mounts of another stage or image (`from=`); cache,
+/// secret, ssh and tmpfs mounts read no context file.
+fn bind_mount_sources(text: &str) -> Vec<String> {
+    let mut sources = Vec::new();
+    for flag in text.split_whitespace().skip(1).take_while(|w| w.starts_with("--")) {
+        let Some(spec) = flag.strip_prefix("--mount=") else { continue };
+        let fields: BTreeMap<&str, &str> = spec.split(',').filter_map(|f| f.split_once('=')).map(|(k, v)| (k.trim(), v.trim().trim_matches('"'))).collect();
+        if fields.get("type").is_some_and(|t| *t != "bind") || fields.contains_key("from") {
+            continue;
+        }
+        sources.push(fields.get("source").or_else(|| fields.get("src")).map_or(".".to_string(), |s| s.to_string()));
+    }
+    sources
 }
 
 /// The sources of a `COPY`/`ADD` (flags and the destination left out), in either form.
@@ -720,5 +741,22 @@ mod tests {
             // The legacy engine deletes the re-included Dockerfile; BuildKit's tar holds it under a generated name.
             assert!(!files.contains_key("Dockerfile"), "{builder:?}: {:?}", files.keys());
         }
+    }
+
+    #[test]
+    fn a_run_step_s_bind_mounts_are_its_sources_as_in_docker_s_go_guide() {
+        let guide = "RUN --mount=type=cache,target=/go/pkg/mod --mount=type=bind,source=go.sum,target=go.sum --mount=type=bind,source=go.mod,target=go.mod go mod download";
+        assert_eq!(bind_mount_sources(guide), ["go.sum", "go.mod"]);
+        assert_eq!(bind_mount_sources("RUN --mount=target=/src go build"), ["."], "bind is the default type, the context the default source");
+        assert!(bind_mount_sources("RUN --mount=type=bind,from=build,source=/out,target=/o cp /o/x /x").is_empty());
+        assert!(bind_mount_sources("RUN --mount=type=secret,id=token --mount=type=ssh make").is_empty());
+        let dockerfile = format!("FROM golang:1.23\nWORKDIR /src\n{guide}\nCOPY . .\n");
+        let before = inputs(&dockerfile, &[], FILES);
+        let after = inputs(&dockerfile, &[], &[("go.mod", "m2"), ("go.sum", "s2"), ("main.go", "a"), ("lib/x.go", "x")]);
+        let step = after.model.instructions.iter().find(|i| i.text.starts_with("RUN --mount")).unwrap();
+        let r = changed_files(&before, &after, step).expect("a reason");
+        assert_eq!((r.kind, r.detail.as_str()), (MissKind::Files, "go.mod (content), go.sum (content)"));
+        let unchanged = inputs(&dockerfile, &[], &[("go.mod", "m"), ("go.sum", "s"), ("main.go", "edited"), ("lib/x.go", "x")]);
+        assert!(changed_files(&before, &unchanged, step).is_none(), "main.go is not mounted");
     }
 }
