@@ -24,6 +24,7 @@ pub enum Command {
     },
     /// Make sure the base images golang:1.23 and debian:bookworm-slim exist.
     Images {
+        /// Pull missing base images from their registry (where one answers) instead of building local stand-ins.
         #[arg(long)]
         pull: bool,
     },
@@ -41,8 +42,10 @@ pub enum Command {
     },
     /// Serve a GOPROXY-layout directory on loopback and print every request.
     Proxy {
+        /// The GOPROXY-layout folder to serve (default: the module store in the cache).
         #[arg(long)]
         store: Option<PathBuf>,
+        /// The loopback port to listen on.
         #[arg(long, default_value_t = DEFAULT_PORT)]
         port: u16,
         /// Added before every answer, in milliseconds.
@@ -63,8 +66,10 @@ pub enum Command {
         /// The app to build (default: the bundled sample-go-app).
         #[arg(long)]
         app: Option<PathBuf>,
+        /// The loopback port of the module proxy the build uses.
         #[arg(long = "proxy-port", default_value_t = DEFAULT_PORT)]
         proxy_port: u16,
+        /// Pull missing base images from their registry instead of building local stand-ins.
         #[arg(long)]
         pull: bool,
         /// Build without the build cache, so every step runs and every module is fetched.
