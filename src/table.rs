@@ -476,7 +476,7 @@ mod tests {
         let path = format!("/{}", "a/very/long/path/".repeat(10));
         let text = format!("short\n  report: {path}REPORT.md (5 charts as SVG and PNG in {path}charts; summary {path}summary.csv)\n");
         let fitted = fit(&text);
-        assert!(fitted.ends_with('\n') && fitted.starts_with("short\n  report: "), "{fitted}");
+        assert!(fitted.ends_with('\n') && fitted.starts_with("short\n  report:"), "{fitted}");
         assert!(fitted.lines().all(|l| l.chars().count() <= WIDTH), "{fitted}");
         assert!(fitted.lines().skip(2).all(|l| l.starts_with("      ")), "continuations are indented: {fitted}");
         assert_eq!(fitted.split_whitespace().collect::<String>().len(), text.split_whitespace().collect::<String>().len(), "nothing is lost");

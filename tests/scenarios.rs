@@ -47,6 +47,7 @@ fn on_the_sample_bumping_the_first_dependency_to_the_next_release_is_the_explici
 /// Copies the sample into `to` (its Go files, go.mod and go.sum; not its Dockerfiles).
 fn copy_sample(to: &Path) {
     let app = paths::sample_app_dir();
+    std::fs::create_dir_all(to).unwrap();
     for entry in walkdir::WalkDir::new(&app).min_depth(1) {
         let entry = entry.unwrap();
         let rel = entry.path().strip_prefix(&app).unwrap();
@@ -69,7 +70,7 @@ fn write(path: &Path, text: &str) {
 
 /// Go apps in the shapes real repositories have, each with a Dockerfile: the name and the app's folder.
 fn app_shapes(root: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
-    let dockerfile = "FROM golang:1.23\nWORKDIR /src\nCOPY . .\nRUN go build ./...\n";
+    let dockerfile = "FROM golang:1.23\nWORKDIR /src\nCOPY go.mod go.sum ./\nRUN go mod download\nCOPY . .\nRUN go build ./...\n";
     let mut shapes = Vec::new();
     // Only the standard library: no go.sum.
     let d = root.join("no-go-sum");
@@ -113,7 +114,7 @@ fn every_shipped_scenario_applies_to_every_shape_of_go_app_or_skips_a_change_wit
     store.validate().unwrap_or_else(|e| panic!("run `layerbench setup` first: {e}"));
     let scratch = tempfile::tempdir().unwrap();
     let scenarios = layerbench::shipped::select_scenarios(None, &[], false).unwrap();
-    assert!(scenarios.len() >= 10, "{}", scenarios.len());
+    assert!(scenarios.len() >= 8, "{}", scenarios.len());
     let mut skipped = std::collections::BTreeMap::new();
     for (shape, app) in app_shapes(&scratch.path().join("apps")) {
         for scenario in &scenarios {
