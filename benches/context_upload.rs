@@ -111,7 +111,6 @@ struct Cleanup(PathBuf);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = Command::new(DOCKER).args(["rmi", "--force", TAG_OURS, TAG_CLI]).output();
-        let _ = Command::new(DOCKER).args(["rmi", "--force", TAG_OURS_BK, TAG_CLI_BK]).output();
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -121,40 +120,18 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// The child's side: one legacy build of `dir` through layerbench's streamed context; prints `bytes=N vmhwm_kb=K`.
-fn upload_only(dir: &Path) {
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let sent = runtime.block_on(async {
-        let engine = Engine::connect().await.expect("an engine answers");
-        let context = ContextSource::new(dir, Path::new("Dockerfile"), Builder::Legacy, IgnoreDialect::of_engine(&engine.version), ContextTransfer::Tar).expect("the context starts");
-        let request = BuildRequest {
-            what: "context upload bench".into(),
-            context,
-            tag: TAG_OURS.into(),
-            target: None,
-            build_args: BTreeMap::new(),
-            labels: BTreeMap::from([("io.layerbench.bench".to_string(), "context-upload".to_string())]),
-            network_mode: "host".into(),
-            no_cache: false,
-        };
-        let outcome = engine.build(request, &mut |_| {}).await.expect("the build runs");
-        let bytes = outcome.context.as_ref().map_or(0, |c| c.bytes);
-        outcome.into_image("context upload bench").expect("the build succeeds");
-        bytes
-    });
-    print_sent(sent);
-}
-
-/// The child's side: one BuildKit build of `dir` on `engine` through layerbench's session; prints `bytes=N vmhwm_kb=K`.
-fn session_only(engine: &str, dir: &Path) {
+/// The child's side: one build of `dir` with `dockerfile` on `engine` (`default`, or an owned engine's name), its
+/// context sent by `transfer`; prints `bytes=N vmhwm_kb=K`.
+fn build_in_child(engine: &str, dir: &Path, dockerfile: &str, builder: Builder, transfer: ContextTransfer, tag: &str) {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let sent = runtime.block_on(async {
         let engine = Engine::connect_spec(engine).await.expect("the bench's engine answers");
-        let context = ContextSource::new(dir, Path::new("Dockerfile.buildkit"), Builder::Buildkit, IgnoreDialect::of_engine(&engine.version), ContextTransfer::Session).expect("the context is served");
+        let context = ContextSource::new(dir, Path::new(dockerfile), builder, IgnoreDialect::of_engine(&engine.version), transfer).expect("the context starts");
+        let what = format!("context upload bench ({}, {transfer})", builder.name());
         let request = BuildRequest {
-            what: "context upload bench (BuildKit)".into(),
+            what: what.clone(),
             context,
-            tag: TAG_OURS_BK.into(),
+            tag: tag.into(),
             target: None,
             build_args: BTreeMap::new(),
             labels: BTreeMap::from([("io.layerbench.bench".to_string(), "context-upload".to_string())]),
@@ -163,7 +140,7 @@ fn session_only(engine: &str, dir: &Path) {
         };
         let outcome = engine.build(request, &mut |_| {}).await.expect("the build runs");
         let bytes = outcome.context.as_ref().map_or(0, |c| c.bytes);
-        outcome.into_image("context upload bench (BuildKit)").expect("the build succeeds");
+        outcome.into_image(&what).expect("the build succeeds");
         bytes
     });
     print_sent(sent);
@@ -214,11 +191,11 @@ fn cli(dir: &Path) -> Duration {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(n) = args.iter().position(|a| a == "--upload-only") {
-        upload_only(Path::new(&args[n + 1]));
+        build_in_child("default", Path::new(&args[n + 1]), "Dockerfile", Builder::Legacy, ContextTransfer::Tar, TAG_OURS);
         return;
     }
     if let Some(n) = args.iter().position(|a| a == "--session-only") {
-        session_only(&args[n + 1], Path::new(&args[n + 2]));
+        build_in_child(&args[n + 1], Path::new(&args[n + 2]), "Dockerfile.buildkit", Builder::Buildkit, ContextTransfer::Session, TAG_OURS_BK);
         return;
     }
     let sides = std::env::var("LAYERBENCH_BENCH_SIDES").unwrap_or_default();

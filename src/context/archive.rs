@@ -120,23 +120,7 @@ pub(super) struct ContextPlan {
 
 impl ContextPlan {
     pub(super) fn new(context_dir: &Path, dockerfile: &Path, builder: Builder, dialect: IgnoreDialect) -> Result<ContextPlan, ContextError> {
-        let root = context_dir.canonicalize().map_err(|source| ContextError::Io {
-            path: context_dir.to_path_buf(),
-            source,
-        })?;
-        if !root.is_dir() {
-            return Err(ContextError::NotAFolder(context_dir.to_path_buf()));
-        }
-        let given = if dockerfile.is_absolute() {
-            dockerfile.to_path_buf()
-        } else {
-            context_dir.join(dockerfile)
-        };
-        let resolved = given
-            .canonicalize()
-            .ok()
-            .filter(|p| p.is_file())
-            .ok_or_else(|| ContextError::MissingDockerfile(given.clone()))?;
+        let Resolved { root, given, dockerfile: resolved } = resolve(context_dir, dockerfile)?;
         let read_dockerfile = || {
             std::fs::read(&resolved).map_err(|source| ContextError::Io {
                 path: resolved.clone(),
@@ -290,6 +274,30 @@ impl ContextPlan {
         }
         tar.finish(&self.dockerfile).map_err(|source| ContextError::Io { path: root.clone(), source })
     }
+}
+
+/// A context folder and its Dockerfile as the CLI finds them.
+pub(super) struct Resolved {
+    /// The folder, symlinks resolved.
+    pub(super) root: PathBuf,
+    /// The Dockerfile as given, made absolute or joined to the folder (for errors and the own ignore file).
+    pub(super) given: PathBuf,
+    /// The Dockerfile, symlinks resolved.
+    pub(super) dockerfile: PathBuf,
+}
+
+/// Resolves `context_dir` (which must be a folder) and `dockerfile` (absolute, or relative to it; it must be a file).
+pub(super) fn resolve(context_dir: &Path, dockerfile: &Path) -> Result<Resolved, ContextError> {
+    let root = context_dir.canonicalize().map_err(|source| ContextError::Io {
+        path: context_dir.to_path_buf(),
+        source,
+    })?;
+    if !root.is_dir() {
+        return Err(ContextError::NotAFolder(context_dir.to_path_buf()));
+    }
+    let given = if dockerfile.is_absolute() { dockerfile.to_path_buf() } else { context_dir.join(dockerfile) };
+    let resolved = given.canonicalize().ok().filter(|p| p.is_file()).ok_or_else(|| ContextError::MissingDockerfile(given.clone()))?;
+    Ok(Resolved { root, given, dockerfile: resolved })
 }
 
 /// What the CLI's walk for `builder` does with `rel` (a folder when `is_dir`)

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use walkdir::WalkDir;
 
-use super::archive::{slash_path, visit, SentContext, Visit};
+use super::archive::{resolve, slash_path, visit, Resolved, SentContext, Visit};
 use super::{ContextError, FileState, IgnoreDialect, IgnoreRules, WalkJudgement};
 use crate::results::Builder;
 
@@ -790,15 +790,7 @@ pub struct SessionContext {
 /// `dockerfile` (absolute, or relative to `context_dir`; symlinks resolved as
 /// the CLI resolves them) from its own folder. `dialect` is the engine's.
 pub fn session_context(context_dir: &Path, dockerfile: &Path, dialect: IgnoreDialect) -> Result<SessionContext, ContextError> {
-    let root = context_dir.canonicalize().map_err(|source| ContextError::Io {
-        path: context_dir.to_path_buf(),
-        source,
-    })?;
-    if !root.is_dir() {
-        return Err(ContextError::NotAFolder(context_dir.to_path_buf()));
-    }
-    let given = if dockerfile.is_absolute() { dockerfile.to_path_buf() } else { context_dir.join(dockerfile) };
-    let resolved = given.canonicalize().ok().filter(|p| p.is_file()).ok_or_else(|| ContextError::MissingDockerfile(given.clone()))?;
+    let Resolved { root, given, dockerfile: resolved } = resolve(context_dir, dockerfile)?;
     let (Some(dir), Some(name)) = (resolved.parent(), resolved.file_name()) else {
         return Err(ContextError::MissingDockerfile(given));
     };
