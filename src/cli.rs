@@ -22,11 +22,18 @@ pub enum Command {
         #[arg(long)]
         pull: bool,
     },
-    /// Make sure the base images golang:1.23 and debian:bookworm-slim exist.
+    /// Make sure base images exist: golang:1.23 and debian:bookworm-slim, or the IMAGEs named.
+    ///
+    /// A missing image is made as a labelled local stand-in from Debian packages when layerbench has one:
+    /// golang:1.19, 1.21, 1.22 and 1.23 (also as `<v>-bookworm`), debian:bookworm-slim, and
+    /// gcr.io/distroless/{static,base}[-debian12] with the tags latest and nonroot.
     Images {
         /// Pull missing base images from their registry (where one answers) instead of building local stand-ins.
         #[arg(long)]
         pull: bool,
+        /// The images to make sure of (default: golang:1.23 and debian:bookworm-slim).
+        #[arg(value_name = "IMAGE")]
+        names: Vec<String>,
     },
     /// Build the module store from Debian packages.
     Store {

@@ -69,9 +69,14 @@ async fn run(command: Command) -> Result<bool> {
             print_provisioned(&p, &Say::Stdout);
             Ok(true)
         }
-        Command::Images { pull } => {
+        Command::Images { pull, names } => {
             let engine = Engine::connect().await?;
-            for image in layerbench::images::ensure_base_images(&engine, pull, &cache, &mirror).await? {
+            let images = if names.is_empty() {
+                layerbench::images::ensure_base_images(&engine, pull, &cache, &mirror).await?
+            } else {
+                layerbench::images::ensure_images(&engine, &names, pull, &cache, &mirror).await?
+            };
+            for image in images {
                 println!("{}  {}  {}  [{}]", image.name, short(&image.id), image.provenance, image.action);
             }
             Ok(true)
@@ -681,11 +686,20 @@ async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(layerbe
     if args.matrix {
         runner::check_matrix(engines.len(), spec.shard).map_err(BadInput::from_error)?;
     }
-    let p = setup::provision_on(&engines[0].0, false, &cache, &store_spec, &mirror).await?;
+    let mut p = setup::provision_on(&engines[0].0, false, &cache, &store_spec, &mirror).await?;
+    // The images the templates name: stand-ins of missing ones are made before the first build.
+    let named = runner::base_image_names(&cells);
+    let made = layerbench::images::ensure_stand_ins(&engines[0].0, &named, &cache, &mirror).await?;
+    for image in made {
+        if !p.base_images.iter().any(|b| b.name == image.name) {
+            p.base_images.push(image);
+        }
+    }
     print_provisioned(&p, say);
     for (engine, _) in &engines[1..] {
         // Every engine builds from the same base images (made, or loaded from the cached root filesystems, as needed).
-        let images = layerbench::images::ensure_base_images(engine, false, &cache, &mirror).await?;
+        let mut images = layerbench::images::ensure_base_images(engine, false, &cache, &mirror).await?;
+        images.extend(layerbench::images::ensure_stand_ins(engine, &named, &cache, &mirror).await?);
         say.line(&format!("engine {}: Docker {} (API {}), {} base images ready", engine.name(), engine.version.engine, engine.version.api, images.len()));
     }
     let store = store_spec.path().to_path_buf();

@@ -184,6 +184,22 @@ pub struct Cell {
     pub network: NetworkProfile,
 }
 
+/// The base images the cells' templates name in their `FROM`s (their ARGs expanded with each template's build
+/// args), once each, in the order first named; a Dockerfile that cannot be read names none (its builds say why).
+pub fn base_image_names(cells: &[Cell]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for v in cells.iter().map(|c| &c.variant).filter(|v| seen.insert(v.name.clone())) {
+        let Ok(text) = std::fs::read_to_string(&v.dockerfile) else { continue };
+        for image in base_image_references(&DockerfileModel::parse(&text), &v.build_args).into_values() {
+            if !names.contains(&image) {
+                names.push(image);
+            }
+        }
+    }
+    names
+}
+
 /// How the module proxy answers during a cell.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkProfile {
@@ -1118,6 +1134,13 @@ async fn build_once(
     }
     // What this build sees, for the miss reasons; its context files come from the walk that sends them.
     let base_images = resolve_base_images(ctx.engine, &model, build_args).await;
+    // A base image the engine lacks would be pulled by the build; here no registry answers, and the stand-ins were
+    // made before the first build: a missing one has none, and the build does not start.
+    for image in base_images.values().filter(|b| b.id.is_none()).map(|b| &b.reference) {
+        if let Ok(None) = ctx.engine.image(image).await {
+            return Ok(failed(crate::images::missing_image_message(image, ctx.engine.name())));
+        }
+    }
     let mut labels = BTreeMap::new();
     labels.insert(KIND_LABEL.to_string(), "build".to_string());
     labels.insert(RUN_LABEL.to_string(), run_id.to_string());

@@ -162,3 +162,81 @@ async fn a_template_that_fails_and_a_probe_that_fails_are_recorded_and_the_run_c
     assert!(out.path().join("REPORT.md").is_file(), "the report is written after failures");
     assert!(text.contains("FAILED broken"), "{text}");
 }
+
+fn real_service() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-service")
+}
+
+/// A service shaped as real repositories publish one, its Dockerfile untouched: a `# syntax=` line, `make build`
+/// in golang:1.23-bookworm, a distroless final stage, the main package under cmd/, no go.sum. Every shipped
+/// scenario runs with both builders and no build or step fails: what the app lacks is skipped with a note.
+#[tokio::test]
+async fn a_service_as_its_repository_holds_it_runs_every_shipped_scenario_with_both_builders() {
+    let _guard = common::engine_lock();
+    let (engine, _) = common::provisioned().await;
+    let app = real_service();
+    let before = tree_digest(&app);
+    // The stand-ins are made by the run itself, as for a new user: none is left from an earlier test.
+    for image in ["golang:1.23-bookworm", "gcr.io/distroless/base:latest", "gcr.io/distroless/base:nonroot", "gcr.io/distroless/base-debian12:nonroot"] {
+        if engine.image(image).await.unwrap().is_some_and(|f| f.labels.get("io.layerbench.stand-in").is_some_and(|v| v == "true")) {
+            engine.remove_image(image).await.unwrap();
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+
+    // Without --frontend builtin the unreachable frontend is named in one line, with its way out.
+    let (code, text) = layerbench(&app, &["run", "--dockerfile", "Dockerfile", "--scenario", "no-change", "--repetitions", "1", "--proxy-port", PROXY_PORT, "--out", out.path().join("syntax").to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("docker/dockerfile:1.3") && text.contains("line 1") && text.contains("--frontend builtin"), "{text}");
+
+    let run_dir = out.path().join("run");
+    let (code, text) = layerbench(
+        &app,
+        &[
+            "run", "--dockerfile", "Dockerfile", "--frontend", "builtin", "--builder", "both", "--cache", "warm",
+            "--repetitions", "1", "--probe", "ping", "--proxy-port", PROXY_PORT, "--out", run_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(tree_digest(&app), before, "the app folder was modified");
+    let results = Results::read(&run_dir.join("results.json")).unwrap();
+    let scenarios: std::collections::BTreeSet<&str> = results.records.iter().map(|r| r.scenario.as_str()).collect();
+    let shipped = std::fs::read_dir(layerbench::paths::scenarios_dir()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "toml")).count();
+    assert!(scenarios.len() >= shipped - 1, "every shipped scenario that is not for the sample alone ran: {scenarios:?}");
+    for r in &results.records {
+        assert_eq!(r.outcome, "ok", "{} {:?} {}: {:?} {:?}", r.scenario, r.builder, r.step, r.error, r.error_log);
+        assert!(r.notes.iter().any(|n| n.contains("# syntax")), "every build notes the dropped directive: {:?}", r.notes);
+        let probe = r.inspection.as_ref().and_then(|i| i.runtime.as_ref()).expect("the probe ran");
+        assert!(probe.passed && probe.output.trim() == "pong ping", "the binary runs in the distroless stand-in: {probe:?}");
+        assert_eq!(r.image.as_ref().unwrap().user, "65532");
+    }
+    // The stand-ins were made for this run and say so.
+    for name in ["golang:1.23-bookworm", "gcr.io/distroless/base:nonroot"] {
+        let b = results.base_images.iter().find(|b| b.name == name).unwrap_or_else(|| panic!("{name} is not in {:?}", results.base_images));
+        assert!(b.provenance.starts_with("local stand-in") && b.action == "built", "{b:?}");
+    }
+    let report = std::fs::read_to_string(run_dir.join("REPORT.md")).unwrap();
+    assert!(report.contains("`gcr.io/distroless/base:nonroot`"), "REPORT.md lists the stand-in");
+    // A bump has no dependency to bump here and touch-only no go.sum to touch: skipped with a note, never failed.
+    let bump = results.records.iter().find(|r| r.scenario == "bump-dependency" && r.step != "baseline").expect("the bump ran");
+    assert!(bump.notes.iter().any(|n| n.contains("skipped the change")), "{:?}", bump.notes);
+}
+
+#[tokio::test]
+async fn a_template_whose_base_image_has_no_stand_in_fails_before_it_builds_and_says_how_to_provide_it() {
+    let _guard = common::engine_lock();
+    common::provisioned().await;
+    let app = other_app();
+    let templates = tempfile::tempdir().unwrap();
+    let elsewhere = templates.path().join("elsewhere.Dockerfile");
+    std::fs::write(&elsewhere, "FROM registry.example.org/team/go-builder:7 AS build\nRUN go version\n").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (code, text) = layerbench(&app, &["run", "--dockerfile", elsewhere.to_str().unwrap(), "--scenario", "no-change", "--repetitions", "1", "--proxy-port", PROXY_PORT, "--out", out.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    let results = Results::read(&out.path().join("results.json")).unwrap();
+    let failed = record(&results, "elsewhere", Builder::Buildkit, "baseline");
+    assert_eq!(failed.outcome, "failed");
+    let error = failed.error.as_deref().unwrap();
+    assert!(error.contains("registry.example.org/team/go-builder:7") && error.contains("docker load") && error.contains("layerbench images --pull"), "{error}");
+    assert!(failed.layers.is_empty() && failed.wall_ms < 5_000.0, "nothing was built: {:?}", failed.layers);
+}

@@ -126,6 +126,9 @@ pub struct ImageFacts {
     pub layers: usize,
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
+    /// `NAME=value` lines of the image's configuration.
+    pub env: Vec<String>,
+    pub working_dir: String,
 }
 
 /// A build to run.
@@ -506,6 +509,8 @@ impl Engine {
                     user: config.user.unwrap_or_default(),
                     entrypoint: config.entrypoint.unwrap_or_default(),
                     cmd: config.cmd.unwrap_or_default(),
+                    env: config.env.unwrap_or_default(),
+                    working_dir: config.working_dir.unwrap_or_default(),
                     layers: i.root_fs.and_then(|r| r.layers).map_or(0, |l| l.len()),
                 }))
             }
