@@ -22,14 +22,52 @@ pub struct DockerfileModel {
     pub instructions: Vec<Instruction>,
 }
 
+/// The heredocs an instruction opens, in order: `<<EOF`, `<<-EOF` (tabs stripped before the terminator),
+/// `<<"EOF"` or `<<'EOF'`; `<<<` is no heredoc.
+fn heredoc_words(text: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("<<") {
+        let mut after = &rest[i + 2..];
+        if after.starts_with('<') {
+            rest = after.trim_start_matches('<');
+            continue;
+        }
+        let strip_tabs = after.starts_with('-');
+        after = after.strip_prefix('-').unwrap_or(after);
+        let quoted = after.strip_prefix('"').or_else(|| after.strip_prefix('\''));
+        let body = quoted.unwrap_or(after);
+        let len = body.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))).unwrap_or(body.len());
+        if len > 0 {
+            out.push((body[..len].to_string(), strip_tabs));
+        }
+        rest = &body[len..];
+    }
+    out
+}
+
 impl DockerfileModel {
     pub fn parse(text: &str) -> DockerfileModel {
-        let mut instructions = Vec::new();
+        let mut instructions: Vec<Instruction> = Vec::new();
         let mut stage = String::new();
         let mut stage_index = 0usize;
         let mut pending: Vec<&str> = Vec::new();
         let mut first_line = 0usize;
+        // The heredocs the last instruction opened and whose terminator has not come yet (word, `<<-`).
+        let mut heredocs: std::collections::VecDeque<(String, bool)> = Default::default();
         for (n, raw) in text.lines().enumerate() {
+            if let Some((word, strip_tabs)) = heredocs.front().cloned() {
+                // A heredoc's body belongs to its instruction, comments and blank lines included.
+                let body = if strip_tabs { raw.trim_start_matches('\t') } else { raw };
+                if body == word {
+                    heredocs.pop_front();
+                }
+                if let Some(last) = instructions.last_mut() {
+                    last.text.push('\n');
+                    last.text.push_str(raw);
+                }
+                continue;
+            }
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue; // blank lines and comments, also inside a continued instruction
@@ -52,6 +90,9 @@ impl DockerfileModel {
                 };
                 stage_index += 1;
             }
+            if matches!(keyword.as_str(), "RUN" | "COPY" | "ADD") {
+                heredocs.extend(heredoc_words(&text));
+            }
             instructions.push(Instruction {
                 stage: stage.clone(),
                 keyword,
@@ -60,6 +101,25 @@ impl DockerfileModel {
             });
         }
         DockerfileModel { instructions }
+    }
+
+    /// The `RUN --mount=type=secret` and `--mount=type=ssh` mounts: (line, `secret` or `ssh`, the id or `default`).
+    pub fn session_mounts(&self) -> Vec<(usize, &'static str, String)> {
+        let mut out = Vec::new();
+        for ins in self.instructions.iter().filter(|i| i.keyword == "RUN") {
+            for flag in ins.text.split_whitespace().skip(1).take_while(|w| w.starts_with("--")) {
+                let Some(spec) = flag.strip_prefix("--mount=") else { continue };
+                let fields: Vec<(&str, &str)> = spec.split(',').filter_map(|f| f.split_once('=')).collect();
+                let field = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| v.trim_matches('"').to_string());
+                let kind = match field("type").as_deref() {
+                    Some("secret") => "secret",
+                    Some("ssh") => "ssh",
+                    _ => continue,
+                };
+                out.push((ins.line, kind, field("id").unwrap_or_else(|| "default".to_string())));
+            }
+        }
+        out
     }
 
     /// The instruction the legacy builder calls `Step n/M` (1-based over the whole file).
@@ -301,5 +361,21 @@ mod tests {
         assert_eq!(syntax_directive("FROM x\n# syntax=docker/dockerfile:1\n"), None);
         assert_eq!(without_syntax_directive("FROM x\n"), None);
         assert_eq!(syntax_directive("#SYNTAX=docker/dockerfile:1.4\nFROM x").map(|d| d.image), Some("docker/dockerfile:1.4".to_string()));
+    }
+
+    #[test]
+    fn a_heredoc_body_belongs_to_its_instruction() {
+        let m = DockerfileModel::parse("FROM golang:1.23 AS build\nRUN <<EOF\nset -e\n# not a comment here\n\ngo build .\nEOF\nCOPY <<-\"conf\" <<two.txt /etc/\n\tkey=1\n\tconf\nsecond\ntwo.txt\nRUN echo a <<< b\nUSER 1\n");
+        let kinds: Vec<(&str, usize)> = m.instructions.iter().map(|i| (i.keyword.as_str(), i.line)).collect();
+        assert_eq!(kinds, [("FROM", 1), ("RUN", 2), ("COPY", 8), ("RUN", 13), ("USER", 14)]);
+        assert_eq!(m.instructions[1].text, "RUN <<EOF\nset -e\n# not a comment here\n\ngo build .\nEOF");
+        assert!(m.instructions[2].text.ends_with("second\ntwo.txt"), "{}", m.instructions[2].text);
+        assert_eq!(heredoc_words("RUN cat <<-'END' >x"), [("END".to_string(), true)]);
+    }
+
+    #[test]
+    fn secret_and_ssh_mounts_are_found() {
+        let m = DockerfileModel::parse("FROM golang:1.23\nRUN --mount=type=secret,id=netrc,target=/root/.netrc --mount=type=cache,target=/go/pkg/mod go mod download\nRUN --mount=type=ssh git clone git@example.org:x.git\n");
+        assert_eq!(m.session_mounts(), [(2, "secret", "netrc".to_string()), (3, "ssh", "default".to_string())]);
     }
 }

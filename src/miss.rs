@@ -12,10 +12,13 @@
 //!    every `ARG` the stage declared before it (Docker passes them all to the
 //!    command); for other instructions, those written `$X` or `${X}` in it;
 //! 6. `follows`: a `COPY --from=<stage>` whose stage had an executed step;
-//! 7. `files`: files under the step's `COPY`/`ADD` sources, in the context as
-//!    sent, changed content, mode, owner, kind, link target or presence
-//!    (modification times are not compared: neither builder's cache key holds them);
-//! 8. `unexplained`: nothing recorded explains the miss.
+//! 7. `files`: files under the step's `COPY`/`ADD` sources, or a `RUN`'s bind
+//!    mounts, in the context as sent, changed content, mode, owner, kind, link
+//!    target or presence (modification times are not compared: neither
+//!    builder's cache key holds them);
+//! 8. `remote`: an `ADD` of a URL or a git repository, fetched at build time;
+//!    layerbench records nothing of what it fetched;
+//! 9. `unexplained`: nothing recorded explains the miss.
 //!
 //! The stage's later executed steps `follow` its first one. A global `ARG`
 //! (before the first `FROM`) counts in a stage only when the stage declares it again.
@@ -153,6 +156,10 @@ fn first_reason(previous: Option<&BuildInputs>, now: &BuildInputs, layer: &Layer
     }
     if let Some(r) = changed_files(previous, now, step) {
         return r;
+    }
+    if let Some(url) = remote_source(step) {
+        let detail = format!("{} fetches {url} at build time: what it fetched is not recorded, and a change there makes the step miss", step_name(&step.text, Some(step.line)));
+        return reason(MissKind::Remote, detail, Some(step.line));
     }
     reason(
         MissKind::Unexplained,
@@ -437,6 +444,14 @@ fn stage_ref(stages: &[&str], name: &str, current: &str) -> Option<String> {
         .copied()
         .or_else(|| stage_by_index(&before, name))
         .map(str::to_string)
+}
+
+/// The first source of an `ADD` that is fetched rather than read from the context: a URL or a git repository.
+fn remote_source(step: &Instruction) -> Option<String> {
+    if step.keyword != "ADD" {
+        return None;
+    }
+    copy_sources(&step.text).into_iter().find(|s| s.contains("://") || s.starts_with("git@"))
 }
 
 /// A `COPY --from=X` / `ADD --from=X` source.
@@ -758,5 +773,35 @@ mod tests {
         assert_eq!((r.kind, r.detail.as_str()), (MissKind::Files, "go.mod (content), go.sum (content)"));
         let unchanged = inputs(&dockerfile, &[], &[("go.mod", "m"), ("go.sum", "s"), ("main.go", "edited"), ("lib/x.go", "x")]);
         assert!(changed_files(&before, &unchanged, step).is_none(), "main.go is not mounted");
+    }
+
+    #[test]
+    fn copy_flags_are_no_sources_and_a_fetched_add_is_remote() {
+        assert_eq!(copy_sources("COPY --link --chmod=755 --chown=65532:65532 go.mod go.sum ./"), ["go.mod", "go.sum"]);
+        let df = "FROM golang:1.23 AS build\nADD https://example.org/tool.tar.gz /opt/\nADD --keep-git-dir=true git@example.org:team/lib.git /lib\nADD go.mod /src/\n";
+        let model = DockerfileModel::parse(df);
+        let url = |line| remote_source(model.instructions.iter().find(|i| i.line == line).unwrap());
+        assert_eq!(url(2).as_deref(), Some("https://example.org/tool.tar.gz"));
+        assert_eq!(url(3).as_deref(), Some("git@example.org:team/lib.git"));
+        assert_eq!(url(4), None);
+        // Nothing else changed: the fetched ADD missed for its remote source.
+        let before = inputs(df, &[], &[("go.mod", "a")]);
+        let after = inputs(df, &[], &[("go.mod", "a")]);
+        let mut layers = vec![LayerRecord {
+            stage: "build".into(),
+            instruction: "ADD https://example.org/tool.tar.gz /opt/".into(),
+            line: Some(2),
+            vertex: String::new(),
+            cached: false,
+            duration_ms: 0.0,
+            start_ms: None,
+            end_ms: None,
+            error: None,
+            miss_reason: None,
+        }];
+        explain(Some(&before), &after, &mut layers);
+        let r = layers[0].miss_reason.as_ref().unwrap();
+        assert_eq!((r.kind, r.line), (MissKind::Remote, Some(2)), "{r}");
+        assert!(r.detail.contains("https://example.org/tool.tar.gz"), "{r}");
     }
 }

@@ -393,6 +393,8 @@ pub enum MissKind {
     BaseImage,
     /// The build ignored the cache (a cold baseline).
     Cold,
+    /// An `ADD` of a URL or a git repository: its source is fetched at build time, outside the recorded context.
+    Remote,
     /// An earlier step of the stage (or a stage it copies from) missed.
     Follows,
     /// Nothing recorded explains the miss.
@@ -407,6 +409,7 @@ impl MissKind {
             MissKind::Instruction => "instruction",
             MissKind::BaseImage => "base-image",
             MissKind::Cold => "cold",
+            MissKind::Remote => "remote",
             MissKind::Follows => "follows",
             MissKind::Unexplained => "unexplained",
         }

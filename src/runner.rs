@@ -1126,6 +1126,12 @@ async fn build_once(
         .map(|stage| format!("stage `{stage}` runs the go command but declares no `ARG GOPROXY`: its module downloads do not go through layerbench's proxy (and are not recorded)"))
         .collect();
     notes.extend(run.frontend_note.clone());
+    for (line, kind, id) in model.session_mounts() {
+        let what = if kind == "secret" { format!("the secret `{id}`") } else { format!("the SSH agent `{id}`") };
+        notes.push(format!(
+            "line {line} mounts {what}: layerbench provides no secrets and forwards no SSH agent, so the step runs without it (a mount marked `required=true` fails the build); its content is in no cache key either way"
+        ));
+    }
     if cell.builder == Builder::Buildkit && context.dockerfile().starts_with(HIDDEN_DOCKERFILE_PREFIX) {
         notes.push(format!(
             "the Dockerfile is in this build's context as `{}`: the Docker CLI hides it from COPY (the ignore rules exclude it, or it lies outside the context), but BuildKit reads it from the tar layerbench sends, so an edit of the Dockerfile can miss a `COPY . .` that the CLI's build would hit",

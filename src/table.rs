@@ -260,6 +260,8 @@ pub fn fit(text: &str) -> String {
 
 /// A table line cut to `max` characters with an ellipsis, its alignment kept.
 fn cut(line: &str, max: usize) -> String {
+    // A heredoc's instruction spans lines; a table cell shows it on one.
+    let line = &line.replace('\n', " ");
     if line.chars().count() <= max {
         line.to_string()
     } else {
