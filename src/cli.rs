@@ -24,9 +24,11 @@ pub enum Command {
     },
     /// Make sure base images exist: golang:1.23 and debian:bookworm-slim, or the IMAGEs named.
     ///
-    /// A missing image is made as a labelled local stand-in from Debian packages when layerbench has one:
-    /// golang:1.19, 1.21, 1.22 and 1.23 (also as `<v>-bookworm`), debian:bookworm-slim, and
-    /// gcr.io/distroless/{static,base}[-debian12] with the tags latest and nonroot.
+    /// A present image is used as it is. A missing image is made as a labelled local stand-in from Debian packages
+    /// when layerbench has one: golang:1.19, 1.21, 1.22 and 1.23 (also as `<v>-bookworm`), debian:bookworm-slim,
+    /// and gcr.io/distroless/{static,base}[-debian12] with the tags latest and nonroot. A stand-in made by an
+    /// earlier layerbench is made again. A missing image with no stand-in is refused, with how to provide it
+    /// (`docker load`, or `layerbench images --pull IMAGE` where a registry answers).
     Images {
         /// Pull missing base images from their registry (where one answers) instead of building local stand-ins.
         #[arg(long)]
@@ -86,9 +88,13 @@ pub enum Command {
     /// Build Dockerfile templates over change scenarios and record every step's cache outcome and time.
     Run(RunArgs),
     /// Write REPORT.md, summary.csv and charts (SVG and PNG) next to a results file, from that file alone.
-    Report { results: PathBuf },
+    Report {
+        /// The results file (`results.json`); the report is written in its folder.
+        results: PathBuf,
+    },
     /// Recompute the claim verdicts from a results file alone.
     Verdicts {
+        /// The results file (`results.json`).
         results: PathBuf,
         /// Print a JSON list of {"id", "verdict", "evidence"}.
         #[arg(long)]
@@ -96,8 +102,11 @@ pub enum Command {
     },
     /// Compare two results files: per cell and step, the change in median time (with its uncertainty) and in cache outcomes.
     Compare {
+        /// The earlier results file.
         before: PathBuf,
+        /// The later results file, compared with the earlier one.
         after: PathBuf,
+        /// Print the comparison as JSON: one object per cell step (`key`, `step`, `before`, `after`, `ratio`, `cache_changes`, `lost`, `engine_differences`).
         #[arg(long)]
         json: bool,
         /// Exit 1 when a step got significantly slower or lost cache hits.
@@ -135,7 +144,7 @@ pub enum Command {
 /// `layerbench engine …`.
 #[derive(Debug, Subcommand)]
 pub enum EngineCommand {
-    /// Start a dockerd of layerbench's own (a bridge of its own, no firewall rules, the host's engine untouched), load the base images into it, and print how to use it.
+    /// Start a dockerd of layerbench's own (a bridge of its own, no firewall rules, the host's engine untouched), load golang:1.23 and debian:bookworm-slim into it (from the root filesystems kept in the cache folder, made first when missing; nothing is pulled), and print how to use it.
     Start {
         /// Its name: a-z, 0-9 and `-`.
         #[arg(long, default_value = crate::engine::owned::DEFAULT_OWNED_NAME)]
@@ -151,6 +160,7 @@ pub enum EngineCommand {
     Ls,
     /// Stop an engine layerbench owns and remove its folder: no process, mount or socket is left.
     Stop {
+        /// The name of the engine to stop.
         #[arg(long, default_value = crate::engine::owned::DEFAULT_OWNED_NAME, conflicts_with = "all")]
         name: String,
         /// Stop every engine layerbench owns.
@@ -195,21 +205,23 @@ pub struct RunArgs {
     /// The binary to inspect (ELF linkage, Go modules) instead of the image's entrypoint.
     #[arg(long, value_name = "PATH")]
     pub inspect_binary: Option<String>,
-    /// A scenario: a shipped one by name, one of --scenarios-dir by name, or a file ending in `.toml`; repeat for several. Default: all.
+    /// A scenario: a shipped one by name, one of --scenarios-dir by name, or a file ending in `.toml`; repeat for several. Default: all (for an app other than the sample, all but those marked `sample_only`).
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
     /// A folder of scenario files to use instead of the shipped ones.
     #[arg(long)]
     pub scenarios_dir: Option<PathBuf>,
+    /// How many times each template × scenario × builder is built, each repetition a cell of its own (its baseline and every scenario step).
     #[arg(long, default_value_t = 3)]
     pub repetitions: u32,
+    /// The builder of every cell: BuildKit, the legacy builder, or both (a cell for each).
     #[arg(long, value_enum, default_value_t = BuilderChoice::Buildkit)]
     pub builder: BuilderChoice,
     /// How each cell starts: cold (baseline built ignoring the cache) or warm (baseline already cached).
     #[arg(long, value_enum, default_value_t = CacheChoice::Cold)]
     pub cache: CacheChoice,
     /// Run a suite (a shipped one such as `claims`, or a suite file) instead of --variant/--dockerfile/--scenario/--builder/--repetitions, and print claim verdicts at the end.
-    #[arg(long, conflicts_with_all = ["variants", "dockerfiles", "scenarios", "repetitions", "builder"])]
+    #[arg(long, conflicts_with_all = ["variants", "dockerfiles", "scenarios", "repetitions", "builder", "target", "build_args", "probe", "inspect_binary"])]
     pub suite: Option<String>,
     /// Print every step of every build as it finishes (on a terminal the log is otherwise one line per build).
     #[arg(long)]
@@ -269,6 +281,7 @@ pub struct EngineArgs {
     /// Write DIR/results.json instead of ./layerbench-results/<run-id>/results.json.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The loopback port of the module proxy the builds use (part of `GOPROXY`, so of the cache key of every `RUN` after `ARG GOPROXY`; a port in use is an error, never replaced by another).
     #[arg(long = "proxy-port", default_value_t = DEFAULT_PORT)]
     pub proxy_port: u16,
     /// An upstream GOPROXY (http or https URL) for the modules the store lacks; its answers are kept in the cache folder. Default: an http(s) entry of $GOPROXY, if any.

@@ -185,6 +185,9 @@ pub async fn ensure_images(engine: &Engine, names: &[String], pull: bool, cache:
     for name in names {
         let found = engine.image(name).await?;
         if let Some(facts) = found.as_ref().filter(|f| !outdated_stand_in(&f.labels) || stand_in(name).is_none()) {
+            if facts.labels.get(STAND_IN_LABEL).is_some_and(|v| v == "true") {
+                engine.keep_as_base_image(&facts.id)?;
+            }
             out.push(describe(name, &facts.id, &facts.labels, "present"));
         } else if pull && found.is_none() {
             eprintln!("images: pulling {name}");
@@ -210,6 +213,9 @@ pub async fn ensure_stand_ins(engine: &Engine, names: &[String], cache: &Path, m
     for name in names {
         let found = engine.image(name).await?;
         if let Some(facts) = found.as_ref().filter(|f| !outdated_stand_in(&f.labels) || stand_in(name).is_none()) {
+            if facts.labels.get(STAND_IN_LABEL).is_some_and(|v| v == "true") {
+                engine.keep_as_base_image(&facts.id)?;
+            }
             out.push(describe(name, &facts.id, &facts.labels, "present"));
         } else if let Some(spec) = stand_in(name) {
             out.push(remake(engine, &spec, found.map(|f| f.id), cache, mirror).await?);
@@ -232,6 +238,8 @@ async fn remake(engine: &Engine, spec: &StandIn, outdated: Option<String>, cache
         eprintln!("images: {} is a stand-in made by an earlier layerbench; making it again", spec.name);
     }
     let made = make_stand_in(engine, spec, cache, mirror).await?;
+    // An engine layerbench owns keeps it when it is emptied before each cell.
+    engine.keep_as_base_image(&made.id)?;
     if let Some(old) = outdated.filter(|old| *old != made.id) {
         let _ = engine.remove_image(&old).await;
     }

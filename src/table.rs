@@ -186,11 +186,13 @@ pub fn check_table(judgements: &[crate::analysis::expect::Judgement]) -> String 
 
 /// The claim verdicts as an aligned table: id, verdict, evidence.
 pub fn verdict_table(verdicts: &[crate::analysis::verdicts::ClaimVerdict]) -> String {
-    let mut out = String::from("claim  verdict                 evidence\n");
+    let mut out = String::new();
     for v in verdicts {
-        out.push_str(&format!("{:<6} {:<23} {}\n", v.id, v.verdict.label(), v.evidence));
+        // The claim's own words, then what the results show, wrapped under it.
+        out.push_str(&format!("{:<4} {:<22} {}\n", v.id, v.verdict.label(), crate::analysis::verdicts::claim_summary(&v.id)));
+        out.push_str(&format!("       evidence: {}\n", v.evidence));
     }
-    out
+    fit(&out)
 }
 
 /// Where the engines of a matrix differ, to fit 100 columns: a heading naming each engine and its version, then per
@@ -483,5 +485,14 @@ mod tests {
         assert!(fitted.lines().skip(2).all(|l| l.starts_with("      ")), "continuations are indented: {fitted}");
         assert_eq!(fitted.split_whitespace().collect::<String>().len(), text.split_whitespace().collect::<String>().len(), "nothing is lost");
         assert_eq!(fit("a\nb"), "a\nb");
+    }
+
+    #[test]
+    fn the_verdict_table_states_each_claim_and_fits_100_columns() {
+        use crate::analysis::verdicts::{ClaimVerdict, Verdict};
+        let v = ClaimVerdict { id: "C5".into(), verdict: Verdict::Confirmed, evidence: "touch-only kept COPY . . cached in every build: ".repeat(4) };
+        let text = verdict_table(&[v]);
+        assert!(text.starts_with("C5   confirmed") && text.contains("COPY is keyed by content"), "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
     }
 }

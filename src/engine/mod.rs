@@ -403,6 +403,15 @@ impl Engine {
         }
     }
 
+    /// On an engine layerbench owns, adds the image `id` to the base images [`Engine::empty`] keeps (a stand-in made
+    /// after `engine start`); elsewhere nothing.
+    pub fn keep_as_base_image(&self, id: &str) -> Result<(), EngineError> {
+        match &self.owned_in {
+            Some(engines) => Ok(owned::add_base_image(engines, &self.name, id)?),
+            None => Ok(()),
+        }
+    }
+
     /// Empties an engine layerbench owns to how `engine start` left it: every container, every image but the base
     /// images loaded into it, and the whole build cache. Refused on any other engine.
     pub async fn empty(&self) -> Result<Emptied, EngineError> {

@@ -276,6 +276,17 @@ pub fn record_base_images(engines_dir: &Path, name: &str, ids: Vec<String>) -> R
     write_state(&layout.state, &state)
 }
 
+/// Adds `id` to the base images recorded for a running engine, for a stand-in made after `engine start`.
+pub fn add_base_image(engines_dir: &Path, name: &str, id: &str) -> Result<(), OwnedEngineError> {
+    let layout = EngineLayout::new(engines_dir, name);
+    let mut state = read_state(engines_dir, name)?.ok_or_else(|| OwnedEngineError::NoSuchEngine { name: name.to_string(), dir: layout.dir.clone() })?;
+    if !state.base_images.iter().any(|b| b == id) {
+        state.base_images.push(id.to_string());
+        write_state(&layout.state, &state)?;
+    }
+    Ok(())
+}
+
 /// Whether `pid` is a live dockerd serving `socket` (a pid reused by another program does not count).
 pub fn dockerd_alive(pid: u32, socket: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
