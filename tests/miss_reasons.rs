@@ -231,3 +231,197 @@ impl Drop for RemoveOnDrop<'_> {
         let _ = self.0.cli(&[]).args(["rmi", "-f", &self.1]).output();
     }
 }
+
+/// The instructions real templates use, each in a stage of its own so each reason stands alone: heredoc `RUN` and
+/// `COPY`, `COPY --link --chmod --chown`, a `RUN` bind mount, a secret mount (noted), and an `ADD` of a URL whose
+/// content changes at every fetch (`remote`).
+/// `token` makes the heredoc stage's cache keys this build's own.
+fn kinds_dockerfile(port: u16, token: &str) -> String {
+    format!(
+        r#"FROM debian:bookworm-slim AS heredoc
+RUN <<EOF
+echo one > /heredoc.txt
+echo {token} >> /heredoc.txt
+EOF
+COPY <<EOT /inline.txt
+inline
+EOT
+
+FROM debian:bookworm-slim AS flags
+COPY --link --chmod=640 --chown=65532:65532 notes.txt /notes.txt
+
+FROM debian:bookworm-slim AS bind
+RUN --mount=type=bind,source=go.mod,target=/tmp/go.mod cp /tmp/go.mod /mod.txt
+
+FROM debian:bookworm-slim AS secret
+RUN --mount=type=secret,id=token sh -c 'cat /run/secrets/token 2>/dev/null || echo none' > /secret.txt
+
+FROM debian:bookworm-slim AS remote
+ADD http://127.0.0.1:{port}/counter.txt /remote.txt
+
+FROM debian:bookworm-slim
+COPY --from=heredoc /heredoc.txt /inline.txt /k/
+COPY --from=flags /notes.txt /k/
+COPY --from=bind /mod.txt /k/
+COPY --from=secret /secret.txt /k/
+COPY --from=remote /remote.txt /k/
+"#
+    )
+}
+
+const KINDS_SCENARIO: &str = r#"
+name = "kinds"
+description = "one change per instruction kind"
+
+[[step]]
+name = "nothing"
+
+[[step]]
+name = "edit-notes"
+change = [{ kind = "append", file = "notes.txt", text = "more ({nonce})\n" }]
+
+[[step]]
+name = "chown-notes"
+change = [{ kind = "chown", file = "notes.txt", owner = "1000:1000" }]
+
+[[step]]
+name = "edit-go-mod"
+change = [{ kind = "append", file = "go.mod", text = "\n// edited ({nonce})\n" }]
+
+[[step]]
+name = "edit-heredoc"
+change = [{ kind = "dockerfile-replace", pattern = "echo one > /heredoc.txt", with = "echo two > /heredoc.txt" }]
+"#;
+
+/// The step of each stage the test watches, by the prefix BuildKit's own progress names it with.
+const WATCHED: [(&str, &str); 6] = [
+    ("heredoc", "RUN <<EOF"),
+    ("heredoc", "COPY <<EOT"),
+    ("flags", "COPY --link"),
+    ("bind", "RUN --mount=type=bind"),
+    ("secret", "RUN --mount=type=secret"),
+    ("remote", "ADD http://"),
+];
+
+/// Serves `/counter.txt` with a new body at every request, on loopback; returns its port.
+fn counting_server() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body = format!("fetch {n} of {}\n", std::process::id());
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    port
+}
+
+/// Copies the folder `from` into `to` (files and folders).
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from).min_depth(1) {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// Real templates' instructions on Docker 26's BuildKit (heredocs and `COPY --link` need its frontend): each
+/// watched step is cached or executed as the engine's own `docker build` has it after the same change, and an
+/// executed one gives the reason its kind calls for.
+// Several threads: the CLI blocks one while the counting server answers on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_templates_instructions_miss_as_the_cli_says_and_say_why() {
+    let _guard = common::engine_lock();
+    let engines = common::engines_under_test().await;
+    let Some(on) = engines.iter().find(|e| e.name != "default") else {
+        println!("skipped: LAYERBENCH_TEST_ENGINES leaves out the Docker 26 engine");
+        return;
+    };
+    let port = counting_server();
+    let app = tempfile::tempdir().unwrap();
+    let tiny = common::tiny_app();
+    for file in ["go.mod", "go.sum", "main.go"] {
+        std::fs::copy(tiny.join(file), app.path().join(file)).unwrap();
+    }
+    // Unique to this run: no earlier run's cache keys are these.
+    std::fs::write(app.path().join("notes.txt"), format!("notes {} {}\n", std::process::id(), layerbench::paths::new_run_id())).unwrap();
+    std::fs::create_dir(app.path().join("dockerfiles")).unwrap();
+    let token = format!("layerbench-{}-{}", std::process::id(), layerbench::paths::new_run_id());
+    std::fs::write(app.path().join("dockerfiles/kinds.Dockerfile"), kinds_dockerfile(port, &token)).unwrap();
+    let scenario = Scenario::parse(KINDS_SCENARIO, Path::new("(miss_reasons.rs)")).unwrap();
+    let results = common::run_cells_on(&on.name, on.engine.clone(), app.path(), &["kinds"], vec![scenario], &[Builder::Buildkit], PROXY_PORT).await;
+    println!("{}", layerbench::table::cell_tables(&results));
+
+    // The same changes, in the same order, to a copy the engine's own CLI builds.
+    let cli_dir = tempfile::tempdir().unwrap();
+    copy_tree(app.path(), cli_dir.path());
+    let dir = cli_dir.path();
+    // Its own heredoc token: what layerbench's builds left in the engine's cache is not the CLI's.
+    std::fs::write(dir.join("dockerfiles/kinds.Dockerfile"), kinds_dockerfile(port, &format!("{token}-cli"))).unwrap();
+    let tag = format!("layerbench-test/kinds-cli:{}", std::process::id());
+    let _remove = RemoveOnDrop(on, tag.clone());
+    let build = || {
+        let mut cmd = on.cli(&[dir.to_path_buf()]);
+        cmd.env("DOCKER_BUILDKIT", "1").args(["build", "--network", "host", "--progress=plain", "-f"]).arg(dir.join("dockerfiles/kinds.Dockerfile")).args(["-t", &tag]).arg(dir);
+        let out = cmd.output().expect("run the docker CLI");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "docker build on {} failed:\n{text}", on.label());
+        text
+    };
+    let append = |file: &str, text: &str| {
+        let path = dir.join(file);
+        let old = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, old + text).unwrap();
+    };
+    build();
+    let mut cli: Vec<(&str, String)> = vec![("nothing", build())];
+    append("notes.txt", &format!("more ({token} cli)\n"));
+    cli.push(("edit-notes", build()));
+    std::os::unix::fs::chown(dir.join("notes.txt"), Some(1000), Some(1000)).unwrap();
+    cli.push(("chown-notes", build()));
+    append("go.mod", &format!("\n// edited ({token} cli)\n"));
+    cli.push(("edit-go-mod", build()));
+    let df = dir.join("dockerfiles/kinds.Dockerfile");
+    std::fs::write(&df, std::fs::read_to_string(&df).unwrap().replace("echo one > /heredoc.txt", "echo two > /heredoc.txt")).unwrap();
+    cli.push(("edit-heredoc", build()));
+
+    let name = on.label();
+    for (step, output) in &cli {
+        let r = common::record(&results, "kinds", Builder::Buildkit, step);
+        assert_eq!(r.outcome, "ok", "{name} {step}: {:?} {:?}", r.error, r.error_log);
+        assert!(r.notes.iter().any(|n| n.contains("the secret `token`")), "{name} {step}: the secret mount is noted: {:?}", r.notes);
+        for (stage, prefix) in WATCHED {
+            let l = r.layers.iter().find(|l| l.stage == stage && l.instruction.starts_with(prefix)).unwrap_or_else(|| panic!("{name} {step}: no `{prefix}` in {:#?}", r.layers));
+            let cli_hit = cli_cached(Builder::Buildkit, output, prefix);
+            assert_eq!(l.cached, cli_hit, "{name} {step}: `{prefix}` cached by layerbench {} and by the CLI {cli_hit}:\n{output}", l.cached);
+            if l.cached {
+                continue;
+            }
+            let m = l.miss_reason.as_ref().unwrap_or_else(|| panic!("{name} {step}: `{prefix}` ran with no reason"));
+            let want = match (stage, *step) {
+                ("remote", _) => MissKind::Remote,
+                ("flags", _) | ("bind", _) => MissKind::Files,
+                ("heredoc", "edit-heredoc") if prefix == "RUN <<EOF" => MissKind::Instruction,
+                _ => MissKind::Follows,
+            };
+            assert_eq!(m.kind, want, "{name} {step} `{prefix}`: {m}");
+            match stage {
+                "flags" => assert!(m.detail.starts_with("notes.txt ("), "{name} {step}: {m}"),
+                "bind" => assert!(m.detail.starts_with("go.mod (content)"), "{name} {step}: {m}"),
+                _ => {}
+            }
+        }
+    }
+    // What the changes were for: each of these ran with the CLI too (checked above), for its own reason.
+    let ran = |step: &str, prefix: &str| !common::record(&results, "kinds", Builder::Buildkit, step).layers.iter().find(|l| l.instruction.starts_with(prefix)).unwrap().cached;
+    assert!(ran("nothing", "ADD http://") && ran("edit-notes", "COPY --link") && ran("edit-go-mod", "RUN --mount=type=bind") && ran("edit-heredoc", "RUN <<EOF"));
+    assert!(!ran("nothing", "RUN <<EOF") && !ran("edit-go-mod", "COPY <<EOT"), "a heredoc step keeps its cache when nothing of it changed");
+}
