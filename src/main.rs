@@ -556,8 +556,10 @@ async fn check_command(args: CheckArgs) -> Result<bool> {
         }
     }
     let count = |o: Outcome| judgements.iter().filter(|j| j.outcome == o).count();
+    // One expectation is judged once per build it covers: the count says both, as the first line does.
+    let expectations: usize = project.templates.iter().map(|t| t.expectations.len()).sum();
     say.line(&format!(
-        "check: {} expectations judged: {} pass, {} FAIL, {} inconclusive{}",
+        "check: {} judgements of {expectations} expectations: {} pass, {} FAIL, {} inconclusive{}",
         judgements.len(),
         count(Outcome::Pass),
         count(Outcome::Fail),
