@@ -226,13 +226,13 @@ mod tests {
 
     #[test]
     fn a_slower_step_and_a_lost_cache_hit_are_regressions() {
-        let before = crate::results::results_with(vec![rec("edit", 10.0, true), rec("edit", 10.2, true), rec("edit", 10.1, true)]);
-        let after = crate::results::results_with(vec![rec("edit", 20.0, false), rec("edit", 20.4, false), rec("edit", 20.2, false)]);
+        let before = crate::results::results_with([10.0, 10.2, 10.1, 10.3].iter().map(|t| rec("edit", *t, true)).collect());
+        let after = crate::results::results_with([20.0, 20.4, 20.2, 20.3].iter().map(|t| rec("edit", *t, false)).collect());
         let c = compare(&before, &after);
         assert_eq!(c.len(), 1);
         let r = c[0].ratio.as_ref().unwrap();
         assert!(r.significant() && (r.value - 2.0).abs() < 0.05, "{r:?}");
-        assert_eq!(c[0].cache_changes, vec!["RUN go mod download: cached 3/3 -> 0/3 (-> fewer hits)"]);
+        assert_eq!(c[0].cache_changes, vec!["RUN go mod download: cached 4/4 -> 0/4 (-> fewer hits)"]);
         assert!(c[0].is_regression());
     }
 

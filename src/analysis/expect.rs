@@ -735,18 +735,25 @@ fn slowdown(max: f64, builds: &[&BuildRecord], g: &Group<'_>, template: &str, ba
     let (Some(a), Some(b)) = (crate::analysis::stats::wall_seconds(&old), crate::analysis::stats::wall_seconds(builds)) else {
         return Measured::fail("no time".into(), format!("{} has no successful build of {} to compare with", if old.is_empty() { "the baseline" } else { "this run" }, where_(g, template)));
     };
-    if a.n < MIN_TIME_REPETITIONS || b.n < MIN_TIME_REPETITIONS {
+    // The one comparison every report uses: the rank test's ratio now / before and its exact 95% interval.
+    let Some(ratio) = crate::analysis::stats::Ratio::of(&b, &a) else {
+        return Measured::fail("no time".into(), "a time of 0 cannot be compared".into());
+    };
+    let shown = format!("{:.2}× ({:.2} s → {:.2} s)", ratio.value, a.median, b.median);
+    if ratio.inconclusive() {
         return Measured::inconclusive(
-            format!("{:.2}× (n = {} before, {} now)", b.median / a.median.max(f64::MIN_POSITIVE), a.n, b.n),
-            format!("a slowdown needs at least {MIN_TIME_REPETITIONS} repetitions on each side"),
+            format!("{shown} (n = {} before, {} now)", a.n, b.n),
+            format!("{}: set `repetitions = {}` or more", ratio.describe(), crate::analysis::ranks::repetitions_needed()),
         );
     }
-    let (Some((la, ua)), Some((lb, ub))) = (log_interval(&a), log_interval(&b)) else {
-        return Measured::fail("no time".into(), "a median time of 0 cannot be compared".into());
-    };
-    let u = (ua * ua + ub * ub).sqrt();
-    let rs = (a.relative_spread().powi(2) + b.relative_spread().powi(2)).sqrt();
-    time_verdict("the slowdown", lb - la, u, max, a.n.min(b.n), rs, format!("{:.2}× ({:.2} s → {:.2} s)", (lb - la).exp(), a.median, b.median))
+    let interval = format!("{shown} (95% interval {:.2}–{:.2}, n = {} before, {} now)", ratio.low, ratio.high, a.n, b.n);
+    if ratio.high <= max {
+        Measured::pass(interval)
+    } else if ratio.low > max {
+        Measured::fail(interval, format!("even the interval's lower end, {:.2}, is above {max}", ratio.low))
+    } else {
+        Measured::inconclusive(interval, format!("the slowdown is inside the noise: the interval {:.2}–{:.2} contains {max}; more repetitions on each side would settle it", ratio.low, ratio.high))
+    }
 }
 
 /// Builds that succeeded in the baseline and now fail or are missing: regressions, whatever the expectations say.
@@ -955,15 +962,16 @@ mod tests {
         let t = template(vec![expect(|e| e.max_slowdown = Some(1.15))]);
         let same = timed(&t, &[10.0, 10.1, 9.9, 10.05, 9.95], &[10.0, 10.2, 9.8, 10.1, 9.9]);
         assert_eq!(same.outcome, Outcome::Pass, "{same:#?}");
-        let slower = timed(&t, &[10.0, 10.1, 9.9], &[15.0, 15.2, 14.9]);
+        let slower = timed(&t, &[10.0, 10.1, 9.9, 10.05], &[15.0, 15.2, 14.9, 15.1]);
         assert_eq!(slower.outcome, Outcome::Fail, "{slower:#?}");
         // 13% slower with ±10% noise: neither a pass nor a failure.
-        let noisy = timed(&t, &[10.0, 11.0, 9.0], &[11.3, 12.4, 10.2]);
+        let noisy = timed(&t, &[10.0, 11.0, 9.0, 10.5, 9.5], &[11.3, 12.4, 10.2, 11.8, 10.8]);
         assert_eq!(noisy.outcome, Outcome::Inconclusive, "{noisy:#?}");
         let reason = noisy.reason.as_deref().unwrap();
-        assert!(reason.contains("inside the noise") && reason.contains("repetitions") && reason.contains("spread below"), "{reason}");
-        let few = timed(&t, &[10.0, 10.0], &[30.0, 30.0]);
-        assert_eq!(few.outcome, Outcome::Inconclusive, "fewer than 3 repetitions never fail: {few:#?}");
+        assert!(reason.contains("inside the noise") && reason.contains("repetitions"), "{reason}");
+        let few = timed(&t, &[10.0, 10.0, 10.1], &[30.0, 30.0, 30.2]);
+        assert_eq!(few.outcome, Outcome::Inconclusive, "3 against 3 never fails: no rank test reaches 95%: {few:#?}");
+        assert!(few.reason.as_deref().unwrap().contains("needs ≥ 4 per side"), "{few:#?}");
         let no_baseline = judge(std::slice::from_ref(&t), &results_with(vec![rebuild(true, 1.0, 1)]), None);
         assert_eq!(no_baseline[0].outcome, Outcome::Inconclusive);
     }

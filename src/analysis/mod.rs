@@ -3,6 +3,7 @@
 pub mod compare;
 pub mod engines;
 pub mod expect;
+pub mod ranks;
 pub mod stats;
 pub mod verdicts;
 

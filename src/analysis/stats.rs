@@ -1,13 +1,13 @@
-//! Robust statistics for repeated measurements: median, range, spread from the median absolute deviation, outliers by modified z-score, ratios with their uncertainty, and how durations and intervals are printed without hiding a non-zero range.
+//! Robust statistics for repeated measurements: median, range, spread from the median absolute deviation, outliers by modified z-score, ratios with their interval (from [`crate::analysis::ranks`]), and how durations and intervals are printed without hiding a non-zero range.
 
 use serde::{Deserialize, Serialize};
+
+use crate::analysis::ranks::{repetitions_needed, RankComparison};
 
 /// A modified z-score above this marks an outlier (Iglewicz and Hoaglin's threshold).
 pub const OUTLIER_Z: f64 = 3.5;
 /// A relative spread above this is too wide to support a comparison.
 pub const WIDE_SPREAD: f64 = 0.25;
-/// Fewer repetitions than this on either side make a comparison inconclusive.
-pub const MIN_REPETITIONS: usize = 3;
 /// Durations below this many seconds are printed in milliseconds.
 const MS_BELOW: f64 = 0.1;
 /// The most decimals a printed number gets while looking for digits that tell values apart.
@@ -24,6 +24,9 @@ pub struct Summary {
     pub spread: f64,
     /// Indices of the values whose modified z-score exceeds [`OUTLIER_Z`].
     pub outliers: Vec<usize>,
+    /// The values themselves, in the order given: comparisons rank them.
+    #[serde(default)]
+    pub values: Vec<f64>,
 }
 
 impl Summary {
@@ -51,6 +54,7 @@ impl Summary {
             max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             spread: 1.4826 * mad,
             outliers,
+            values: values.to_vec(),
         })
     }
 
@@ -150,10 +154,9 @@ pub fn wall_seconds(records: &[&crate::results::BuildRecord]) -> Option<Summary>
     Summary::of(&records.iter().filter(|r| r.outcome == "ok").map(|r| r.wall_ms / 1000.0).collect::<Vec<_>>())
 }
 
-/// The ratio of two medians with an interval from the extremes (min/max of
-/// one over max/min of the other): conservative for the few repetitions
-/// builds allow. With fewer than [`MIN_REPETITIONS`] on either side it is
-/// inconclusive, whatever the interval.
+/// The ratio of two samples of times: the Hodges–Lehmann estimate with its exact 95% interval from a Mann–Whitney
+/// U test on log times ([`crate::analysis::ranks`]). When the repetitions on the two sides cannot reach 95% whatever
+/// the times (fewer than 4 against 4), it is inconclusive and its interval is the range of the pairwise ratios.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ratio {
     pub value: f64,
@@ -162,45 +165,56 @@ pub struct Ratio {
     /// Repetitions behind the numerator and the denominator.
     #[serde(default)]
     pub n: (usize, usize),
+    /// The sizes can reach 95%: `low`–`high` is the exact interval (otherwise the range of pairwise ratios).
+    #[serde(default)]
+    pub decidable: bool,
 }
 
 impl Ratio {
     pub fn of(a: &Summary, b: &Summary) -> Option<Ratio> {
-        if b.median <= 0.0 || b.min <= 0.0 {
-            return None;
-        }
+        let c = RankComparison::of(&a.values, &b.values)?;
+        let (low, high) = c.interval.unwrap_or((a.min / b.max, a.max / b.min));
         Some(Ratio {
-            value: a.median / b.median,
-            low: a.min / b.max,
-            high: a.max / b.min,
-            n: (a.n, b.n),
+            value: c.ratio,
+            low,
+            high,
+            n: c.n,
+            decidable: c.decidable(),
         })
     }
 
-    /// Half the width the interval reaches from the value, for `value ± uncertainty`.
+    /// Half the interval's width, for `value ± uncertainty`.
     pub fn uncertainty(&self) -> f64 {
-        (self.high - self.value).max(self.value - self.low)
+        (self.high - self.low) / 2.0
     }
 
-    /// Too few repetitions on either side to call any difference significant.
+    /// Too few repetitions on either side for any difference to reach 95%.
     pub fn inconclusive(&self) -> bool {
-        self.n.0 < MIN_REPETITIONS || self.n.1 < MIN_REPETITIONS
+        !self.decidable
     }
 
-    /// Enough repetitions on both sides, and the interval excludes 1.
+    /// The interval excludes 1.
     pub fn significant(&self) -> bool {
-        !self.inconclusive() && (self.high < 1.0 || self.low > 1.0)
+        self.decidable && (self.high < 1.0 || self.low > 1.0)
     }
 
-    /// `ratio 0.70 ± 0.05`, with "no significant difference" when the interval covers 1, or "inconclusive" with too few repetitions.
-    /// The uncertainty gets enough decimals to print as non-zero when it is.
+    /// `ratio 0.70 ± 0.05` (± is half the 95% interval's width), with "no significant difference" when the interval
+    /// covers 1, or "inconclusive" when the repetitions cannot settle it. The uncertainty gets enough decimals to
+    /// print as non-zero when it is.
     pub fn describe(&self) -> String {
         let u = self.uncertainty();
         let d = decimals_to_tell_apart(2, &[self.value, u], &[]);
-        let base = format!("ratio {:.d$} ± {:.d$}", self.value, u);
         if self.inconclusive() {
-            format!("{base}, inconclusive: n={} and n={}, fewer than {MIN_REPETITIONS} repetitions on a side", self.n.0, self.n.1)
-        } else if self.significant() {
+            return format!(
+                "ratio {:.d$}, inconclusive: n={} and n={} cannot reach 95%; needs ≥ {} per side",
+                self.value,
+                self.n.0,
+                self.n.1,
+                repetitions_needed()
+            );
+        }
+        let base = format!("ratio {:.d$} ± {:.d$}", self.value, u);
+        if self.significant() {
             base
         } else {
             format!("{base}, no significant difference")
@@ -235,39 +249,40 @@ mod tests {
 
     #[test]
     fn a_ratio_whose_interval_covers_one_is_not_significant() {
-        let a = Summary::of(&[30.0, 31.0, 32.0]).unwrap();
-        let b = Summary::of(&[44.0, 45.0, 46.0]).unwrap();
+        let a = Summary::of(&[30.0, 31.0, 32.0, 30.5, 31.5]).unwrap();
+        let b = Summary::of(&[44.0, 45.0, 46.0, 44.5, 45.5]).unwrap();
         let r = Ratio::of(&a, &b).unwrap();
-        assert!(r.significant() && r.value < 1.0);
-        assert!(r.describe().starts_with("ratio 0.69 ± "));
-        let c = Summary::of(&[29.0, 31.0, 33.0]).unwrap();
+        assert!(r.significant() && r.value < 1.0, "{r:?}");
+        assert!(r.describe().starts_with("ratio 0.69 ± "), "{}", r.describe());
+        let c = Summary::of(&[29.0, 31.0, 33.0, 30.0, 32.0]).unwrap();
         let r = Ratio::of(&a, &c).unwrap();
-        assert!(!r.significant() && !r.inconclusive());
+        assert!(!r.significant() && !r.inconclusive(), "{r:?}");
         assert!(r.describe().ends_with("no significant difference"));
     }
 
     #[test]
-    fn fewer_than_three_repetitions_on_either_side_are_inconclusive_however_far_apart() {
+    fn sizes_that_cannot_reach_95_percent_are_inconclusive_however_far_apart() {
         let three = Summary::of(&[30.0, 31.0, 32.0]).unwrap();
+        let far = Summary::of(&[90.0, 91.0, 92.0]).unwrap();
         let two = Summary::of(&[90.0, 91.0]).unwrap();
-        for r in [Ratio::of(&three, &two).unwrap(), Ratio::of(&two, &three).unwrap()] {
-            assert!(r.high < 1.0 || r.low > 1.0, "the interval alone would exclude 1: {r:?}");
-            assert!(r.inconclusive() && !r.significant());
-            assert!(r.describe().contains("inconclusive") && !r.describe().contains("no significant"), "{}", r.describe());
+        for r in [Ratio::of(&three, &far).unwrap(), Ratio::of(&two, &three).unwrap()] {
+            assert!(r.inconclusive() && !r.significant(), "{r:?}");
+            assert!(r.describe().contains("inconclusive") && r.describe().contains("needs ≥ 4 per side"), "{}", r.describe());
         }
         let one = Summary::of(&[90.0]).unwrap();
         assert!(Ratio::of(&one, &one).unwrap().describe().contains("n=1 and n=1"));
-        let more = Summary::of(&[90.0, 91.0, 92.0]).unwrap();
-        assert!(Ratio::of(&three, &more).unwrap().significant());
+        let four = Summary::of(&[30.0, 31.0, 32.0, 30.5]).unwrap();
+        let more = Summary::of(&[90.0, 91.0, 92.0, 90.5]).unwrap();
+        assert!(Ratio::of(&four, &more).unwrap().significant(), "4 against 4 can reach 95%");
     }
 
     #[test]
     fn a_small_uncertainty_is_printed_with_digits_that_show_it() {
-        let a = Summary::of(&[0.70, 0.72, 0.75]).unwrap();
-        let b = Summary::of(&[16.7, 16.9, 17.5]).unwrap();
+        let a = Summary::of(&[0.70, 0.72, 0.75, 0.71, 0.73]).unwrap();
+        let b = Summary::of(&[16.7, 16.9, 17.5, 16.8, 17.0]).unwrap();
         let text = Ratio::of(&a, &b).unwrap().describe();
-        assert!(text.starts_with("ratio 0.043 ± 0.003"), "{text}");
-        let same = Summary::of(&[2.0, 2.0, 2.0]).unwrap();
+        assert_eq!(text, "ratio 0.043 ± 0.002", "the half width gets the digits that show it");
+        let same = Summary::of(&[2.0, 2.0, 2.0, 2.0]).unwrap();
         assert_eq!(Ratio::of(&same, &same).unwrap().describe(), "ratio 1.00 ± 0.00, no significant difference");
     }
 

@@ -175,7 +175,7 @@ fn engine_section(d: &crate::analysis::engines::EngineDifferences, body: &Result
 }
 
 fn verdict_section(results: &Results) -> String {
-    let mut md = String::from("## Verdicts\n\nEach verdict is computed from the records by `layerbench verdicts`; the evidence line names the measurements it rests on.\n\n| Claim | In short | Verdict | Evidence |\n|---|---|---|---|\n");
+    let mut md = String::from("## Verdicts\n\nEach verdict is computed from the records by `layerbench verdicts`; the evidence line names the measurements it rests on. A ratio of times is the Hodges–Lehmann estimate of a Mann–Whitney U test on log times, and `±` is half the width of its exact 95% interval; `inconclusive` means measured but not settled (too few repetitions to reach 95%, or an interval that holds the threshold).\n\n| Claim | In short | Verdict | Evidence |\n|---|---|---|---|\n");
     for v in verdicts(results) {
         md.push_str(&format!("| {} | {} | **{}** | {} |\n", v.id, claim_summary(&v.id), v.verdict.label(), cell_text(&v.evidence)));
     }
