@@ -329,18 +329,27 @@ fn c2(r: &Records) -> (Verdict, String) {
             None => return not_measured("`COPY go.mod` step in the bump build"),
         }
     }
-    let new_modules: Vec<&String> = b
-        .iter()
-        .flat_map(|rec| rec.proxy.modules.iter())
-        .filter(|m| m.starts_with("github.com/BurntSushi/toml@"))
-        .collect();
     let notes: Vec<&String> = b.iter().flat_map(|rec| rec.notes.iter()).collect();
+    // The bump's own note names the module and its new version: `github.com/BurntSushi/toml v1.2.0 -> v1.3.2`.
+    let bumped = notes.iter().find_map(|n| {
+        let words: Vec<&str> = n.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "->")?;
+        (at >= 2 && at + 1 < words.len()).then(|| format!("{}@{}", words[at - 2], words[at + 1]))
+    });
+    // Only the bumped version counts: a request for any other version of the module is not what the claim says.
+    let new_modules: Vec<&String> = b.iter().flat_map(|rec| rec.proxy.modules.iter()).filter(|m| bumped.as_ref() == Some(*m)).collect();
+    let other_modules: Vec<&String> = b.iter().flat_map(|rec| rec.proxy.modules.iter()).filter(|m| m.starts_with("github.com/BurntSushi/toml@") && bumped.as_ref() != Some(*m)).collect();
     let evidence = format!(
         "after bump-dependency ({}), {good} re-ran `COPY go.mod go.sum` and every later step of its build stage in {}/{} builds; the proxy served {}",
         notes.first().map_or("a bump", |n| n.as_str()),
         if all_rebuilt { b.len() } else { 0 },
         b.len(),
-        if new_modules.is_empty() { "no toml version".to_string() } else { new_modules.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") }
+        match (&bumped, new_modules.is_empty()) {
+            (None, _) => "nothing the test can check: no note names the bumped version".to_string(),
+            (Some(v), true) if other_modules.is_empty() => format!("no {v}"),
+            (Some(v), true) => format!("{} but not {v}", other_modules.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+            (Some(v), false) => v.clone(),
+        }
     );
     let verdict = if copy_missed && all_rebuilt && !new_modules.is_empty() { Verdict::Confirmed } else { Verdict::Refuted };
     (verdict, evidence)
@@ -426,12 +435,13 @@ fn c4(r: &Records) -> (Verdict, String) {
         "after the proxy started serving BurntSushi/toml v1.3.2 with no file changed, `RUN go mod download -json ...toml@latest` stayed cached ({c}/{t}), the proxy saw {} requests, and the image still records @latest as {after} (baseline: {before})",
         requests(&p)
     );
-    let verdict = if c == t && requests(&p) == 0 && after == before && after != "v1.3.2" && after != "unknown" {
-        Verdict::Confirmed
+    let stale = c == t && requests(&p) == 0 && after == before && after != "v1.3.2" && after != "unknown";
+    // "Stale" is said only when it was observed.
+    if stale {
+        (Verdict::Confirmed, format!("{evidence}: a cached `@latest` layer is stale"))
     } else {
-        Verdict::Refuted
-    };
-    (verdict, format!("{evidence}: a cached `@latest` layer is stale"))
+        (Verdict::Refuted, format!("{evidence}: no stale `@latest` layer was observed"))
+    }
 }
 
 fn c5(r: &Records) -> (Verdict, String) {
@@ -699,8 +709,10 @@ fn c11(r: &Records) -> (Verdict, String) {
         yn(user.can_write_binary),
         yn(user.can_write_etc),
     );
+    // Both sides of the claim: root may write its binary and /etc; the USER may write neither.
     let verdict = if root.uid == Some(0)
         && root.can_write_binary == Some(true)
+        && root.can_write_etc == Some(true)
         && user.uid.is_some_and(|u| u != 0)
         && user.can_write_binary == Some(false)
         && user.can_write_etc == Some(false)
@@ -1374,5 +1386,64 @@ mod tests {
     fn verdicts_serialise_with_kebab_case_names() {
         let json = serde_json::to_string(&verdicts(&results(vec![]))[0]).unwrap();
         assert_eq!(json, r#"{"id":"C1","verdict":"not-measured","evidence":"the results have no edit-go-source rebuild of static-scratch or layered"}"#);
+    }
+
+    fn bump_build(served: &str) -> BuildRecord {
+        let mut b = build("static-scratch", "bump-dependency", "bump-toml", 20.0, &[("COPY go.mod go.sum ./", false, 0.0), ("RUN go mod download", false, 1.0), ("COPY . .", false, 0.1), ("RUN CGO_ENABLED=0 go build", false, 17.0)], 2);
+        b.notes = vec!["github.com/BurntSushi/toml v1.2.0 -> v1.3.2".into()];
+        b.proxy.modules = vec![served.to_string()];
+        b
+    }
+
+    #[test]
+    fn c2_needs_the_proxy_to_serve_the_bumped_version_itself() {
+        let v = verdict_of(&results(vec![bump_build("github.com/BurntSushi/toml@v1.3.2")]), "C2");
+        assert_eq!(v.verdict, Verdict::Confirmed, "{}", v.evidence);
+        let v = verdict_of(&results(vec![bump_build("github.com/BurntSushi/toml@v1.2.0")]), "C2");
+        assert_eq!(v.verdict, Verdict::Refuted, "another version of the module is not the bump: {}", v.evidence);
+        assert!(v.evidence.contains("toml@v1.2.0 but not github.com/BurntSushi/toml@v1.3.2"), "{}", v.evidence);
+    }
+
+    fn latest_build(step: &str, cached: bool, version: &str) -> BuildRecord {
+        let mut b = build("fetch-latest", "upstream-publishes-new-version", step, 5.0, &[("RUN go mod download -json github.com/BurntSushi/toml@latest", cached, 1.0)], usize::from(!cached));
+        b.inspection = Some(crate::results::Inspection { files: vec![("/toml-latest.json".into(), format!("{{\"Version\": \"{version}\"}}"))], ..Default::default() });
+        b
+    }
+
+    #[test]
+    fn c4_says_stale_only_when_a_stale_layer_was_observed() {
+        let stale = results(vec![latest_build("baseline", false, "v1.2.0"), latest_build("publish-toml-v1.3.2", true, "v1.2.0")]);
+        let v = verdict_of(&stale, "C4");
+        assert_eq!(v.verdict, Verdict::Confirmed, "{}", v.evidence);
+        assert!(v.evidence.ends_with("is stale"), "{}", v.evidence);
+        let fresh = results(vec![latest_build("baseline", false, "v1.2.0"), latest_build("publish-toml-v1.3.2", false, "v1.3.2")]);
+        let v = verdict_of(&fresh, "C4");
+        assert_eq!(v.verdict, Verdict::Refuted, "{}", v.evidence);
+        assert!(!v.evidence.contains("is stale") && v.evidence.contains("no stale"), "{}", v.evidence);
+    }
+
+    fn probed(variant: &str, uid: u32, binary: bool, etc: bool) -> BuildRecord {
+        let mut b = build(variant, "no-change", "baseline", 20.0, &[("RUN go build", false, 17.0)], 0);
+        let runtime = crate::results::RuntimeCheck {
+            method: "probe".into(),
+            command: vec!["selftest".into()],
+            exit_code: 0,
+            expected_exit: 0,
+            passed: true,
+            uid: Some(uid),
+            can_write_binary: Some(binary),
+            can_write_etc: Some(etc),
+            output: String::new(),
+        };
+        b.inspection = Some(crate::results::Inspection { runtime: Some(runtime), ..Default::default() });
+        b
+    }
+
+    #[test]
+    fn c11_checks_what_root_may_write_too() {
+        let v = verdict_of(&results(vec![probed("naive", 0, true, true), probed("static-scratch", 65532, false, false)]), "C11");
+        assert_eq!(v.verdict, Verdict::Confirmed, "{}", v.evidence);
+        let v = verdict_of(&results(vec![probed("naive", 0, true, false), probed("static-scratch", 65532, false, false)]), "C11");
+        assert_eq!(v.verdict, Verdict::Refuted, "root that cannot write /etc does not show the claim: {}", v.evidence);
     }
 }
