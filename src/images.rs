@@ -178,29 +178,48 @@ pub async fn ensure_base_images(engine: &Engine, pull: bool, cache: &Path, mirro
     ensure_images(engine, &[GOLANG_IMAGE.to_string(), RUNTIME_IMAGE.to_string()], pull, cache, mirror).await
 }
 
+/// What the engine holds under a name.
+enum Found {
+    /// An image used as it is (kept when an owned engine is emptied, if layerbench made it).
+    Usable(BaseImage),
+    /// A stand-in an earlier layerbench made (its id), to be made again.
+    Outdated(String),
+    Missing,
+}
+
+async fn find(engine: &Engine, name: &str) -> Result<Found, ImageError> {
+    let Some(facts) = engine.image(name).await? else { return Ok(Found::Missing) };
+    if outdated_stand_in(&facts.labels) && stand_in(name).is_some() {
+        return Ok(Found::Outdated(facts.id));
+    }
+    if facts.labels.get(STAND_IN_LABEL).is_some_and(|v| v == "true") {
+        engine.keep_as_base_image(&facts.id)?;
+    }
+    Ok(Found::Usable(describe(name, &facts.id, &facts.labels, "present")))
+}
+
 /// Makes sure every image of `names` exists: present ones as they are, missing ones pulled (`pull`) or made as a
 /// stand-in. A missing image with no stand-in is an error that says how to provide it.
 pub async fn ensure_images(engine: &Engine, names: &[String], pull: bool, cache: &Path, mirror: &str) -> Result<Vec<BaseImage>, ImageError> {
     let mut out = Vec::new();
     for name in names {
-        let found = engine.image(name).await?;
-        if let Some(facts) = found.as_ref().filter(|f| !outdated_stand_in(&f.labels) || stand_in(name).is_none()) {
-            if facts.labels.get(STAND_IN_LABEL).is_some_and(|v| v == "true") {
-                engine.keep_as_base_image(&facts.id)?;
+        match find(engine, name).await? {
+            Found::Usable(image) => out.push(image),
+            Found::Missing if pull => {
+                eprintln!("images: pulling {name}");
+                engine.pull(name).await?;
+                let facts = engine.image(name).await?.ok_or_else(|| EngineError::BuildFailed {
+                    what: name.to_string(),
+                    step: "pull".into(),
+                    message: "the pull finished but the image is not there".into(),
+                })?;
+                out.push(describe(name, &facts.id, &facts.labels, "pulled"));
             }
-            out.push(describe(name, &facts.id, &facts.labels, "present"));
-        } else if pull && found.is_none() {
-            eprintln!("images: pulling {name}");
-            engine.pull(name).await?;
-            let facts = engine.image(name).await?.ok_or_else(|| EngineError::BuildFailed {
-                what: name.to_string(),
-                step: "pull".into(),
-                message: "the pull finished but the image is not there".into(),
-            })?;
-            out.push(describe(name, &facts.id, &facts.labels, "pulled"));
-        } else {
-            let spec = stand_in(name).ok_or_else(|| ImageError::NoStandIn { image: name.to_string() })?;
-            out.push(remake(engine, &spec, found.map(|f| f.id), cache, mirror).await?);
+            found => {
+                let spec = stand_in(name).ok_or_else(|| ImageError::NoStandIn { image: name.to_string() })?;
+                let outdated = if let Found::Outdated(id) = found { Some(id) } else { None };
+                out.push(remake(engine, &spec, outdated, cache, mirror).await?);
+            }
         }
     }
     Ok(out)
@@ -211,14 +230,11 @@ pub async fn ensure_images(engine: &Engine, names: &[String], pull: bool, cache:
 pub async fn ensure_stand_ins(engine: &Engine, names: &[String], cache: &Path, mirror: &str) -> Result<Vec<BaseImage>, ImageError> {
     let mut out = Vec::new();
     for name in names {
-        let found = engine.image(name).await?;
-        if let Some(facts) = found.as_ref().filter(|f| !outdated_stand_in(&f.labels) || stand_in(name).is_none()) {
-            if facts.labels.get(STAND_IN_LABEL).is_some_and(|v| v == "true") {
-                engine.keep_as_base_image(&facts.id)?;
-            }
-            out.push(describe(name, &facts.id, &facts.labels, "present"));
-        } else if let Some(spec) = stand_in(name) {
-            out.push(remake(engine, &spec, found.map(|f| f.id), cache, mirror).await?);
+        match (find(engine, name).await?, stand_in(name)) {
+            (Found::Usable(image), _) => out.push(image),
+            (Found::Outdated(id), Some(spec)) => out.push(remake(engine, &spec, Some(id), cache, mirror).await?),
+            (Found::Missing, Some(spec)) => out.push(remake(engine, &spec, None, cache, mirror).await?),
+            (_, None) => {}
         }
     }
     Ok(out)

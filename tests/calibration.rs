@@ -56,31 +56,26 @@ fn sample(d: &mut Draws, noise: Noise, n: usize, scale: f64) -> Vec<f64> {
         .collect()
 }
 
-/// How often `compare --fail-on-regression` calls the second sample significantly slower (its rule:
-/// a significant ratio above 1), over [`TRIALS`] pairs whose second side is `shift` times slower.
-fn regressions(seed: u64, noise: Noise, n: usize, shift: f64) -> f64 {
+/// How often `decides` holds for the ratio second / first over [`TRIALS`] pairs whose second side is `shift` times slower.
+fn rate(seed: u64, noise: Noise, n: usize, shift: f64, decides: fn(&Ratio) -> bool) -> f64 {
     let mut d = Draws(seed);
     let mut hits = 0;
     for _ in 0..TRIALS {
         let before = Summary::of(&sample(&mut d, noise, n, 1.0)).unwrap();
         let after = Summary::of(&sample(&mut d, noise, n, shift)).unwrap();
-        let r = Ratio::of(&after, &before).unwrap();
-        hits += usize::from(r.significant() && r.value > 1.0);
+        hits += usize::from(decides(&Ratio::of(&after, &before).unwrap()));
     }
     hits as f64 / TRIALS as f64
 }
 
-/// How often `check`'s `max_slowdown = max` fails (the interval's lower end above `max`).
-fn slowdown_failures(seed: u64, noise: Noise, n: usize, shift: f64, max: f64) -> f64 {
-    let mut d = Draws(seed);
-    let mut hits = 0;
-    for _ in 0..TRIALS {
-        let before = Summary::of(&sample(&mut d, noise, n, 1.0)).unwrap();
-        let after = Summary::of(&sample(&mut d, noise, n, shift)).unwrap();
-        let r = Ratio::of(&after, &before).unwrap();
-        hits += usize::from(!r.inconclusive() && r.low > max);
-    }
-    hits as f64 / TRIALS as f64
+/// `compare --fail-on-regression`'s rule: a significant ratio above 1.
+fn regressions(seed: u64, noise: Noise, n: usize, shift: f64) -> f64 {
+    rate(seed, noise, n, shift, |r| r.significant() && r.value > 1.0)
+}
+
+/// `check`'s `max_slowdown = 1.0` fails: the interval's lower end above 1.
+fn slowdown_failures(seed: u64, noise: Noise, n: usize, shift: f64) -> f64 {
+    rate(seed, noise, n, shift, |r| !r.inconclusive() && r.low > 1.0)
 }
 
 #[test]
@@ -93,7 +88,7 @@ fn false_alarms_stay_at_most_five_percent_and_power_never_falls_as_n_grows() {
             let alarms = regressions(seed, noise, n, 1.0);
             let five = regressions(seed + 1, noise, n, 1.05);
             let ten = regressions(seed + 2, noise, n, 1.10);
-            let check_alarms = slowdown_failures(seed + 3, noise, n, 1.0, 1.0);
+            let check_alarms = slowdown_failures(seed + 3, noise, n, 1.0);
             println!("{:<10} {n:>2}   {:>11.1}%   {:>10.1}%   {:>11.1}%   {:>10.1}%", format!("{noise:?}"), alarms * 100.0, five * 100.0, ten * 100.0, check_alarms * 100.0);
             assert!(alarms <= 0.05, "{noise:?} n={n}: {:.1}% false alarms", alarms * 100.0);
             assert!(check_alarms <= 0.05, "{noise:?} n={n}: max_slowdown = 1.0 failed {:.1}% of identical pairs", check_alarms * 100.0);
