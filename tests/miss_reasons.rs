@@ -1,4 +1,4 @@
-//! Why a step missed, against the real engine with both builders: one cell per builder walks through a cold baseline, a source edit, a build-argument change, a Dockerfile edit and a base-image switch, on the host's engine and on an owned Docker 26.1 engine; and each engine's own `docker build` misses the same steps.
+//! Why a step missed, against the real engine with both builders: one cell per builder walks through a cold baseline, a source edit, a build-argument change, a Dockerfile edit and a base-image switch, on the host's engine and on an owned Docker 26.1 engine; and each engine's own `docker build` misses the same steps. Real templates' instructions (heredocs, `COPY --link --chmod --chown`, bind and secret mounts, `ADD` of a URL) are compared with the CLI too: on Docker 26 with BuildKit, and what the legacy builder supports on the host's engine.
 
 #![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
 
@@ -424,4 +424,100 @@ async fn real_templates_instructions_miss_as_the_cli_says_and_say_why() {
     let ran = |step: &str, prefix: &str| !common::record(&results, "kinds", Builder::Buildkit, step).layers.iter().find(|l| l.instruction.starts_with(prefix)).unwrap().cached;
     assert!(ran("nothing", "ADD http://") && ran("edit-notes", "COPY --link") && ran("edit-go-mod", "RUN --mount=type=bind") && ran("edit-heredoc", "RUN <<EOF"));
     assert!(!ran("nothing", "RUN <<EOF") && !ran("edit-go-mod", "COPY <<EOT"), "a heredoc step keeps its cache when nothing of it changed");
+}
+
+/// What the legacy builder supports of those instructions: `COPY --chown` and an `ADD` of a URL.
+fn legacy_kinds_dockerfile(port: u16) -> String {
+    format!(
+        r#"FROM debian:bookworm-slim AS flags
+COPY --chown=65532:65532 notes.txt /notes.txt
+
+FROM debian:bookworm-slim AS remote
+ADD http://127.0.0.1:{port}/counter.txt /remote.txt
+
+FROM debian:bookworm-slim
+COPY --from=flags /notes.txt /k/
+COPY --from=remote /remote.txt /k/
+"#
+    )
+}
+
+const LEGACY_SCENARIO: &str = r#"
+name = "legacy-kinds"
+description = "one change per instruction kind the legacy builder supports"
+
+[[step]]
+name = "nothing"
+
+[[step]]
+name = "edit-notes"
+change = [{ kind = "append", file = "notes.txt", text = "more ({nonce})\n" }]
+
+[[step]]
+name = "chown-notes"
+change = [{ kind = "chown", file = "notes.txt", owner = "1000:1000" }]
+"#;
+
+/// The same comparison with the legacy builder, on the host's engine: `COPY --chown` and an `ADD` of a URL are
+/// cached or executed as its own `docker build` has them, an executed one for its kind's reason.
+// Several threads: the CLI blocks one while the counting server answers on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_builder_misses_copy_chown_and_a_fetched_add_as_the_cli_says() {
+    let _guard = common::engine_lock();
+    let engines = common::engines_under_test().await;
+    let on = engines.iter().find(|e| e.name == "default").expect("the host's engine");
+    let port = counting_server();
+    let app = tempfile::tempdir().unwrap();
+    let tiny = common::tiny_app();
+    for file in ["go.mod", "go.sum", "main.go"] {
+        std::fs::copy(tiny.join(file), app.path().join(file)).unwrap();
+    }
+    let token = format!("layerbench-{}-{}", std::process::id(), layerbench::paths::new_run_id());
+    std::fs::write(app.path().join("notes.txt"), format!("notes {token}\n")).unwrap();
+    std::fs::create_dir(app.path().join("dockerfiles")).unwrap();
+    std::fs::write(app.path().join("dockerfiles/kinds.Dockerfile"), legacy_kinds_dockerfile(port)).unwrap();
+    let scenario = Scenario::parse(LEGACY_SCENARIO, Path::new("(miss_reasons.rs)")).unwrap();
+    let results = common::run_cells_on(&on.name, on.engine.clone(), app.path(), &["kinds"], vec![scenario], &[Builder::Legacy], PROXY_PORT).await;
+    println!("{}", layerbench::table::cell_tables(&results));
+
+    let cli_dir = tempfile::tempdir().unwrap();
+    copy_tree(app.path(), cli_dir.path());
+    let dir = cli_dir.path();
+    std::fs::write(dir.join("notes.txt"), format!("notes {token} cli\n")).unwrap();
+    let tag = format!("layerbench-test/legacy-kinds-cli:{}", std::process::id());
+    let _remove = RemoveOnDrop(on, tag.clone());
+    let build = || {
+        let mut cmd = on.cli(&[dir.to_path_buf()]);
+        cmd.env("DOCKER_BUILDKIT", "0").args(["build", "--network", "host", "-f"]).arg(dir.join("dockerfiles/kinds.Dockerfile")).args(["-t", &tag]).arg(dir);
+        let out = cmd.output().expect("run the docker CLI");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "docker build on {} failed:\n{text}", on.label());
+        text
+    };
+    build();
+    let mut cli: Vec<(&str, String)> = vec![("nothing", build())];
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, std::fs::read_to_string(&notes).unwrap() + "more (cli)\n").unwrap();
+    cli.push(("edit-notes", build()));
+    std::os::unix::fs::chown(&notes, Some(1000), Some(1000)).unwrap();
+    cli.push(("chown-notes", build()));
+
+    let name = on.label();
+    for (step, output) in &cli {
+        let r = common::record(&results, "kinds", Builder::Legacy, step);
+        assert_eq!(r.outcome, "ok", "{name} {step}: {:?} {:?}", r.error, r.error_log);
+        for (stage, prefix) in [("flags", "COPY --chown"), ("remote", "ADD http://")] {
+            let l = r.layers.iter().find(|l| l.stage == stage && l.instruction.starts_with(prefix)).unwrap_or_else(|| panic!("{name} {step}: no `{prefix}` in {:#?}", r.layers));
+            let cli_hit = cli_cached(Builder::Legacy, output, prefix);
+            assert_eq!(l.cached, cli_hit, "{name} {step}: `{prefix}` cached by layerbench {} and by the CLI {cli_hit}:\n{output}", l.cached);
+            if l.cached {
+                continue;
+            }
+            let m = l.miss_reason.as_ref().unwrap_or_else(|| panic!("{name} {step}: `{prefix}` ran with no reason"));
+            let want = if stage == "remote" { MissKind::Remote } else { MissKind::Files };
+            assert_eq!(m.kind, want, "{name} {step} `{prefix}`: {m}");
+        }
+    }
+    let ran = |step: &str, prefix: &str| !common::record(&results, "kinds", Builder::Legacy, step).layers.iter().find(|l| l.instruction.starts_with(prefix)).unwrap().cached;
+    assert!(ran("edit-notes", "COPY --chown"), "a content edit misses the COPY");
 }
