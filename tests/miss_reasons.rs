@@ -333,6 +333,33 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A scratch app for the kinds tests: the tiny app's module files, `notes.txt` holding `notes`, and `dockerfile` as
+/// its `kinds` template.
+fn kinds_app(notes: &str, dockerfile: &str) -> tempfile::TempDir {
+    let app = tempfile::tempdir().unwrap();
+    let tiny = common::tiny_app();
+    for file in ["go.mod", "go.sum", "main.go"] {
+        std::fs::copy(tiny.join(file), app.path().join(file)).unwrap();
+    }
+    std::fs::write(app.path().join("notes.txt"), notes).unwrap();
+    std::fs::create_dir(app.path().join("dockerfiles")).unwrap();
+    std::fs::write(app.path().join("dockerfiles/kinds.Dockerfile"), dockerfile).unwrap();
+    app
+}
+
+/// The engine's own `docker build` of the kinds template in `dir` with `builder`; returns its output.
+fn cli_build_kinds(on: &EngineUnderTest, builder: Builder, dir: &Path, tag: &str) -> String {
+    let mut cmd = on.cli(&[dir.to_path_buf()]);
+    cmd.env("DOCKER_BUILDKIT", if builder == Builder::Buildkit { "1" } else { "0" }).args(["build", "--network", "host", "-f"]).arg(dir.join("dockerfiles/kinds.Dockerfile")).args(["-t", tag]);
+    if builder == Builder::Buildkit {
+        cmd.arg("--progress=plain");
+    }
+    let out = cmd.arg(dir).output().expect("run the docker CLI");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "docker build on {} failed:\n{text}", on.label());
+    text
+}
+
 /// Real templates' instructions on Docker 26's BuildKit (heredocs and `COPY --link` need its frontend): each
 /// watched step is cached or executed as the engine's own `docker build` has it after the same change, and an
 /// executed one gives the reason its kind calls for.
@@ -346,16 +373,9 @@ async fn real_templates_instructions_miss_as_the_cli_says_and_say_why() {
         return;
     };
     let port = counting_server();
-    let app = tempfile::tempdir().unwrap();
-    let tiny = common::tiny_app();
-    for file in ["go.mod", "go.sum", "main.go"] {
-        std::fs::copy(tiny.join(file), app.path().join(file)).unwrap();
-    }
     // Unique to this run: no earlier run's cache keys are these.
-    std::fs::write(app.path().join("notes.txt"), format!("notes {} {}\n", std::process::id(), layerbench::paths::new_run_id())).unwrap();
-    std::fs::create_dir(app.path().join("dockerfiles")).unwrap();
     let token = format!("layerbench-{}-{}", std::process::id(), layerbench::paths::new_run_id());
-    std::fs::write(app.path().join("dockerfiles/kinds.Dockerfile"), kinds_dockerfile(port, &token)).unwrap();
+    let app = kinds_app(&format!("notes {token}\n"), &kinds_dockerfile(port, &token));
     let scenario = Scenario::parse(KINDS_SCENARIO, Path::new("(miss_reasons.rs)")).unwrap();
     let results = common::run_cells_on(&on.name, on.engine.clone(), app.path(), &["kinds"], vec![scenario], &[Builder::Buildkit], PROXY_PORT).await;
     println!("{}", layerbench::table::cell_tables(&results));
@@ -368,14 +388,7 @@ async fn real_templates_instructions_miss_as_the_cli_says_and_say_why() {
     std::fs::write(dir.join("dockerfiles/kinds.Dockerfile"), kinds_dockerfile(port, &format!("{token}-cli"))).unwrap();
     let tag = format!("layerbench-test/kinds-cli:{}", std::process::id());
     let _remove = RemoveOnDrop(on, tag.clone());
-    let build = || {
-        let mut cmd = on.cli(&[dir.to_path_buf()]);
-        cmd.env("DOCKER_BUILDKIT", "1").args(["build", "--network", "host", "--progress=plain", "-f"]).arg(dir.join("dockerfiles/kinds.Dockerfile")).args(["-t", &tag]).arg(dir);
-        let out = cmd.output().expect("run the docker CLI");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "docker build on {} failed:\n{text}", on.label());
-        text
-    };
+    let build = || cli_build_kinds(on, Builder::Buildkit, dir, &tag);
     let append = |file: &str, text: &str| {
         let path = dir.join(file);
         let old = std::fs::read_to_string(&path).unwrap();
@@ -467,15 +480,8 @@ async fn the_legacy_builder_misses_copy_chown_and_a_fetched_add_as_the_cli_says(
     let engines = common::engines_under_test().await;
     let on = engines.iter().find(|e| e.name == "default").expect("the host's engine");
     let port = counting_server();
-    let app = tempfile::tempdir().unwrap();
-    let tiny = common::tiny_app();
-    for file in ["go.mod", "go.sum", "main.go"] {
-        std::fs::copy(tiny.join(file), app.path().join(file)).unwrap();
-    }
     let token = format!("layerbench-{}-{}", std::process::id(), layerbench::paths::new_run_id());
-    std::fs::write(app.path().join("notes.txt"), format!("notes {token}\n")).unwrap();
-    std::fs::create_dir(app.path().join("dockerfiles")).unwrap();
-    std::fs::write(app.path().join("dockerfiles/kinds.Dockerfile"), legacy_kinds_dockerfile(port)).unwrap();
+    let app = kinds_app(&format!("notes {token}\n"), &legacy_kinds_dockerfile(port));
     let scenario = Scenario::parse(LEGACY_SCENARIO, Path::new("(miss_reasons.rs)")).unwrap();
     let results = common::run_cells_on(&on.name, on.engine.clone(), app.path(), &["kinds"], vec![scenario], &[Builder::Legacy], PROXY_PORT).await;
     println!("{}", layerbench::table::cell_tables(&results));
@@ -486,14 +492,7 @@ async fn the_legacy_builder_misses_copy_chown_and_a_fetched_add_as_the_cli_says(
     std::fs::write(dir.join("notes.txt"), format!("notes {token} cli\n")).unwrap();
     let tag = format!("layerbench-test/legacy-kinds-cli:{}", std::process::id());
     let _remove = RemoveOnDrop(on, tag.clone());
-    let build = || {
-        let mut cmd = on.cli(&[dir.to_path_buf()]);
-        cmd.env("DOCKER_BUILDKIT", "0").args(["build", "--network", "host", "-f"]).arg(dir.join("dockerfiles/kinds.Dockerfile")).args(["-t", &tag]).arg(dir);
-        let out = cmd.output().expect("run the docker CLI");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "docker build on {} failed:\n{text}", on.label());
-        text
-    };
+    let build = || cli_build_kinds(on, Builder::Legacy, dir, &tag);
     build();
     let mut cli: Vec<(&str, String)> = vec![("nothing", build())];
     let notes = dir.join("notes.txt");
