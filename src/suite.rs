@@ -194,7 +194,10 @@ mod tests {
         assert!(cells.iter().any(|c| c.builder == Builder::Legacy && c.variant.name == "arg-then-run"));
         assert!(cells.iter().any(|c| c.network.name == "remote-10mbit" && c.variant.name == "static-scratch-naive"));
         let builds: usize = cells.iter().map(Cell::builds).sum();
-        assert!(builds < 80, "the claims suite stays small: {builds} builds");
+        assert!(cells.iter().any(|c| c.builder == Builder::Legacy && c.variant.name == "static-scratch" && c.scenario.name == "change-build-arg"));
+        assert!(cells.iter().any(|c| c.variant.name == "no-cache-mount" && c.scenario.name == "edit-go-source"));
+        // The time comparisons' 5 repetitions per side make most of it.
+        assert!(builds <= 100, "the claims suite stays small: {builds} builds");
         assert!(cells.iter().enumerate().all(|(i, c)| c.index == i));
     }
 

@@ -746,19 +746,20 @@ fn x1(r: &Records) -> (Verdict, String) {
     (verdict, evidence)
 }
 
+/// cache-mount with its cache mounts removed and nothing else changed: X2's like-for-like comparison.
+const MOUNT_TWIN: &str = "no-cache-mount";
+
 fn x2(r: &Records) -> (Verdict, String) {
-    let Some((good, g)) = r.good("edit-go-source", "edit-handler") else {
-        return not_measured("edit-go-source rebuilds of static-scratch or layered");
-    };
     let m = r.find("cache-mount", "edit-go-source", "edit-handler");
+    let g = r.find(MOUNT_TWIN, "edit-go-source", "edit-handler");
     let (Some(a), Some(b)) = (build_seconds(&m), build_seconds(&g)) else {
-        return not_measured("build-step times of cache-mount and the good variant after an edit");
+        return not_measured(&format!("build-step times of cache-mount and its twin {MOUNT_TWIN} (the same Dockerfile without the mounts) after edit-go-source"));
     };
     let Some(ratio) = Ratio::of(&a, &b) else {
         return not_measured("non-zero build-step times");
     };
     let evidence = format!(
-        "build step after edit-go-source: cache-mount {} vs {good} {} ({})",
+        "build step after edit-go-source: cache-mount {} vs {MOUNT_TWIN}, its twin without the mounts, {} ({})",
         secs(&a),
         secs(&b),
         ratio.describe()
@@ -790,49 +791,93 @@ fn x3(r: &Records) -> (Verdict, String) {
 
 /// The Dockerfile whose `ARG APP_VERSION` stands before a `RUN` that never mentions it, then its first explicit use.
 const ARG_VARIANT: &str = "arg-then-run";
+/// The Dockerfile that declares `ARG APP_VERSION` just before its first use, the build step.
+const ARG_LATE: &str = "static-scratch";
 /// The step before the declaration, the `RUN` between the declaration and the first explicit use, and that use.
 const ARG_BEFORE: &str = "RUN go mod download";
 const ARG_BETWEEN: &str = "RUN go env";
 const ARG_USE: &str = "RUN CGO_ENABLED=0 go build";
 
+fn cached_word(cached: bool) -> &'static str {
+    if cached {
+        "cached"
+    } else {
+        "missed"
+    }
+}
+
+/// X4 on the template that declares the argument just before its use: `(kept, evidence)`, kept when every earlier
+/// step of the stage stayed cached and the use missed.
+fn arg_declared_late(rec: &BuildRecord) -> Option<(bool, String)> {
+    let at = rec.layers.iter().position(|l| l.instruction.starts_with(ARG_USE))?;
+    let used = &rec.layers[at];
+    let earlier: Vec<&LayerRecord> = rec.layers[..at].iter().filter(|l| l.stage == used.stage && !l.is_base_image()).collect();
+    let missed: Vec<&str> = earlier.iter().filter(|l| !l.cached).map(|l| l.instruction.as_str()).collect();
+    let kept = !earlier.is_empty() && missed.is_empty() && !used.cached;
+    let before = if missed.is_empty() {
+        format!("its {} earlier steps (the declaration's included where the builder records it) cached", earlier.len())
+    } else {
+        format!("{} of its {} earlier steps missed (first `{}`)", missed.len(), earlier.len(), missed[0])
+    };
+    Some((kept, format!("{ARG_LATE}, which declares the ARG just before its use: {before}, the use `RUN ... go build` {}", cached_word(used.cached))))
+}
+
+/// X4 on the template with a `RUN` between the declaration and the first explicit use: `(refuted, implicit, evidence)`.
+/// The explicit use's own miss is not evidence here: it follows the miss of the `RUN` before it.
+fn arg_then_run(rec: &BuildRecord) -> Option<(bool, bool, String)> {
+    let (before, between) = (layer(rec, ARG_BEFORE)?, layer(rec, ARG_BETWEEN)?);
+    let decl = layer(rec, "ARG APP_VERSION");
+    let refuted = !before.cached || decl.is_some_and(|d| !d.cached);
+    let evidence = format!(
+        "{ARG_VARIANT}: `{ARG_BEFORE}` before the declaration {}{}, the `RUN go env ...` after it, which never names the argument, {}",
+        cached_word(before.cached),
+        decl.map_or(String::new(), |d| format!(", the `ARG APP_VERSION` step itself {}", cached_word(d.cached))),
+        cached_word(between.cached)
+    );
+    Some((refuted, !between.cached, evidence))
+}
+
 fn x4(r: &Records) -> (Verdict, String) {
     let mut parts = Vec::new();
-    let mut refuted = false;
+    let (mut refuted, mut shown_late) = (false, Vec::new());
     let mut implicit = Vec::new();
-    let mut measured = Vec::new();
     for builder in [Builder::Buildkit, Builder::Legacy] {
-        let recs = r.find_in(ARG_VARIANT, "change-build-arg", "set-version", builder, LOOPBACK);
-        let Some(rec) = recs.first() else { continue };
         let name = builder.name();
-        let (Some(before), Some(between), Some(used)) = (layer(rec, ARG_BEFORE), layer(rec, ARG_BETWEEN), layer(rec, ARG_USE)) else {
-            return not_measured(&format!("`{ARG_BEFORE}`, `{ARG_BETWEEN}` and `{ARG_USE}` steps in the {name} build of {ARG_VARIANT}"));
-        };
-        let decl = layer(rec, "ARG APP_VERSION");
-        let word = |cached: bool| if cached { "cached" } else { "missed" };
-        measured.push(name);
-        refuted |= !before.cached || decl.is_some_and(|d| !d.cached) || used.cached;
-        if !between.cached {
-            implicit.push(name);
+        let mut said = Vec::new();
+        if let Some(rec) = r.find_in(ARG_LATE, "change-build-arg", "set-version", builder, LOOPBACK).first() {
+            let Some((kept, text)) = arg_declared_late(rec) else {
+                return not_measured(&format!("`{ARG_USE}` step in the {name} build of {ARG_LATE} after change-build-arg"));
+            };
+            refuted |= !kept;
+            shown_late.push(name);
+            said.push(text);
         }
-        parts.push(format!(
-            "{name}: `{ARG_BEFORE}` before the declaration {}{}, the `RUN go env ...` that never mentions it {}, the first explicit use `RUN ... go build` {} (the reading supported: {})",
-            word(before.cached),
-            decl.map_or(String::new(), |d| format!(", the `ARG APP_VERSION` step itself {}", word(d.cached))),
-            word(between.cached),
-            word(used.cached),
-            if between.cached { "first use" } else { "first RUN after the ARG" }
+        if let Some(rec) = r.find_in(ARG_VARIANT, "change-build-arg", "set-version", builder, LOOPBACK).first() {
+            let Some((wrong, between, text)) = arg_then_run(rec) else {
+                return not_measured(&format!("`{ARG_BEFORE}` and `{ARG_BETWEEN}` steps in the {name} build of {ARG_VARIANT}"));
+            };
+            refuted |= wrong;
+            if between {
+                implicit.push(name);
+            }
+            said.push(text);
+        }
+        if !said.is_empty() {
+            parts.push(format!("{name}: {}", said.join("; ")));
+        }
+    }
+    if parts.is_empty() || (shown_late.is_empty() && !refuted) {
+        return not_measured(&format!(
+            "change-build-arg builds of {ARG_LATE}, which declares the ARG just before its first use (the only template that shows the earlier steps kept)"
         ));
     }
-    if parts.is_empty() {
-        return not_measured(&format!("change-build-arg builds of {ARG_VARIANT}"));
-    }
-    let mut evidence = format!("after changing APP_VERSION in {ARG_VARIANT}: {}", parts.join("; "));
-    let missing: Vec<&str> = [Builder::Buildkit, Builder::Legacy].iter().map(|b| b.name()).filter(|b| !measured.contains(b)).collect();
+    let mut evidence = format!("after changing APP_VERSION: {}", parts.join(" | "));
+    let missing: Vec<&str> = [Builder::Buildkit, Builder::Legacy].iter().map(|b| b.name()).filter(|b| !shown_late.contains(b)).collect();
     let verdict = if refuted {
         Verdict::Refuted
     } else if !implicit.is_empty() {
         evidence.push_str(&format!(
-            "; with {} the miss comes at the first RUN after the ARG, which never mentions it: a RUN uses every ARG declared before it through its environment, so \"first use\" means that RUN, not the first mention",
+            "; with {} a RUN that never names the argument misses: a RUN uses every ARG declared before it through its environment, so \"first use\" means the first RUN after the ARG, not the first mention",
             implicit.join(" and ")
         ));
         Verdict::ConfirmedWithCaveat
@@ -846,7 +891,7 @@ fn x4(r: &Records) -> (Verdict, String) {
 }
 
 /// The X5 cell's variant: stages `build` and `licenses` are independent and both needed, `vet` is not needed.
-const STAGES_VARIANT: &str = "parallel-stages";
+pub const STAGES_VARIANT: &str = "parallel-stages";
 const UNNEEDED_STAGE: &str = "vet";
 
 /// The longest time two executed steps of different stages ran at once, in seconds, with the two steps.
@@ -1150,26 +1195,57 @@ mod tests {
         staged(ARG_VARIANT, "change-build-arg", "set-version", builder, &steps)
     }
 
+    /// The static-scratch rebuild after APP_VERSION changed: the steps before its use, then the use.
+    fn late_rebuild(builder: Builder, earlier_cached: bool) -> BuildRecord {
+        let mut steps = vec![("build", "FROM golang:1.23 AS build", true, 0.0, 0.0), ("build", "RUN go mod download", true, 0.0, 0.0), ("build", "COPY . .", earlier_cached, 0.0, 0.1)];
+        if builder == Builder::Legacy {
+            steps.push(("build", "ARG APP_VERSION=dev", true, 0.1, 0.1));
+        }
+        steps.push(("build", "RUN CGO_ENABLED=0 go build -ldflags \"-X main.version=${APP_VERSION}\" -o /out/sample .", false, 0.2, 20.0));
+        staged(ARG_LATE, "change-build-arg", "set-version", builder, &steps)
+    }
+
     #[test]
     fn x4_says_which_reading_of_first_use_the_outcomes_support() {
-        let implicit = results(vec![arg_rebuild(Builder::Buildkit, false, false), arg_rebuild(Builder::Legacy, false, false)]);
-        let v = verdict_of(&implicit, "X4");
+        let both = |between_cached: bool| {
+            let mut recs = Vec::new();
+            for b in [Builder::Buildkit, Builder::Legacy] {
+                recs.extend([late_rebuild(b, true), arg_rebuild(b, between_cached, false)]);
+            }
+            results(recs)
+        };
+        let v = verdict_of(&both(false), "X4");
         assert_eq!(v.verdict, Verdict::ConfirmedWithCaveat, "{}", v.evidence);
         assert!(v.evidence.contains("buildkit: ") && v.evidence.contains("legacy: "), "{}", v.evidence);
-        assert!(v.evidence.contains("(the reading supported: first RUN after the ARG)") && !v.evidence.contains("supported: first use"), "{}", v.evidence);
-        let explicit = results(vec![arg_rebuild(Builder::Buildkit, true, false), arg_rebuild(Builder::Legacy, true, false)]);
-        let v = verdict_of(&explicit, "X4");
+        assert!(v.evidence.contains("its 2 earlier steps (the declaration's included where the builder records it) cached, the use `RUN ... go build` missed"), "{}", v.evidence);
+        assert!(v.evidence.contains("never names the argument, missed") && v.evidence.contains("the first RUN after the ARG"), "{}", v.evidence);
+        let v = verdict_of(&both(true), "X4");
         assert_eq!(v.verdict, Verdict::Confirmed, "{}", v.evidence);
-        assert!(v.evidence.contains("(the reading supported: first use)") && !v.evidence.contains("first RUN after"), "{}", v.evidence);
-        let never = results(vec![arg_rebuild(Builder::Buildkit, true, true)]);
+        let never = results(vec![arg_rebuild(Builder::Buildkit, true, true), {
+            let mut r = late_rebuild(Builder::Buildkit, true);
+            r.layers.last_mut().expect("the use").cached = true;
+            r
+        }]);
         assert_eq!(verdict_of(&never, "X4").verdict, Verdict::Refuted);
     }
 
     #[test]
-    fn x4_reads_only_the_variant_with_a_run_between_the_arg_and_its_use() {
-        let mut other = arg_rebuild(Builder::Buildkit, true, false);
-        other.variant = "static-scratch".into();
-        assert_eq!(verdict_of(&results(vec![other]), "X4").verdict, Verdict::NotMeasured);
+    fn x4_needs_the_template_that_declares_the_arg_just_before_its_use() {
+        // arg-then-run alone: its explicit use only follows the miss before it, which shows nothing about the use.
+        let alone = results(vec![arg_rebuild(Builder::Buildkit, false, false), arg_rebuild(Builder::Legacy, false, false)]);
+        let v = verdict_of(&alone, "X4");
+        assert_eq!(v.verdict, Verdict::NotMeasured, "{}", v.evidence);
+        assert!(v.evidence.contains(ARG_LATE), "{}", v.evidence);
+        // An earlier step that misses in the late template refutes it: the argument reached further up.
+        let early = results(vec![late_rebuild(Builder::Buildkit, false), arg_rebuild(Builder::Buildkit, false, false)]);
+        let v = verdict_of(&early, "X4");
+        assert_eq!(v.verdict, Verdict::Refuted, "{}", v.evidence);
+        assert!(v.evidence.contains("1 of its 2 earlier steps missed (first `COPY . .`)"), "{}", v.evidence);
+        // One builder only: a caveat naming the other.
+        let one = results(vec![late_rebuild(Builder::Buildkit, true), arg_rebuild(Builder::Buildkit, true, false)]);
+        let v = verdict_of(&one, "X4");
+        assert_eq!(v.verdict, Verdict::ConfirmedWithCaveat, "{}", v.evidence);
+        assert!(v.evidence.ends_with("; legacy not measured"), "{}", v.evidence);
     }
 
     /// A cold parallel-stages build: `parallel` makes the licenses stage run during the build stage; `vet` adds the unneeded stage's step.
@@ -1262,14 +1338,30 @@ mod tests {
         assert_eq!(v.verdict, Verdict::ConfirmedWithCaveat, "{}", v.evidence);
         assert!(v.evidence.contains("inconclusive"), "{}", v.evidence);
 
+    }
+
+    #[test]
+    fn x2_compares_cache_mount_with_its_twin_without_mounts_only() {
+        let step = |variant: &str, wall: f64| build(variant, "edit-go-source", "edit-handler", wall, &[("RUN CGO_ENABLED=0 go build", false, wall)], 0);
         let mount = |wall: f64| build("cache-mount", "edit-go-source", "edit-handler", wall, &[("RUN --mount=type=cache,target=/root/.cache/go-build go build", false, wall)], 0);
+        // The good template differs in more than the mounts: it settles nothing about them.
         let mut recs = edit_rebuilds(true, 20.0, 30.0);
         recs.extend([mount(1.0), mount(1.1), mount(1.2)]);
-        assert_eq!(verdict_of(&results(recs.clone()), "X2").verdict, Verdict::Confirmed, "3 against 5 can reach 95%");
-        recs.pop();
-        let v = verdict_of(&results(recs), "X2");
+        let v = verdict_of(&results(recs.clone()), "X2");
+        assert_eq!(v.verdict, Verdict::NotMeasured, "{}", v.evidence);
+        assert!(v.evidence.contains(MOUNT_TWIN), "{}", v.evidence);
+        recs.extend((0..5).map(|i| step(MOUNT_TWIN, 20.0 + i as f64 * 0.2)));
+        let v = verdict_of(&results(recs.clone()), "X2");
+        assert_eq!(v.verdict, Verdict::Confirmed, "3 against 5 can reach 95%: {}", v.evidence);
+        let first_mount = recs.iter().position(|r| r.variant == "cache-mount").expect("a cache-mount build");
+        recs.remove(first_mount);
+        let v = verdict_of(&results(recs.clone()), "X2");
         assert_eq!(v.verdict, Verdict::Inconclusive, "{}", v.evidence);
         assert!(v.evidence.contains("inconclusive: n=2 and n=5") && v.evidence.contains("needs ≥ 4 per side"), "{}", v.evidence);
+        // A twin faster than the mounts refutes it.
+        let mut slower: Vec<BuildRecord> = (0..5).map(|i| mount(20.0 + i as f64 * 0.2)).collect();
+        slower.extend((0..5).map(|i| step(MOUNT_TWIN, 10.0 + i as f64 * 0.1)));
+        assert_eq!(verdict_of(&results(slower), "X2").verdict, Verdict::Refuted);
     }
 
     fn cold_baselines(state: BuildStart) -> Vec<BuildRecord> {

@@ -431,14 +431,15 @@ fn image_sizes(results: &Results) -> Vec<SizeBar> {
     bars
 }
 
-/// The cold BuildKit build with the most stages (the first such in the file).
+/// The cold BuildKit build of X5's variant when the results have one (the stages it runs at once are what the chart
+/// shows), else the one with the most stages; the first such in the file.
 fn timeline(results: &Results) -> Option<(&BuildRecord, Timeline)> {
-    let stages = |r: &BuildRecord| first_seen(r.layers.iter().map(|l| l.stage.clone())).len();
+    let key = |r: &BuildRecord| (r.variant == crate::analysis::verdicts::STAGES_VARIANT, first_seen(r.layers.iter().map(|l| l.stage.clone())).len());
     let mut best: Option<&BuildRecord> = None;
     for r in results.records.iter().filter(|r| {
         r.outcome == "ok" && r.builder == Builder::Buildkit && r.cache_state == BuildStart::Cold && r.layers.iter().all(|l| l.start_ms.is_some() && l.end_ms.is_some())
     }) {
-        if best.is_none_or(|b| stages(r) > stages(b)) {
+        if best.is_none_or(|b| key(r) > key(b)) {
             best = Some(r);
         }
     }
@@ -494,6 +495,22 @@ mod tests {
         assert_eq!(rows.len(), 1);
         let outcomes: Vec<CellOutcome> = rows[0].cells.iter().map(|c| c.outcome).collect();
         assert_eq!(outcomes, [CellOutcome::Base, CellOutcome::Varies]);
+    }
+
+    #[test]
+    fn the_timeline_draws_the_x5_cell_over_a_build_with_as_many_stages() {
+        let cold = |variant: &str, stages: &[&str]| {
+            let mut r = record_with(variant, "no-change", "baseline", 3.0, &[("RUN a", false, 1.0), ("RUN b", false, 1.0), ("RUN c", false, 1.0)], 0);
+            for (l, stage) in r.layers.iter_mut().zip(stages) {
+                l.stage = stage.to_string();
+            }
+            r
+        };
+        let fetch = cold("fetch-latest", &["build", "tools", "final"]);
+        let stages = cold(crate::analysis::verdicts::STAGES_VARIANT, &["build", "licenses", "final"]);
+        let pick = |records: Vec<BuildRecord>| timeline(&results_with(records)).map(|(r, _)| r.variant.clone());
+        assert_eq!(pick(vec![fetch.clone(), stages]).as_deref(), Some(crate::analysis::verdicts::STAGES_VARIANT));
+        assert_eq!(pick(vec![cold("one", &["build", "build", "build"]), fetch]).as_deref(), Some("fetch-latest"), "else the most stages");
     }
 
     #[test]
