@@ -234,10 +234,20 @@ pub struct TemplateRecord {
     pub name: String,
     /// The Dockerfile, relative to the app when inside it.
     pub dockerfile: String,
+    /// The Dockerfile's content when the run began, as [`content_digest`] writes it: with `target` and `build_args`,
+    /// what `check --from` matches a template's builds by. Absent in files written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile_sha256: Option<String>,
     pub target: Option<String>,
     pub build_args: BTreeMap<String, String>,
     pub probe: Option<Probe>,
     pub inspect_binary: Option<String>,
+}
+
+/// `sha256:` and the hex digest of `bytes`.
+pub fn content_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
 }
 
 /// How a cell starts.

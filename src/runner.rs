@@ -120,6 +120,8 @@ impl Variant {
         TemplateRecord {
             name: self.name.clone(),
             dockerfile: self.dockerfile.strip_prefix(app).unwrap_or(&self.dockerfile).display().to_string(),
+            // A Dockerfile that cannot be read fails its builds, which say why.
+            dockerfile_sha256: std::fs::read(&self.dockerfile).ok().map(|bytes| crate::results::content_digest(&bytes)),
             target: self.target.clone(),
             build_args: self.build_args.clone(),
             probe: self.probe.clone(),
