@@ -11,7 +11,7 @@ use layerbench::engine::{Engine, StepReport};
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer, Shaping, Upstream};
 use layerbench::goproxy::upstream_from_env;
 use layerbench::goproxy::store::Recipe;
-use layerbench::analysis::expect::{Judgement, Outcome};
+use layerbench::analysis::expect::{Judgement, Outcome, TemplateMatch};
 use layerbench::project::Project;
 use layerbench::results::{BuildRecord, Builder, CacheState, Probe, Results};
 use layerbench::runner::Variant;
@@ -517,6 +517,29 @@ async fn check_command(args: CheckArgs) -> Result<bool> {
             results
         }
     };
+    // Only builds of the templates as this project defines them are judged: a template the results hold no such build of is refused.
+    let templates = project.expectations();
+    let source = args.from.as_ref().map_or_else(|| "this run".to_string(), |p| p.display().to_string());
+    let mut unmatched = Vec::new();
+    for t in &templates {
+        match t.matches(&results) {
+            TemplateMatch::Same => {}
+            TemplateMatch::Unrecorded => say.line(&format!(
+                "check: {source} does not record what {} was built from (written before layerbench recorded Dockerfile digests): its builds are matched by the template's name alone",
+                t.name
+            )),
+            TemplateMatch::Differs(why) => unmatched.push(format!("{}: its builds there are of another template: {why}", t.name)),
+            TemplateMatch::Absent => unmatched.push(format!("{}: no build of that name", t.name)),
+        }
+    }
+    if !unmatched.is_empty() {
+        return Err(BadInput::from_error(anyhow::anyhow!(
+            "{source} holds no build of {} of the templates {} defines, so there is nothing to judge them by:\n  {}\nBuild them (`layerbench check` without --from), or give --from a run of these Dockerfiles",
+            unmatched.len(),
+            config.display(),
+            unmatched.join("\n  ")
+        )));
+    }
     // A matrix (built now, or read with --from) is judged on each engine's builds alone.
     let engines = results.record_engines();
     if args.engine.matrix && engines.len() < 2 {
@@ -530,9 +553,9 @@ async fn check_command(args: CheckArgs) -> Result<bool> {
     let per_engine = args.engine.matrix || results.is_matrix();
     let judgements = if per_engine {
         say.line(&format!("check: every expectation is judged on each engine: {}", engines.join(", ")));
-        layerbench::analysis::expect::judge_per_engine(&project.expectations(), &results, baseline.as_ref())
+        layerbench::analysis::expect::judge_per_engine(&templates, &results, baseline.as_ref())
     } else {
-        layerbench::analysis::expect::judge(&project.expectations(), &results, baseline.as_ref())
+        layerbench::analysis::expect::judge(&templates, &results, baseline.as_ref())
     };
     let failed = |j: &&Judgement| j.outcome == Outcome::Fail || (args.strict && j.outcome == Outcome::Inconclusive);
     if args.json {

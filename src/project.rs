@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::analysis::expect::{Expectation, StepPattern, TemplateExpectations};
+use crate::analysis::expect::{Expectation, StepPattern, TemplateExpectations, TemplateIdentity};
 use crate::dockerfile::DockerfileModel;
 use crate::results::{Builder, Probe};
 use crate::runner::{Cell, NetworkProfile, Variant};
@@ -34,8 +34,9 @@ struct ProjectFile {
     context: Option<String>,
     #[serde(default)]
     scenarios: Vec<String>,
-    #[serde(default = "three")]
-    repetitions: u32,
+    /// Absent: as many as the project's time expectations need to reach 95% (see [`needed_repetitions`]).
+    #[serde(default)]
+    repetitions: Option<u32>,
     #[serde(default = "buildkit_only")]
     builders: Vec<Builder>,
     #[serde(default, deserialize_with = "crate::runner::duration_setting")]
@@ -66,8 +67,19 @@ struct TemplateFile {
 fn current_folder() -> String {
     ".".to_string()
 }
-fn three() -> u32 {
-    3
+/// The fewest repetitions at which every time expectation of `templates` can be settled: the rank test's 4 per side
+/// for `max_slowdown`, the one-sample interval's 6 for `max_rebuild_seconds` (1 when there is none).
+fn needed_repetitions(templates: &[TemplateFile]) -> u32 {
+    let expectations = templates.iter().flat_map(|t| &t.expectations);
+    let needed = expectations
+        .map(|e| match (e.max_rebuild_seconds, e.max_slowdown) {
+            (Some(_), _) => crate::analysis::ranks::one_sample_repetitions_needed(),
+            (None, Some(_)) => crate::analysis::ranks::repetitions_needed(),
+            (None, None) => 1,
+        })
+        .max()
+        .unwrap_or(1);
+    u32::try_from(needed).unwrap_or(u32::MAX)
 }
 fn buildkit_only() -> Vec<Builder> {
     vec![Builder::Buildkit]
@@ -100,6 +112,8 @@ pub struct Template {
     pub variant: Variant,
     /// The Dockerfile as the project file names it, relative to the current folder when inside it (for messages and annotations).
     pub dockerfile_shown: String,
+    /// The Dockerfile's content digest when the project was read: what its builds in a results file must match.
+    pub dockerfile_sha256: String,
     pub model: DockerfileModel,
     pub expectations: Vec<Expectation>,
 }
@@ -125,7 +139,7 @@ impl Project {
         if file.builders.is_empty() {
             return Err(at(&[At::Key("builders")], "`builders` is empty: name `buildkit`, `legacy` or both".into()));
         }
-        if file.repetitions == 0 {
+        if file.repetitions == Some(0) {
             return Err(at(&[At::Key("repetitions")], "`repetitions` must be at least 1".into()));
         }
         let app = if file.app == crate::shipped::SAMPLE_APP {
@@ -233,6 +247,7 @@ impl Project {
                     inspect_binary: t.inspect_binary.clone(),
                 },
                 dockerfile_shown: dockerfile.strip_prefix(&cwd).unwrap_or(&dockerfile).display().to_string(),
+                dockerfile_sha256: crate::results::content_digest(dockerfile_text.as_bytes()),
                 model,
                 expectations,
             });
@@ -241,7 +256,7 @@ impl Project {
             path: path.to_path_buf(),
             app,
             context,
-            repetitions: file.repetitions,
+            repetitions: file.repetitions.unwrap_or_else(|| needed_repetitions(&file.templates)),
             build_timeout: file.build_timeout,
             frontend: file.frontend,
             builders: file.builders,
@@ -306,6 +321,12 @@ impl Project {
                 expectations: t.expectations.clone(),
                 scenario_steps: self.scenarios.iter().map(|(n, s)| (n.clone(), s.steps.iter().map(|st| st.name.clone()).collect())).collect(),
                 builders: self.builders.clone(),
+                every_build_scenarios: self.every_build_scenarios.clone(),
+                identity: TemplateIdentity {
+                    dockerfile_sha256: t.dockerfile_sha256.clone(),
+                    target: t.variant.target.clone(),
+                    build_args: t.variant.build_args.clone(),
+                },
             })
             .collect()
     }
@@ -402,6 +423,17 @@ max_slowdown = 1.15
         let names: Vec<String> = p.cells().iter().map(|c| c.scenario.name.clone()).collect();
         assert_eq!(names, [BASELINE_ONLY]);
         assert!(p.cells()[0].scenario.steps.is_empty());
+    }
+
+    #[test]
+    fn without_repetitions_time_expectations_get_as_many_as_settle_them() {
+        let (_dir, path) = project_dir();
+        let unset = GOOD.replace("repetitions = 3\n", "");
+        assert_eq!(Project::parse(&unset, &path).unwrap().repetitions, 4, "max_slowdown: 4 per side");
+        let rebuild = unset.replace("max_slowdown = 1.15", "max_slowdown = 1.15\nmax_rebuild_seconds = 30");
+        assert_eq!(Project::parse(&rebuild, &path).unwrap().repetitions, 6, "max_rebuild_seconds: 6");
+        assert_eq!(Project::parse(&unset.replace("max_slowdown = 1.15\n", ""), &path).unwrap().repetitions, 1);
+        assert_eq!(Project::parse(GOOD, &path).unwrap().repetitions, 3, "a set value is kept");
     }
 
     #[test]

@@ -228,6 +228,9 @@ pub enum Frontend {
     Builtin,
 }
 
+/// The network profile of builds whose module proxy answers unshaped.
+pub const LOOPBACK_NETWORK: &str = "loopback";
+
 /// A template (variant) as the run built it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TemplateRecord {

@@ -160,6 +160,10 @@ pub fn check_table(judgements: &[crate::analysis::expect::Judgement]) -> String 
             Some(b) => format!("{scope} · {}", b.name()),
             None => scope,
         };
+        let scope = match &j.network {
+            Some(n) => format!("{scope} · {n}"),
+            None => scope,
+        };
         if j.template != last.0 || scope != last.1 {
             out.push_str(&format!("  {scope}\n"));
         }

@@ -1,8 +1,10 @@
 //! The calibration of the one comparison of times (`analysis::ranks`, through `stats::Ratio`, which `compare`,
 //! `check`'s `max_slowdown` and the verdicts use): seeded draws of identical and shifted pairs of samples, under
-//! normal, lognormal and outlier-ridden noise, at n = 3, 5, 10 and 20 per side. Pure functions; seconds to run.
+//! normal, lognormal and outlier-ridden noise, at n = 3, 5, 10 and 20 per side; and its one-sample side
+//! (`CentreInterval`, `check`'s `max_rebuild_seconds`) on samples at and above the limit. Pure functions; seconds to run.
 //! `cargo test --release --test calibration -- --nocapture` prints the table the README shows.
 
+use layerbench::analysis::ranks::CentreInterval;
 use layerbench::analysis::stats::{Ratio, Summary};
 
 /// splitmix64: a fixed seed gives the same draws on every machine.
@@ -116,4 +118,39 @@ fn the_plus_minus_is_half_the_intervals_width_and_the_interval_covers_the_true_r
         covered += usize::from(r.low <= 1.10 && 1.10 <= r.high);
     }
     assert!(covered as f64 / TRIALS as f64 >= 0.94, "the 95% interval covered the true ratio {covered} times in {TRIALS}");
+}
+
+/// How often `check`'s `max_rebuild_seconds = 20` fails (the interval's lower end above 20) over [`TRIALS`] samples
+/// of `n` times whose centre is `20 × scale`.
+fn rebuild_limit_failures(seed: u64, noise: Noise, n: usize, scale: f64) -> f64 {
+    let mut d = Draws(seed);
+    let fails = (0..TRIALS)
+        .filter(|_| {
+            let c = CentreInterval::of(&sample(&mut d, noise, n, scale)).unwrap();
+            c.interval.is_some_and(|(low, _)| low > 20.0)
+        })
+        .count();
+    fails as f64 / TRIALS as f64
+}
+
+#[test]
+fn a_rebuild_time_at_its_limit_rarely_fails_and_one_ten_percent_over_is_caught() {
+    println!("noise      n   max_rebuild_seconds fails: at the limit   10 % over");
+    for (i, noise) in [Noise::Normal, Noise::Lognormal].into_iter().enumerate() {
+        let mut last = 0.0;
+        for n in [3, 5, 6, 10, 20] {
+            let seed = 5000 + 100 * i as u64 + n as u64;
+            let (same, over) = (rebuild_limit_failures(seed, noise, n, 1.0), rebuild_limit_failures(seed + 1, noise, n, 1.10));
+            println!("{:<10} {n:>2}   {:>36.1}%   {:>8.1}%", format!("{noise:?}"), same * 100.0, over * 100.0);
+            assert!(same <= 0.05, "{noise:?} n={n}: a time at its limit failed {:.1}% of the time", same * 100.0);
+            if n < 6 {
+                assert_eq!((same, over), (0.0, 0.0), "{noise:?}: {n} times cannot reach 95% and never fail");
+            }
+            assert!(over >= last, "{noise:?} n={n}: power fell as n grew");
+            if n == 10 {
+                assert!(over >= 0.80, "{noise:?}: a time 10% over its limit failed only {:.1}% of the time at n = 10", over * 100.0);
+            }
+            last = over;
+        }
+    }
 }

@@ -110,6 +110,26 @@ fn a_project_whose_expectations_hold_exits_0_and_json_lists_every_judgement() {
 }
 
 #[test]
+fn builds_of_another_dockerfile_under_the_templates_name_are_refused_with_exit_2() {
+    // The reference run's static-scratch builds, and a project whose static-scratch is another Dockerfile.
+    let body = |file: &str| format!("\n[[template]]\nname = \"static-scratch\"\ndockerfile = \"@DOCKERFILES/{file}\"\n\n[[template.expect]]\nscenario = \"edit-go-source\"\nuser = \"non-root\"\n");
+    let reference = root().join("results/reference/results.json");
+    let (_dir, config) = project(&body("naive.Dockerfile"));
+    let out = check(&config, &["--from", reference.to_str().unwrap()], false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}\n{err}", stdout(&out));
+    assert!(err.contains("static-scratch: its builds there are of another template") && err.contains("dockerfiles/static-scratch.Dockerfile) had other content"), "{err}");
+    assert!(!stdout(&out).contains("FAIL"), "nothing is judged: {}", stdout(&out));
+    // The Dockerfile the reference built: judged, once per network profile it was built over.
+    let (_dir, config) = project(&body("static-scratch.Dockerfile"));
+    let out = check(&config, &["--from", reference.to_str().unwrap()], false);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("edit-go-source · edit-handler · buildkit\n") && text.contains("edit-go-source · edit-handler · buildkit · remote-10mbit\n"), "{text}");
+    assert!(!text.contains("does not record what"), "the reference records its Dockerfiles' digests: {text}");
+}
+
+#[test]
 fn a_typo_in_the_project_file_exits_2_naming_the_file_the_line_and_the_key() {
     let (_dir, config) = project(&TEMPLATES.replace("max_proxy_requests = 0\nmax_slowdown", "max_proxy_request = 0\nmax_slowdown"));
     let run = recorded_run();

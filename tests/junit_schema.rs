@@ -60,6 +60,7 @@ fn judgement(
         dockerfile: "build/service.Dockerfile".to_string(),
         line: Some(6),
         engine: None,
+        network: None,
     }
 }
 

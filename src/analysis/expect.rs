@@ -46,6 +46,9 @@ pub struct Judgement {
     /// The engine whose builds it was judged on (`check --matrix`); absent when judged on every build.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// The network profile of the builds it was judged on; absent for `loopback`, the unshaped proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 use std::collections::BTreeMap;
@@ -53,16 +56,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::analysis::megabytes;
-use crate::analysis::stats::Summary;
+use crate::analysis::ranks::CentreInterval;
 use crate::dockerfile::{DockerfileModel, Instruction};
-use crate::results::{BuildRecord, Builder, LayerRecord, MissKind, Results};
+use crate::results::{BuildRecord, Builder, LayerRecord, MissKind, Results, TemplateRecord, LOOPBACK_NETWORK};
 
-/// A time expectation needs at least this many repetitions on each side.
-pub const MIN_TIME_REPETITIONS: usize = 3;
-/// The normal quantile of a two-sided 95% interval.
-const Z95: f64 = 1.96;
-/// The standard error of a median is about this times σ/√n (for roughly normal times).
-const MEDIAN_SE: f64 = 1.2533;
 
 /// One `[[template.expect]]` table of a project file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -272,13 +269,107 @@ pub struct TemplateExpectations {
     pub scenario_steps: BTreeMap<String, Vec<String>>,
     /// The builders of the project.
     pub builders: Vec<Builder>,
+    /// The project's `scenarios`: the builds an expectation without `scenario` covers; none: the baseline builds.
+    pub every_build_scenarios: Vec<String>,
+    /// What the template's builds in a results file must have been built from.
+    pub identity: TemplateIdentity,
 }
 
-/// The builds an expectation covers for one builder and, for a scenario, one step.
+/// What identifies a template's builds in a results file: its [`TemplateRecord`] there must agree on all three.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateIdentity {
+    /// The Dockerfile's [`crate::results::content_digest`].
+    pub dockerfile_sha256: String,
+    pub target: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+}
+
+impl TemplateIdentity {
+    /// What differs between this identity and a template as a results file recorded it, in words; `None` when
+    /// nothing recorded differs.
+    fn difference(&self, recorded: &TemplateRecord) -> Option<String> {
+        let mut differs = Vec::new();
+        if let Some(digest) = recorded.dockerfile_sha256.as_ref().filter(|d| **d != self.dockerfile_sha256) {
+            differs.push(format!("its Dockerfile ({}) had other content, {} where this one has {}", recorded.dockerfile, short_digest(digest), short_digest(&self.dockerfile_sha256)));
+        }
+        if recorded.target != self.target {
+            let name = |t: &Option<String>| t.as_deref().map_or("the last stage".to_string(), |t| format!("`{t}`"));
+            differs.push(format!("it was built to target {} where this one targets {}", name(&recorded.target), name(&self.target)));
+        }
+        if recorded.build_args != self.build_args {
+            let list = |args: &BTreeMap<String, String>| if args.is_empty() { "none".to_string() } else { args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ") };
+            differs.push(format!("it had build arguments {} where this one has {}", list(&recorded.build_args), list(&self.build_args)));
+        }
+        (!differs.is_empty()).then(|| differs.join("; "))
+    }
+}
+
+fn short_digest(digest: &str) -> &str {
+    &digest[..digest.len().min("sha256:".len() + 12)]
+}
+
+/// How the builds a results file holds under a template's name relate to the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateMatch {
+    /// Built from the same Dockerfile content, target and build arguments.
+    Same,
+    /// The file does not record what the template was built from (written before layerbench recorded it): its
+    /// builds are matched by name alone.
+    Unrecorded,
+    /// Built from something else: what differs.
+    Differs(String),
+    /// No build of that name.
+    Absent,
+}
+
+impl TemplateExpectations {
+    /// Whether `results` holds builds of this template as the project defines it.
+    pub fn matches(&self, results: &Results) -> TemplateMatch {
+        if !results.records.iter().any(|r| r.variant == self.name) {
+            return TemplateMatch::Absent;
+        }
+        let recorded: Vec<&TemplateRecord> = results.options.templates.iter().filter(|t| t.name == self.name).collect();
+        if recorded.is_empty() {
+            return TemplateMatch::Unrecorded;
+        }
+        let mut why = None;
+        for t in recorded {
+            match self.identity.difference(t) {
+                None if t.dockerfile_sha256.is_none() => return TemplateMatch::Unrecorded,
+                None => return TemplateMatch::Same,
+                Some(d) => why = Some(d),
+            }
+        }
+        TemplateMatch::Differs(why.unwrap_or_default())
+    }
+
+    /// The builds that belong to this template in `results`: none when the file's builds of that name are of another template.
+    fn builds<'a>(&self, results: &'a Results) -> Vec<&'a BuildRecord> {
+        if matches!(self.matches(results), TemplateMatch::Differs(_)) {
+            return Vec::new();
+        }
+        results.records.iter().filter(|r| r.variant == self.name).collect()
+    }
+
+    /// Whether an expectation without `scenario` covers the build: the project's scenarios, or the baselines.
+    fn covers(&self, r: &BuildRecord) -> bool {
+        if self.every_build_scenarios.is_empty() {
+            r.step == BASELINE_STEP
+        } else {
+            self.every_build_scenarios.contains(&r.scenario)
+        }
+    }
+}
+
+/// The step name of every cell's first build.
+const BASELINE_STEP: &str = "baseline";
+
+/// The builds an expectation covers for one builder, one network profile and, for a scenario, one step.
 struct Group<'a> {
     scenario: Option<String>,
     step: Option<String>,
     builder: Builder,
+    network: String,
     records: Vec<&'a BuildRecord>,
 }
 
@@ -310,8 +401,8 @@ pub fn judge_per_engine(templates: &[TemplateExpectations], results: &Results, b
         let shown = crate::analysis::engines::shown_name(&name);
         all.extend(judge(templates, &results.of_engine(&name), own_baseline.as_ref()).into_iter().map(|j| Judgement { engine: Some(shown.clone()), ..j }));
     }
-    type Key = (String, Option<String>, Option<String>, Option<Builder>, String);
-    let key = |j: &Judgement| -> Key { (j.template.clone(), j.scenario.clone(), j.step.clone(), j.builder, j.expectation.clone()) };
+    type Key = (String, Option<String>, Option<String>, Option<Builder>, Option<String>, String);
+    let key = |j: &Judgement| -> Key { (j.template.clone(), j.scenario.clone(), j.step.clone(), j.builder, j.network.clone(), j.expectation.clone()) };
     let mut order: Vec<Key> = Vec::new();
     for j in &all {
         if !order.contains(&key(j)) {
@@ -327,34 +418,51 @@ fn groups<'a>(t: &TemplateExpectations, e: &Expectation, results: &'a Results) -
         Some(b) => vec![b],
         None => t.builders.clone(),
     };
-    let of_template = |r: &&BuildRecord| r.variant == t.name;
+    let ours = t.builds(results);
+    // (scenario, step): one scenario's steps, or every build the project's scenarios cover.
+    let scopes: Vec<(Option<String>, Option<String>)> = match &e.scenario {
+        None => vec![(None, None)],
+        Some(scenario) => {
+            let steps = match &e.step {
+                Some(s) => vec![s.clone()],
+                None => t.scenario_steps.get(scenario).cloned().unwrap_or_default(),
+            };
+            steps.into_iter().map(|step| (Some(scenario.clone()), Some(step))).collect()
+        }
+    };
     let mut groups = Vec::new();
     for builder in builders {
-        match &e.scenario {
-            None => groups.push(Group {
-                scenario: None,
-                step: None,
-                builder,
-                records: results.records.iter().filter(of_template).filter(|r| r.builder == builder).collect(),
-            }),
-            Some(scenario) => {
-                let steps: Vec<String> = match &e.step {
-                    Some(s) => vec![s.clone()],
-                    None => t.scenario_steps.get(scenario).cloned().unwrap_or_default(),
-                };
-                for step in steps {
-                    let records = results
-                        .records
-                        .iter()
-                        .filter(of_template)
-                        .filter(|r| r.builder == builder && &r.scenario == scenario && r.step == step)
-                        .collect();
-                    groups.push(Group { scenario: Some(scenario.clone()), step: Some(step), builder, records });
-                }
+        for (scenario, step) in &scopes {
+            let records: Vec<&BuildRecord> = ours
+                .iter()
+                .copied()
+                .filter(|r| r.builder == builder)
+                .filter(|r| match (scenario, step) {
+                    (Some(sc), Some(st)) => &r.scenario == sc && &r.step == st,
+                    _ => t.covers(r),
+                })
+                .collect();
+            for (network, records) in by_network(records) {
+                groups.push(Group { scenario: scenario.clone(), step: step.clone(), builder, network, records });
             }
         }
     }
     groups
+}
+
+/// The records split by network profile, loopback first, then by name: builds over different networks are never
+/// judged together. One loopback group with no records when there are none.
+fn by_network(records: Vec<&BuildRecord>) -> Vec<(String, Vec<&BuildRecord>)> {
+    let mut names: Vec<String> = records.iter().map(|r| r.network.clone()).collect();
+    if names.is_empty() {
+        names.push(LOOPBACK_NETWORK.to_string());
+    }
+    names.sort_by_key(|n| (n != LOOPBACK_NETWORK, n.clone()));
+    names.dedup();
+    names.into_iter().map(|n| {
+        let of: Vec<&BuildRecord> = records.iter().copied().filter(|r| r.network == n).collect();
+        (n, of)
+    }).collect()
 }
 
 /// The last line of the final stage's `USER`, or of its `FROM`: where an image property is decided.
@@ -379,6 +487,7 @@ fn judge_group(t: &TemplateExpectations, e: &Expectation, g: &Group<'_>, baselin
             dockerfile: t.dockerfile.clone(),
             line: verdict.line.or(line),
             engine: None,
+            network: (g.network != LOOPBACK_NETWORK).then(|| g.network.clone()),
         })
     };
     let ok: Vec<&BuildRecord> = g.records.iter().copied().filter(|r| r.outcome == "ok").collect();
@@ -468,6 +577,9 @@ fn where_(g: &Group<'_>, template: &str) -> String {
         w.push_str(&format!(" · {s}"));
     }
     w.push_str(&format!(" · {}", g.builder.name()));
+    if g.network != LOOPBACK_NETWORK {
+        w.push_str(&format!(" · {}", g.network));
+    }
     w
 }
 
@@ -681,47 +793,28 @@ fn probe(want: bool, builds: &[&BuildRecord]) -> Measured {
     Measured::pass(format!("{} in {} of {} builds", if want { "passed" } else { "failed" }, builds.len(), builds.len()))
 }
 
-/// A 95% interval for a median, in log space: `(ln median, half width)`; `None` for a median of 0.
-fn log_interval(s: &Summary) -> Option<(f64, f64)> {
-    (s.median > 0.0).then(|| (s.median.ln(), Z95 * MEDIAN_SE * s.relative_spread() / (s.n as f64).sqrt()))
-}
-
-/// Judges `value` (with a log-space half width `u`, from `n` repetitions and relative spread `rs`) against `max`.
-fn time_verdict(what: &str, log_value: f64, u: f64, max: f64, n: usize, rs: f64, shown: String) -> Measured {
-    let (low, high) = ((log_value - u).exp(), (log_value + u).exp());
-    let interval = format!("{shown} (95% interval {low:.2}–{high:.2}, n = {n}, spread {:.1}%)", rs * 100.0);
-    if high < max {
-        return Measured::pass(interval);
-    }
-    if low > max {
-        return Measured::fail(interval, format!("even the interval's lower end, {low:.2}, is above {max}"));
-    }
-    // How many repetitions, or how small a spread, would put the interval on one side of the threshold.
-    let gap = (log_value - max.ln()).abs();
-    let settle = if gap <= 0.0 || rs <= 0.0 {
-        "the median sits on the threshold: no n settles it".to_string()
-    } else {
-        let need_n = ((Z95 * MEDIAN_SE * rs / gap).powi(2)).ceil() as usize;
-        let need_spread = gap * (n as f64).sqrt() / (Z95 * MEDIAN_SE);
-        format!("about n = {} repetitions at this spread, or a spread below {:.1}% at n = {n}, would settle it", need_n.max(n + 1), need_spread * 100.0)
-    };
-    Measured::inconclusive(interval, format!("{what} is inside the noise: the interval {low:.2}–{high:.2} contains {max}; {settle}"))
-}
-
+/// The rebuild time against `max`: the exact interval of [`CentreInterval`], the one-sample side of the comparison
+/// every report uses.
 fn rebuild_seconds(max: f64, builds: &[&BuildRecord]) -> Measured {
-    let Some(s) = crate::analysis::stats::wall_seconds(builds) else {
+    let times: Vec<f64> = builds.iter().filter(|r| r.outcome == "ok").map(|r| r.wall_ms / 1000.0).collect();
+    let Some(c) = CentreInterval::of(&times) else {
         return Measured::fail("no time".into(), "no successful build was timed".into());
     };
-    if s.n < MIN_TIME_REPETITIONS {
+    let Some((low, high)) = c.interval else {
+        let needed = crate::analysis::ranks::one_sample_repetitions_needed();
         return Measured::inconclusive(
-            format!("median {:.2} s (n = {})", s.median, s.n),
-            format!("a time needs at least {MIN_TIME_REPETITIONS} repetitions (set `repetitions = {MIN_TIME_REPETITIONS}` or more)"),
+            format!("{:.2} s (n = {})", c.estimate, c.n),
+            format!("n = {} cannot reach 95%: a time against a threshold needs ≥ {needed} repetitions (set `repetitions = {needed}` or more)", c.n),
         );
-    }
-    let Some((log_value, u)) = log_interval(&s) else {
-        return Measured::pass(format!("median {:.2} s", s.median));
     };
-    time_verdict("the rebuild time", log_value, u, max, s.n, s.relative_spread(), format!("median {:.2} s", s.median))
+    let interval = format!("{:.2} s (95% interval {low:.2}–{high:.2} s, n = {})", c.estimate, c.n);
+    if high <= max {
+        Measured::pass(interval)
+    } else if low > max {
+        Measured::fail(interval, format!("even the interval's lower end, {low:.2} s, is above {max} s"))
+    } else {
+        Measured::inconclusive(interval, format!("the rebuild time is inside the noise: the interval {low:.2}–{high:.2} s contains {max} s; more repetitions would settle it"))
+    }
 }
 
 fn slowdown(max: f64, builds: &[&BuildRecord], g: &Group<'_>, template: &str, baseline: Option<&Results>) -> Measured {
@@ -729,7 +822,12 @@ fn slowdown(max: f64, builds: &[&BuildRecord], g: &Group<'_>, template: &str, ba
         return Measured::inconclusive("no baseline".into(), "no --baseline results to compare with".into());
     };
     let same = |r: &&BuildRecord| {
-        r.outcome == "ok" && r.variant == template && r.builder == g.builder && g.scenario.as_ref().is_none_or(|s| &r.scenario == s) && g.step.as_ref().is_none_or(|s| &r.step == s)
+        r.outcome == "ok"
+            && r.variant == template
+            && r.builder == g.builder
+            && r.network == g.network
+            && g.scenario.as_ref().is_none_or(|s| &r.scenario == s)
+            && g.step.as_ref().is_none_or(|s| &r.step == s)
     };
     let old: Vec<&BuildRecord> = before.records.iter().filter(same).collect();
     let (Some(a), Some(b)) = (crate::analysis::stats::wall_seconds(&old), crate::analysis::stats::wall_seconds(builds)) else {
@@ -758,20 +856,21 @@ fn slowdown(max: f64, builds: &[&BuildRecord], g: &Group<'_>, template: &str, ba
 
 /// Builds that succeeded in the baseline and now fail or are missing: regressions, whatever the expectations say.
 fn lost_builds(t: &TemplateExpectations, results: &Results, before: &Results) -> Vec<Judgement> {
-    let mut keys: Vec<(String, String, Builder)> = Vec::new();
+    let mut keys: Vec<(String, String, Builder, String)> = Vec::new();
     for r in before.records.iter().filter(|r| r.variant == t.name && r.outcome == "ok") {
-        let k = (r.scenario.clone(), r.step.clone(), r.builder);
+        let k = (r.scenario.clone(), r.step.clone(), r.builder, r.network.clone());
         if !keys.contains(&k) {
             keys.push(k);
         }
     }
     let mut out = Vec::new();
-    for (scenario, step, builder) in keys {
-        let now: Vec<&BuildRecord> = results.records.iter().filter(|r| r.variant == t.name && r.scenario == scenario && r.step == step && r.builder == builder).collect();
+    let ours = t.builds(results);
+    for (scenario, step, builder, network) in keys {
+        let now: Vec<&BuildRecord> = ours.iter().copied().filter(|r| r.scenario == scenario && r.step == step && r.builder == builder && r.network == network).collect();
         if now.iter().any(|r| r.outcome == "ok") {
             continue;
         }
-        let in_run = results.options.scenarios.contains(&scenario) && results.options.builders.contains(&builder);
+        let in_run = results.options.scenarios.contains(&scenario) && results.options.builders.contains(&builder) && (network == LOOPBACK_NETWORK || results.records.iter().any(|r| r.network == network));
         let (measured, reason) = match now.first() {
             Some(r) => ("build failed".to_string(), r.error_with_output().unwrap_or_else(|| "(no message)".into())),
             None if in_run => ("missing".to_string(), "built in the baseline, but this run recorded no build of it".to_string()),
@@ -791,6 +890,7 @@ fn lost_builds(t: &TemplateExpectations, results: &Results, before: &Results) ->
             dockerfile: t.dockerfile.clone(),
             line: None,
             engine: None,
+            network: (network != LOOPBACK_NETWORK).then_some(network),
         });
     }
     out
@@ -811,6 +911,8 @@ mod tests {
             expectations,
             scenario_steps: BTreeMap::from([("edit-go-source".to_string(), vec!["edit-handler".to_string()])]),
             builders: vec![Builder::Buildkit],
+            every_build_scenarios: vec!["edit-go-source".to_string()],
+            identity: TemplateIdentity { dockerfile_sha256: crate::results::content_digest(DOCKERFILE.as_bytes()), target: None, build_args: BTreeMap::new() },
         }
     }
 
@@ -977,14 +1079,79 @@ mod tests {
     }
 
     #[test]
-    fn a_rebuild_time_limit_is_judged_by_the_interval_of_its_median() {
+    fn a_rebuild_time_limit_is_judged_by_the_exact_interval_of_its_centre() {
         let t = template(vec![expect(|e| e.max_rebuild_seconds = Some(8.0))]);
         let results = |times: &[f64]| results_with(times.iter().enumerate().map(|(i, s)| rebuild(true, *s, i as u32 + 1)).collect());
-        let j = |times: &[f64]| judge(std::slice::from_ref(&t), &results(times), None).remove(0).outcome;
-        assert_eq!(j(&[5.0, 5.1, 4.9]), Outcome::Pass);
-        assert_eq!(j(&[12.0, 12.5, 11.8]), Outcome::Fail);
-        assert_eq!(j(&[7.0, 9.0, 8.1]), Outcome::Inconclusive);
-        assert_eq!(j(&[20.0, 21.0]), Outcome::Inconclusive);
+        let j = |times: &[f64]| judge(std::slice::from_ref(&t), &results(times), None).remove(0);
+        assert_eq!(j(&[5.0, 5.1, 4.9, 5.2, 5.0, 4.8]).outcome, Outcome::Pass);
+        assert_eq!(j(&[12.0, 12.5, 11.8, 12.1, 12.2, 11.9]).outcome, Outcome::Fail);
+        assert_eq!(j(&[7.0, 9.0, 8.1, 7.5, 8.4, 7.9]).outcome, Outcome::Inconclusive);
+        // Five times far above the limit still cannot fail it: no exact interval reaches 95% from five.
+        let five = j(&[20.0, 21.0, 20.5, 20.2, 20.8]);
+        assert_eq!(five.outcome, Outcome::Inconclusive, "{five:#?}");
+        assert!(five.reason.as_deref().unwrap().contains("needs ≥ 6 repetitions"), "{five:#?}");
+    }
+
+    fn recorded(t: &TemplateExpectations, records: Vec<BuildRecord>, digest: Option<&str>) -> Results {
+        let mut r = results_with(records);
+        r.options.templates = vec![TemplateRecord {
+            name: t.name.clone(),
+            dockerfile: "dockerfiles/service.Dockerfile".into(),
+            dockerfile_sha256: digest.map(String::from),
+            target: t.identity.target.clone(),
+            build_args: t.identity.build_args.clone(),
+            probe: None,
+            inspect_binary: None,
+        }];
+        r
+    }
+
+    #[test]
+    fn builds_of_another_dockerfile_under_the_same_name_are_not_judged() {
+        let t = template(vec![expect(|e| e.user = Some("non-root".into()))]);
+        let ours = t.identity.dockerfile_sha256.clone();
+        assert_eq!(t.matches(&recorded(&t, vec![rebuild(true, 1.0, 1)], Some(&ours))), TemplateMatch::Same);
+        let j = judge(std::slice::from_ref(&t), &recorded(&t, vec![rebuild(true, 1.0, 1)], Some(&ours)), None);
+        assert_eq!(j[0].outcome, Outcome::Pass, "{j:#?}");
+        let other = recorded(&t, vec![rebuild(true, 1.0, 1)], Some("sha256:0123456789abcdef"));
+        let TemplateMatch::Differs(why) = t.matches(&other) else { panic!("{:?}", t.matches(&other)) };
+        assert!(why.contains("dockerfiles/service.Dockerfile") && why.contains("sha256:0123456789ab ") && why.contains("had other content"), "{why}");
+        let j = judge(std::slice::from_ref(&t), &other, None);
+        assert_eq!((j[0].outcome, j[0].measured.as_str()), (Outcome::Fail, "no build recorded"), "{j:#?}");
+        let mut targeted = recorded(&t, vec![rebuild(true, 1.0, 1)], Some(&ours));
+        targeted.options.templates[0].target = Some("build".into());
+        let TemplateMatch::Differs(why) = t.matches(&targeted) else { panic!() };
+        assert!(why.contains("target `build` where this one targets the last stage"), "{why}");
+        // Older files: by name, and said so; a name with no build at all is absent.
+        assert_eq!(t.matches(&results_with(vec![rebuild(true, 1.0, 1)])), TemplateMatch::Unrecorded);
+        assert_eq!(t.matches(&recorded(&t, vec![rebuild(true, 1.0, 1)], None)), TemplateMatch::Unrecorded);
+        assert_eq!(t.matches(&results_with(vec![])), TemplateMatch::Absent);
+    }
+
+    #[test]
+    fn an_expectation_without_scenario_covers_the_projects_scenarios_on_each_network_apart() {
+        let t = template(vec![expect(|e| {
+            e.scenario = None;
+            e.max_proxy_requests = Some(0);
+        })]);
+        // A touch-only rebuild the project does not name: its requests are not judged.
+        let mut elsewhere = rebuild(false, 1.0, 1);
+        elsewhere.scenario = "touch-only".into();
+        let j = judge(std::slice::from_ref(&t), &results_with(vec![rebuild(true, 1.0, 1), elsewhere]), None);
+        assert_eq!(j.len(), 1);
+        assert_eq!((j[0].outcome, j[0].network.as_deref()), (Outcome::Pass, None), "{j:#?}");
+        // The same build over a shaped network: judged on its own, and named.
+        let mut remote = rebuild(false, 3.0, 1);
+        remote.network = "remote-10mbit".into();
+        let j = judge(std::slice::from_ref(&t), &results_with(vec![rebuild(true, 1.0, 1), remote]), None);
+        let outcomes: Vec<(Outcome, Option<&str>)> = j.iter().map(|j| (j.outcome, j.network.as_deref())).collect();
+        assert_eq!(outcomes, [(Outcome::Pass, None), (Outcome::Fail, Some("remote-10mbit"))], "{j:#?}");
+        // Without project scenarios it covers the baselines only.
+        let baselines = TemplateExpectations { every_build_scenarios: Vec::new(), ..t.clone() };
+        let mut base = rebuild(true, 1.0, 1);
+        base.step = BASELINE_STEP.into();
+        let j = judge(&[baselines], &results_with(vec![base, rebuild(false, 1.0, 1)]), None);
+        assert_eq!((j.len(), j[0].outcome), (1, Outcome::Pass), "{j:#?}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! between the k-th smallest and the k-th largest of those differences, k taken from the exact null distribution of
 //! U so that the interval covers the true ratio with at least [`CONFIDENCE`]. When the sample sizes are too small
 //! for any outcome to reach that level (3 against 3 cannot: its smallest two-sided p is 0.1), the comparison says
-//! so instead of deciding.
+//! so instead of deciding. One sample against a fixed limit (`check`'s `max_rebuild_seconds`) takes the same test's
+//! one-sample side, [`CentreInterval`].
 
 /// The two-sided confidence of every interval, and 1 − the level of every test.
 pub const CONFIDENCE: f64 = 0.95;
@@ -73,6 +74,65 @@ impl RankComparison {
 /// The fewest repetitions per side (equal sides) at which a comparison can reach [`CONFIDENCE`].
 pub fn repetitions_needed() -> usize {
     (1..).find(|n| u_cdf(*n, *n)[0] <= (1.0 - CONFIDENCE) / 2.0 + 1e-12).expect("some size decides")
+}
+
+/// One sample of times against a fixed threshold (`check`'s `max_rebuild_seconds`): the one-sample counterpart of
+/// [`RankComparison`], a Wilcoxon signed-rank test on log times with the Hodges–Lehmann estimate of their centre and
+/// its exact interval. It assumes only that the log times are symmetric about that centre.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CentreInterval {
+    /// The Hodges–Lehmann estimate: `exp` of the median of every pairwise mean of logs (the Walsh averages).
+    pub estimate: f64,
+    /// The exact interval; `None` when `n` cannot reach [`CONFIDENCE`].
+    pub interval: Option<(f64, f64)>,
+    pub n: usize,
+}
+
+impl CentreInterval {
+    /// `None` when the sample is empty or holds a time that is not positive and finite.
+    pub fn of(values: &[f64]) -> Option<CentreInterval> {
+        if values.is_empty() || !values.iter().all(|x| x.is_finite() && *x > 0.0) {
+            return None;
+        }
+        let logs: Vec<f64> = values.iter().map(|x| x.ln()).collect();
+        let n = logs.len();
+        let logs = &logs;
+        let mut walsh: Vec<f64> = (0..n).flat_map(|i| logs[i..].iter().map(move |y| (logs[i] + y) / 2.0)).collect();
+        walsh.sort_by(f64::total_cmp);
+        let cdf = w_cdf(n);
+        // As for U: the largest k with P(W <= k - 1) <= alpha / 2 gives [w_(k), w_(N+1-k)].
+        let alpha = 1.0 - CONFIDENCE;
+        let k = (1..=walsh.len()).take_while(|k| cdf[k - 1] <= alpha / 2.0 + 1e-12).last();
+        let interval = k.map(|k| (walsh[k - 1].exp(), walsh[walsh.len() - k].exp()));
+        Some(CentreInterval { estimate: middle(&walsh).exp(), interval, n })
+    }
+}
+
+/// The fewest repetitions at which one sample's interval can reach [`CONFIDENCE`].
+pub fn one_sample_repetitions_needed() -> usize {
+    (1..).find(|n| w_cdf(*n)[0] <= (1.0 - CONFIDENCE) / 2.0 + 1e-12).expect("some size decides")
+}
+
+/// The exact null distribution of the signed-rank statistic W for `n` values: `cdf[w] = P(W <= w)`, w = 0..=n(n+1)/2.
+fn w_cdf(n: usize) -> Vec<f64> {
+    let max = n * (n + 1) / 2;
+    // counts[w]: subsets of the ranks 1..=n whose sum is w.
+    let mut counts = vec![0.0f64; max + 1];
+    counts[0] = 1.0;
+    for rank in 1..=n {
+        for w in (rank..=max).rev() {
+            counts[w] += counts[w - rank];
+        }
+    }
+    let total = 2f64.powi(n as i32);
+    let mut acc = 0.0;
+    counts
+        .iter()
+        .map(|c| {
+            acc += c;
+            acc / total
+        })
+        .collect()
 }
 
 fn middle(sorted: &[f64]) -> f64 {
@@ -142,6 +202,18 @@ mod tests {
         assert!((cdf[0] - 1.0 / 20.0).abs() < 1e-12 && (cdf[9] - 1.0).abs() < 1e-12, "{cdf:?}");
         assert!((u_cdf(4, 4)[0] - 1.0 / 70.0).abs() < 1e-12);
         assert_eq!(repetitions_needed(), 4);
+    }
+
+    #[test]
+    fn one_sample_needs_six_values_and_its_interval_holds_the_estimate() {
+        assert!((w_cdf(3)[0] - 1.0 / 8.0).abs() < 1e-12 && (w_cdf(3)[6] - 1.0).abs() < 1e-12);
+        assert_eq!(one_sample_repetitions_needed(), 6);
+        assert!(CentreInterval::of(&[10.0, 10.1, 9.9, 10.2, 10.0]).unwrap().interval.is_none(), "5 values cannot reach 95%");
+        let c = CentreInterval::of(&[10.0, 10.1, 9.9, 10.2, 10.0, 9.8]).unwrap();
+        let (low, high) = c.interval.unwrap();
+        assert!((low - 9.8).abs() < 1e-9 && (high - 10.2).abs() < 1e-9, "at n = 6 the extremes: {c:?}");
+        assert!(low <= c.estimate && c.estimate <= high);
+        assert!(CentreInterval::of(&[]).is_none() && CentreInterval::of(&[1.0, 0.0]).is_none());
     }
 
     #[test]

@@ -66,6 +66,7 @@ mod tests {
             dockerfile: "build/service.Dockerfile".to_string(),
             line: Some(7),
             engine: None,
+            network: None,
         }
     }
 

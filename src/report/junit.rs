@@ -44,12 +44,14 @@ pub fn junit_xml(judgements: &[Judgement], strict: bool, name: &str) -> String {
     xml
 }
 
-/// A testcase's readable name: scenario · step · builder · expectation, with `every build`
-/// for an expectation that holds after every build, and `on ENGINE` last when judged per engine (`check --matrix`).
+/// A testcase's readable name: scenario · step · builder · network · expectation, with `every build`
+/// for an expectation that holds after every build, the network only when not loopback, and `on ENGINE` last when
+/// judged per engine (`check --matrix`).
 pub fn case_name(j: &Judgement) -> String {
     let mut parts: Vec<&str> = vec![j.scenario.as_deref().unwrap_or("every build")];
     parts.extend(j.step.as_deref());
     parts.extend(j.builder.map(|b| b.name()));
+    parts.extend(j.network.as_deref());
     parts.push(&j.expectation);
     let on = j.engine.as_ref().map(|e| format!("on {e}"));
     parts.extend(on.as_deref());
@@ -255,6 +257,7 @@ mod tests {
             dockerfile: "build/service.Dockerfile".to_string(),
             line: Some(5),
             engine: None,
+            network: None,
         }
     }
 
