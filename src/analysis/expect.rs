@@ -119,7 +119,19 @@ impl Expectation {
 
     /// Whether it checks anything at all: nothing but which builds it covers is set.
     pub fn is_empty(&self) -> bool {
-        *self == Expectation { scenario: self.scenario.clone(), step: self.step.clone(), builder: self.builder, ..Expectation::default() }
+        *self == self.covering()
+    }
+
+    /// Which builds it covers, and nothing to check.
+    fn covering(&self) -> Expectation {
+        Expectation { scenario: self.scenario.clone(), step: self.step.clone(), builder: self.builder, ..Expectation::default() }
+    }
+
+    /// `(everything but the times, the times alone)`: times are judged per scenario step, never pooled.
+    fn split_times(&self) -> (Expectation, Expectation) {
+        let untimed = Expectation { max_rebuild_seconds: None, max_slowdown: None, ..self.clone() };
+        let timed = Expectation { max_rebuild_seconds: self.max_rebuild_seconds, max_slowdown: self.max_slowdown, ..self.covering() };
+        (untimed, timed)
     }
 }
 
@@ -365,6 +377,7 @@ impl TemplateExpectations {
 const BASELINE_STEP: &str = "baseline";
 
 /// The builds an expectation covers for one builder, one network profile and, for a scenario, one step.
+#[derive(Clone)]
 struct Group<'a> {
     scenario: Option<String>,
     step: Option<String>,
@@ -380,7 +393,18 @@ pub fn judge(templates: &[TemplateExpectations], results: &Results, baseline: Op
     for t in templates {
         for e in &t.expectations {
             for group in groups(t, e, results) {
-                judge_group(t, e, &group, baseline, &mut out);
+                if group.step.is_some() || !e.needs_repetitions() {
+                    judge_group(t, e, &group, baseline, &mut out);
+                    continue;
+                }
+                // Every build of several steps: times of a cold baseline and of a rebuild are never one sample.
+                let (untimed, timed) = e.split_times();
+                if !untimed.is_empty() {
+                    judge_group(t, &untimed, &group, baseline, &mut out);
+                }
+                for one in group.per_step() {
+                    judge_group(t, &timed, &one, baseline, &mut out);
+                }
             }
         }
         if let Some(before) = baseline {
@@ -463,6 +487,30 @@ fn by_network(records: Vec<&BuildRecord>) -> Vec<(String, Vec<&BuildRecord>)> {
         let of: Vec<&BuildRecord> = records.iter().copied().filter(|r| r.network == n).collect();
         (n, of)
     }).collect()
+}
+
+impl<'a> Group<'a> {
+    /// The group split by scenario step, in the order the records have them; itself when it has no records.
+    fn per_step(&self) -> Vec<Group<'a>> {
+        let mut steps: Vec<(&str, &str)> = Vec::new();
+        for r in &self.records {
+            if !steps.contains(&(r.scenario.as_str(), r.step.as_str())) {
+                steps.push((&r.scenario, &r.step));
+            }
+        }
+        if steps.is_empty() {
+            return vec![self.clone()];
+        }
+        steps
+            .into_iter()
+            .map(|(scenario, step)| Group {
+                scenario: Some(scenario.to_string()),
+                step: Some(step.to_string()),
+                records: self.records.iter().copied().filter(|r| r.scenario == scenario && r.step == step).collect(),
+                ..self.clone()
+            })
+            .collect()
+    }
 }
 
 /// The last line of the final stage's `USER`, or of its `FROM`: where an image property is decided.
@@ -1152,6 +1200,28 @@ mod tests {
         base.step = BASELINE_STEP.into();
         let j = judge(&[baselines], &results_with(vec![base, rebuild(false, 1.0, 1)]), None);
         assert_eq!((j.len(), j[0].outcome), (1, Outcome::Pass), "{j:#?}");
+    }
+
+    #[test]
+    fn a_time_without_a_step_is_judged_per_scenario_step_never_pooled() {
+        let t = template(vec![expect(|e| {
+            e.scenario = None;
+            e.user = Some("non-root".into());
+            e.max_rebuild_seconds = Some(5.0);
+        })]);
+        let mut records: Vec<BuildRecord> = (0..6).map(|i| rebuild(true, 1.0 + i as f64 * 0.01, i + 1)).collect();
+        records.extend((0..6).map(|i| {
+            let mut cold = rebuild(false, 40.0 + i as f64 * 0.1, i + 1);
+            cold.step = BASELINE_STEP.into();
+            cold
+        }));
+        let j = judge(std::slice::from_ref(&t), &results_with(records), None);
+        let seen: Vec<(Option<&str>, &str, Outcome)> = j.iter().map(|j| (j.step.as_deref(), j.expectation.as_str(), j.outcome)).collect();
+        assert_eq!(
+            seen,
+            [(None, "user = \"non-root\"", Outcome::Pass), (Some("edit-handler"), "max_rebuild_seconds = 5", Outcome::Pass), (Some(BASELINE_STEP), "max_rebuild_seconds = 5", Outcome::Fail)],
+            "{j:#?}"
+        );
     }
 
     #[test]
