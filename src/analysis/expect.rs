@@ -335,9 +335,9 @@ pub enum TemplateMatch {
 }
 
 impl TemplateExpectations {
-    /// Whether `results` holds builds of this template as the project defines it.
+    /// Whether `results` holds builds of this template as the project defines it, in a scenario its expectations cover.
     pub fn matches(&self, results: &Results) -> TemplateMatch {
-        if !results.records.iter().any(|r| r.variant == self.name) {
+        if !results.records.iter().any(|r| r.variant == self.name && self.judged(r)) {
             return TemplateMatch::Absent;
         }
         let recorded: Vec<&TemplateRecord> = results.options.templates.iter().filter(|t| t.name == self.name).collect();
@@ -361,6 +361,11 @@ impl TemplateExpectations {
             return Vec::new();
         }
         results.records.iter().filter(|r| r.variant == self.name).collect()
+    }
+
+    /// Whether some expectation covers the build.
+    fn judged(&self, r: &BuildRecord) -> bool {
+        self.expectations.iter().any(|e| e.scenario.as_ref().map_or_else(|| self.covers(r), |s| &r.scenario == s))
     }
 
     /// Whether an expectation without `scenario` covers the build: the project's scenarios, or the baselines.
@@ -402,7 +407,8 @@ pub fn judge(templates: &[TemplateExpectations], results: &Results, baseline: Op
                 if !untimed.is_empty() {
                     judge_group(t, &untimed, &group, baseline, &mut out);
                 }
-                for one in group.per_step() {
+                // The rebuilds of the project's scenarios; the baselines only when it names none.
+                for one in group.per_step().into_iter().filter(|g| t.every_build_scenarios.is_empty() || g.step.as_deref() != Some(BASELINE_STEP)) {
                     judge_group(t, &timed, &one, baseline, &mut out);
                 }
             }
@@ -466,6 +472,13 @@ fn groups<'a>(t: &TemplateExpectations, e: &Expectation, results: &'a Results) -
                     _ => t.covers(r),
                 })
                 .collect();
+            // A project scenario with no build at all is said, not skipped.
+            if scenario.is_none() {
+                for absent in t.every_build_scenarios.iter().filter(|s| !records.iter().any(|r| &&r.scenario == s)) {
+                    let network = LOOPBACK_NETWORK.to_string();
+                    groups.push(Group { scenario: Some(absent.clone()), step: None, builder, network, records: Vec::new() });
+                }
+            }
             for (network, records) in by_network(records) {
                 groups.push(Group { scenario: scenario.clone(), step: step.clone(), builder, network, records });
             }
@@ -846,7 +859,7 @@ fn probe(want: bool, builds: &[&BuildRecord]) -> Measured {
 fn rebuild_seconds(max: f64, builds: &[&BuildRecord]) -> Measured {
     let times: Vec<f64> = builds.iter().filter(|r| r.outcome == "ok").map(|r| r.wall_ms / 1000.0).collect();
     let Some(c) = CentreInterval::of(&times) else {
-        return Measured::fail("no time".into(), "no successful build was timed".into());
+        return Measured::fail("no time".into(), "no successful build has a time above 0".into());
     };
     let Some((low, high)) = c.interval else {
         let needed = crate::analysis::ranks::one_sample_repetitions_needed();
@@ -912,6 +925,10 @@ fn lost_builds(t: &TemplateExpectations, results: &Results, before: &Results) ->
         }
     }
     let mut out = Vec::new();
+    if matches!(t.matches(results), TemplateMatch::Differs(_)) {
+        // Builds of another template under this name: nothing of it was lost, nor kept (every expectation says so).
+        return Vec::new();
+    }
     let ours = t.builds(results);
     for (scenario, step, builder, network) in keys {
         let now: Vec<&BuildRecord> = ours.iter().copied().filter(|r| r.scenario == scenario && r.step == step && r.builder == builder && r.network == network).collect();
@@ -1217,11 +1234,12 @@ mod tests {
         }));
         let j = judge(std::slice::from_ref(&t), &results_with(records), None);
         let seen: Vec<(Option<&str>, &str, Outcome)> = j.iter().map(|j| (j.step.as_deref(), j.expectation.as_str(), j.outcome)).collect();
-        assert_eq!(
-            seen,
-            [(None, "user = \"non-root\"", Outcome::Pass), (Some("edit-handler"), "max_rebuild_seconds = 5", Outcome::Pass), (Some(BASELINE_STEP), "max_rebuild_seconds = 5", Outcome::Fail)],
-            "{j:#?}"
-        );
+        // The project names scenarios: their rebuilds are timed, each step apart; the cold baselines are not.
+        assert_eq!(seen, [(None, "user = \"non-root\"", Outcome::Pass), (Some("edit-handler"), "max_rebuild_seconds = 5", Outcome::Pass)], "{j:#?}");
+        // A project scenario with no build is said.
+        let two = TemplateExpectations { every_build_scenarios: vec!["edit-go-source".into(), "touch-only".into()], ..t.clone() };
+        let j = judge(&[two], &results_with((0..6).map(|i| rebuild(true, 1.0, i + 1)).collect()), None);
+        assert!(j.iter().any(|j| j.scenario.as_deref() == Some("touch-only") && j.measured == "no build recorded" && j.outcome == Outcome::Fail), "{j:#?}");
     }
 
     #[test]

@@ -212,7 +212,12 @@ mod tests {
         let c = CentreInterval::of(&[10.0, 10.1, 9.9, 10.2, 10.0, 9.8]).unwrap();
         let (low, high) = c.interval.unwrap();
         assert!((low - 9.8).abs() < 1e-9 && (high - 10.2).abs() < 1e-9, "at n = 6 the extremes: {c:?}");
-        assert!(low <= c.estimate && c.estimate <= high);
+        // n = 10: k = 9 (P(W <= 8) = 0.0244). The logs 1..=10 have Walsh averages 1, 1.5, 2, 2, 2.5, 2.5, 3, 3, 3, …:
+        // the 9th is 3 and, by symmetry, the 47th of 55 is 8.
+        let ten: Vec<f64> = (1..=10).map(|i| (i as f64).exp()).collect();
+        let c = CentreInterval::of(&ten).unwrap();
+        let (low, high) = c.interval.unwrap();
+        assert!((low.ln() - 3.0).abs() < 1e-9 && (high.ln() - 8.0).abs() < 1e-9 && (c.estimate.ln() - 5.5).abs() < 1e-9, "{c:?}");
         assert!(CentreInterval::of(&[]).is_none() && CentreInterval::of(&[1.0, 0.0]).is_none());
     }
 

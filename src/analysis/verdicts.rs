@@ -812,8 +812,11 @@ fn arg_declared_late(rec: &BuildRecord) -> Option<(bool, String)> {
     let at = rec.layers.iter().position(|l| l.instruction.starts_with(ARG_USE))?;
     let used = &rec.layers[at];
     let earlier: Vec<&LayerRecord> = rec.layers[..at].iter().filter(|l| l.stage == used.stage && !l.is_base_image()).collect();
+    if earlier.is_empty() {
+        return None;
+    }
     let missed: Vec<&str> = earlier.iter().filter(|l| !l.cached).map(|l| l.instruction.as_str()).collect();
-    let kept = !earlier.is_empty() && missed.is_empty() && !used.cached;
+    let kept = missed.is_empty() && !used.cached;
     let before = if missed.is_empty() {
         format!("its {} earlier steps (the declaration's included where the builder records it) cached", earlier.len())
     } else {
@@ -839,25 +842,27 @@ fn arg_then_run(rec: &BuildRecord) -> Option<(bool, bool, String)> {
 
 fn x4(r: &Records) -> (Verdict, String) {
     let mut parts = Vec::new();
-    let (mut refuted, mut shown_late) = (false, Vec::new());
-    let mut implicit = Vec::new();
+    let mut refuted = false;
+    // What each template showed, by builder: the late declaration keeping the earlier steps, the RUN between missing.
+    let (mut late, mut between, mut implicit) = (Vec::new(), Vec::new(), Vec::new());
     for builder in [Builder::Buildkit, Builder::Legacy] {
         let name = builder.name();
         let mut said = Vec::new();
         if let Some(rec) = r.find_in(ARG_LATE, "change-build-arg", "set-version", builder, LOOPBACK).first() {
             let Some((kept, text)) = arg_declared_late(rec) else {
-                return not_measured(&format!("`{ARG_USE}` step in the {name} build of {ARG_LATE} after change-build-arg"));
+                return not_measured(&format!("`{ARG_USE}` step, and steps before it, in the {name} build of {ARG_LATE} after change-build-arg"));
             };
             refuted |= !kept;
-            shown_late.push(name);
+            late.push(name);
             said.push(text);
         }
         if let Some(rec) = r.find_in(ARG_VARIANT, "change-build-arg", "set-version", builder, LOOPBACK).first() {
-            let Some((wrong, between, text)) = arg_then_run(rec) else {
+            let Some((wrong, missed, text)) = arg_then_run(rec) else {
                 return not_measured(&format!("`{ARG_BEFORE}` and `{ARG_BETWEEN}` steps in the {name} build of {ARG_VARIANT}"));
             };
             refuted |= wrong;
-            if between {
+            between.push(name);
+            if missed {
                 implicit.push(name);
             }
             said.push(text);
@@ -866,28 +871,34 @@ fn x4(r: &Records) -> (Verdict, String) {
             parts.push(format!("{name}: {}", said.join("; ")));
         }
     }
-    if parts.is_empty() || (shown_late.is_empty() && !refuted) {
+    if parts.is_empty() || (late.is_empty() && !refuted) {
         return not_measured(&format!(
             "change-build-arg builds of {ARG_LATE}, which declares the ARG just before its first use (the only template that shows the earlier steps kept)"
         ));
     }
     let mut evidence = format!("after changing APP_VERSION: {}", parts.join(" | "));
-    let missing: Vec<&str> = [Builder::Buildkit, Builder::Legacy].iter().map(|b| b.name()).filter(|b| !shown_late.contains(b)).collect();
-    let verdict = if refuted {
-        Verdict::Refuted
-    } else if !implicit.is_empty() {
-        evidence.push_str(&format!(
-            "; with {} a RUN that never names the argument misses: a RUN uses every ARG declared before it through its environment, so \"first use\" means the first RUN after the ARG, not the first mention",
+    if refuted {
+        return (Verdict::Refuted, evidence);
+    }
+    let mut caveats = Vec::new();
+    if !implicit.is_empty() {
+        caveats.push(format!(
+            "with {} a RUN that never names the argument misses: a RUN uses every ARG declared before it through its environment, so \"first use\" means the first RUN after the ARG, not the first mention",
             implicit.join(" and ")
         ));
-        Verdict::ConfirmedWithCaveat
-    } else if !missing.is_empty() {
-        evidence.push_str(&format!("; {} not measured", missing.join(", ")));
-        Verdict::ConfirmedWithCaveat
-    } else {
-        Verdict::Confirmed
-    };
-    (verdict, evidence)
+    }
+    let all = [Builder::Buildkit, Builder::Legacy].map(|b| b.name());
+    let unseen = |shown: &[&str], what: &str| all.iter().filter(|b| !shown.contains(b)).map(|b| format!("{what} with {b}")).collect::<Vec<_>>();
+    let mut missing = unseen(&late, ARG_LATE);
+    missing.extend(unseen(&between, ARG_VARIANT));
+    if !missing.is_empty() {
+        caveats.push(format!("not measured: {} (whether a RUN that never names the argument misses needs {ARG_VARIANT})", missing.join(", ")));
+    }
+    if caveats.is_empty() {
+        return (Verdict::Confirmed, evidence);
+    }
+    evidence.push_str(&format!("; {}", caveats.join("; ")));
+    (Verdict::ConfirmedWithCaveat, evidence)
 }
 
 /// The X5 cell's variant: stages `build` and `licenses` are independent and both needed, `vet` is not needed.
@@ -1197,7 +1208,8 @@ mod tests {
 
     /// The static-scratch rebuild after APP_VERSION changed: the steps before its use, then the use.
     fn late_rebuild(builder: Builder, earlier_cached: bool) -> BuildRecord {
-        let mut steps = vec![("build", "FROM golang:1.23 AS build", true, 0.0, 0.0), ("build", "RUN go mod download", true, 0.0, 0.0), ("build", "COPY . .", earlier_cached, 0.0, 0.1)];
+        // Real records mark the base image's FROM as not cached: it is neither a hit nor a miss.
+        let mut steps = vec![("build", "FROM golang:1.23 AS build", false, 0.0, 0.0), ("build", "RUN go mod download", true, 0.0, 0.0), ("build", "COPY . .", earlier_cached, 0.0, 0.1)];
         if builder == Builder::Legacy {
             steps.push(("build", "ARG APP_VERSION=dev", true, 0.1, 0.1));
         }
@@ -1245,7 +1257,21 @@ mod tests {
         let one = results(vec![late_rebuild(Builder::Buildkit, true), arg_rebuild(Builder::Buildkit, true, false)]);
         let v = verdict_of(&one, "X4");
         assert_eq!(v.verdict, Verdict::ConfirmedWithCaveat, "{}", v.evidence);
-        assert!(v.evidence.ends_with("; legacy not measured"), "{}", v.evidence);
+        assert!(v.evidence.contains("not measured: static-scratch with legacy, arg-then-run with legacy"), "{}", v.evidence);
+        // The late template alone on both builders: whether a RUN between misses is untested, so never plainly confirmed.
+        let late_only = results(vec![late_rebuild(Builder::Buildkit, true), late_rebuild(Builder::Legacy, true)]);
+        let v = verdict_of(&late_only, "X4");
+        assert_eq!(v.verdict, Verdict::ConfirmedWithCaveat, "{}", v.evidence);
+        assert!(v.evidence.contains("arg-then-run with buildkit, arg-then-run with legacy"), "{}", v.evidence);
+        // The implicit-use caveat keeps naming what was not measured.
+        let mut half = vec![late_rebuild(Builder::Buildkit, true)];
+        half.extend([arg_rebuild(Builder::Buildkit, false, false), arg_rebuild(Builder::Legacy, false, false)]);
+        let v = verdict_of(&results(half), "X4");
+        assert!(v.evidence.contains("the first RUN after the ARG") && v.evidence.contains("not measured: static-scratch with legacy"), "{}", v.evidence);
+        // No step before the use: nothing shows the earlier steps kept.
+        let mut bare = late_rebuild(Builder::Buildkit, true);
+        bare.layers.retain(|l| l.instruction.starts_with("FROM") || l.instruction.starts_with(ARG_USE));
+        assert_eq!(verdict_of(&results(vec![bare]), "X4").verdict, Verdict::NotMeasured);
     }
 
     /// A cold parallel-stages build: `parallel` makes the licenses stage run during the build stage; `vet` adds the unneeded stage's step.
