@@ -263,7 +263,7 @@ async fn remake(engine: &Engine, spec: &StandIn, outdated: Option<String>, cache
 }
 
 fn script_digest() -> String {
-    format!("{:x}", sha2::Sha256::digest(ROOTFS_SCRIPT.as_bytes()))
+    hex::encode(sha2::Sha256::digest(ROOTFS_SCRIPT.as_bytes()))
 }
 
 /// A stand-in made by an earlier build-rootfs.sh: it may lack what today's holds (the golang stand-ins once had

@@ -6,6 +6,7 @@ pub mod context;
 pub mod dockerfile;
 pub mod durable;
 pub mod engine;
+pub mod gomod;
 pub mod goproxy;
 pub mod images;
 pub mod inspect;

@@ -13,7 +13,7 @@ use layerbench::goproxy::upstream_from_env;
 use layerbench::goproxy::store::Recipe;
 use layerbench::analysis::expect::{Judgement, Outcome, TemplateMatch};
 use layerbench::project::Project;
-use layerbench::results::{BuildRecord, Builder, CacheState, Probe, Results};
+use layerbench::results::{BuildRecord, Builder, CacheState, Outcome as BuildOutcome, Probe, Results};
 use layerbench::runner::Variant;
 use layerbench::setup::StoreSpec;
 use layerbench::{paths, progress, runner, selftest, setup, shipped, table};
@@ -461,7 +461,7 @@ async fn run_command(args: RunArgs) -> Result<bool> {
     }
     println!();
     print_report(&layerbench::report::write(&results, &results_path)?);
-    let failed: Vec<&BuildRecord> = results.records.iter().filter(|r| r.outcome == "failed" || r.outcome == runner::TIMED_OUT).collect();
+    let failed: Vec<&BuildRecord> = results.records.iter().filter(|r| matches!(r.outcome, BuildOutcome::Failed | BuildOutcome::TimedOut)).collect();
     let probes_failed = results
         .records
         .iter()
@@ -479,7 +479,7 @@ async fn run_command(args: RunArgs) -> Result<bool> {
     );
     for r in &failed {
         let error = r.error_with_output().unwrap_or_else(|| "(no message)".into()).replace('\n', "\n    ");
-        println!("{}", table::fit(&format!("  {} {} × {} · {} · {}: {error}", r.outcome.to_uppercase(), r.variant, r.scenario, r.builder.name(), r.step)));
+        println!("{}", table::fit(&format!("  {} {} × {} · {} · {}: {error}", r.outcome.as_str().to_uppercase(), r.variant, r.scenario, r.builder.name(), r.step)));
     }
     Ok(failed.is_empty() && probes_failed == 0)
 }

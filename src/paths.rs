@@ -55,39 +55,23 @@ pub fn scenarios_dir() -> PathBuf {
 /// A run id from the current UTC time and the process: `YYYYMMDD-HHMMSS-PID`, so that two runs started in the same
 /// second on one engine still label, tag and clean their own images apart.
 pub fn new_run_id() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("{}-{}", run_id_at(secs), std::process::id())
+    format!("{}-{}", run_id_at(crate::results::unix_ms_now() / 1000), std::process::id())
 }
 
 fn run_id_at(secs: u64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(secs);
-    format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}")
+    let t = rfc3339(secs);
+    format!("{}{}{}-{}{}{}", &t[0..4], &t[5..7], &t[8..10], &t[11..13], &t[14..16], &t[17..19])
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch.
 pub fn utc_datetime(secs: u64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(secs);
-    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
+    let t = rfc3339(secs);
+    format!("{} {} UTC", &t[..10], &t[11..19])
 }
 
-/// Year, month, day, hour, minute, second (UTC) of seconds since the Unix epoch.
-fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch.
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
 
 #[cfg(test)]

@@ -379,20 +379,20 @@ mod tests {
         assert_eq!(rounded(secs(2 * 3600 + 5 * 60 + 9)), "2 h 05 min");
     }
 
-    fn record(outcome: &str, error: Option<&str>) -> BuildRecord {
+    fn record(outcome: crate::results::Outcome, error: Option<&str>) -> BuildRecord {
         let mut r = crate::results::record_with("layered", "go-edit", "edit main.go", 1.234, &[], 3);
-        r.outcome = outcome.to_string();
+        r.outcome = outcome;
         r.error = error.map(str::to_string);
         r
     }
 
     #[test]
     fn a_finished_build_is_one_line_naming_its_engine_only_when_there_are_several() {
-        let one = build_line(None, 3, 20, &record("ok", None));
+        let one = build_line(None, 3, 20, &record(crate::results::Outcome::Ok, None));
         assert_eq!(one, "  build 3/20 => edit main.go: ok in 1.2 s, 3 proxy requests");
-        let several = build_line(Some("engine-b"), 3, 20, &record("ok", None));
+        let several = build_line(Some("engine-b"), 3, 20, &record(crate::results::Outcome::Ok, None));
         assert_eq!(several, format!("engine-b: {one}"));
-        let failed = build_line(None, 4, 20, &record("failed", Some("RUN go build: exit 1")));
+        let failed = build_line(None, 4, 20, &record(crate::results::Outcome::Failed, Some("RUN go build: exit 1")));
         assert_eq!(failed.lines().collect::<Vec<_>>(), ["  build 4/20 => edit main.go: failed in 1.2 s, 3 proxy requests", "     RUN go build: exit 1"]);
     }
 

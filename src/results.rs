@@ -228,6 +228,41 @@ pub enum Frontend {
     Builtin,
 }
 
+/// How a build ended, written as the strings results files have always held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// `ok`: the build succeeded.
+    Ok,
+    /// `failed`: the engine reported an error, or the harness could not finish the build.
+    Failed,
+    /// `timed-out`: cancelled by the build timeout.
+    TimedOut,
+    /// `not-applicable`: a legacy cell of a Dockerfile that needs BuildKit.
+    NotApplicable,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed-out",
+            Outcome::NotApplicable => "not-applicable",
+        }
+    }
+
+    pub fn is_ok(self) -> bool {
+        self == Outcome::Ok
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The network profile of builds whose module proxy answers unshaped.
 pub const LOOPBACK_NETWORK: &str = "loopback";
 
@@ -247,10 +282,15 @@ pub struct TemplateRecord {
     pub inspect_binary: Option<String>,
 }
 
+/// Milliseconds since the Unix epoch: the clock of every `*_unix_ms` field.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 /// `sha256:` and the hex digest of `bytes`.
 pub fn content_digest(bytes: &[u8]) -> String {
     use sha2::Digest;
-    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
 /// How a cell starts.
@@ -308,8 +348,7 @@ pub struct BuildRecord {
     pub started_unix_ms: u64,
     /// Measured by the harness around the whole build call.
     pub wall_ms: f64,
-    /// `ok`, `failed`, `timed-out` (cancelled by the build timeout), or `not-applicable` (a legacy cell of a Dockerfile that needs BuildKit).
-    pub outcome: String,
+    pub outcome: Outcome,
     pub error: Option<String>,
     /// One per Dockerfile step the builder reported, in Dockerfile order.
     pub layers: Vec<LayerRecord>,
@@ -797,7 +836,7 @@ pub(crate) fn record_with(variant: &str, scenario: &str, step: &str, wall_second
         cache_state: BuildStart::of(step, CacheState::Cold),
         started_unix_ms: 0,
         wall_ms: wall_seconds * 1000.0,
-        outcome: "ok".into(),
+        outcome: Outcome::Ok,
         error: None,
         layers: steps
             .iter()

@@ -12,9 +12,10 @@ use tokio::sync::watch;
 use crate::context::{ContextTransfer, IgnoreDialect};
 use crate::dockerfile::{split_buildkit_name, split_legacy_step, DockerfileModel};
 use crate::engine::{BuildRequest, Builder, ContextSource, Engine, EngineError, StepReport, KIND_LABEL};
-use crate::goproxy::gomod::{first_direct_requirement, requirements};
+use crate::gomod::modfile::{first_direct_requirement, requirements};
 use crate::goproxy::layout::StoreLayout;
-use crate::goproxy::{next_version, ModuleSource, ModuleVersions, Prefetched};
+use crate::gomod::{next_version, ModuleVersions};
+use crate::goproxy::{ModuleSource, Prefetched};
 use crate::roles::FIRST_DIRECT_DEPENDENCY;
 use crate::scenario::{Change, NEXT_VERSION};
 use crate::goproxy::server::{ProxyLog, ProxyRequest, ProxyServer, RequestKind, Shaping, ShapingControl, Unpublished};
@@ -22,7 +23,7 @@ use crate::goproxy::store::StoreReport;
 use crate::inspect::{inspect_image, InspectOptions, Inspection};
 use crate::miss::{base_image_references, explain, BaseImageRef, BuildInputs};
 use crate::results::{
-    BuildRecord, BuildStart, CacheState, EngineUse, ImageRecord, Isolation, LayerRecord, Overhead, Probe, ProxyRecord, Results, ResultsError, RunOptions,
+    BuildRecord, BuildStart, CacheState, EngineUse, ImageRecord, Isolation, LayerRecord, Outcome, Overhead, Probe, ProxyRecord, Results, ResultsError, RunOptions,
     ServedRequest, StoreProvenance, TemplateRecord, SCHEMA_VERSION,
 };
 use crate::setup::Provisioned;
@@ -160,19 +161,7 @@ pub fn variants(app: &Path, names: &[String]) -> Result<Vec<Variant>, RunError> 
         .map(|e| Variant::from_file(&e.path()))
         .collect();
     all.sort_by(|a, b| a.name.cmp(&b.name));
-    if names.is_empty() {
-        return Ok(all);
-    }
-    names
-        .iter()
-        .map(|n| {
-            all.iter().find(|v| &v.name == n).cloned().ok_or_else(|| RunError::UnknownVariant {
-                name: n.clone(),
-                dir: dir.clone(),
-                available: all.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "),
-            })
-        })
-        .collect()
+    crate::scenario::pick(all, names, |v| v.name.as_str()).map_err(|u| RunError::UnknownVariant { name: u.name, dir: dir.clone(), available: u.available })
 }
 
 /// One cell of a plan.
@@ -357,8 +346,6 @@ pub fn check_matrix(engines: usize, shard: Option<crate::results::Shard>) -> Res
     Ok(())
 }
 
-/// The outcome of a build cancelled by the build timeout.
-pub const TIMED_OUT: &str = "timed-out";
 
 /// How long a build may run before it is cancelled, unless the command line, suite or project file says otherwise.
 pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -427,7 +414,7 @@ pub fn new_results(run_id: &str, provisioned: &Provisioned, store: &Path, plan: 
         run_id: run_id.to_string(),
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: crate::shipped::git_commit(),
-        started_unix_ms: crate::engine::unix_ms_now(),
+        started_unix_ms: crate::results::unix_ms_now(),
         engine: provisioned.engine.clone(),
         machine: Some(provisioned.machine.clone()),
         base_images: provisioned.base_images.clone(),
@@ -765,7 +752,7 @@ pub fn resume(cells: Vec<Cell>, results: &mut Results, path: &Path, matrix: bool
         let records: Vec<&BuildRecord> = results.records.iter().filter(|r| &unit(r) == unit_of).collect();
         let lost = records.iter().any(|r| r.error.as_deref().is_some_and(|e| e.starts_with(ENGINE_LOST)));
         // Every build of the cell recorded, or it ended at a failure of its own (a failure ends a cell).
-        !lost && (records.len() == cell.builds() || records.last().is_some_and(|r| r.outcome != "ok"))
+        !lost && (records.len() == cell.builds() || records.last().is_some_and(|r| !r.outcome.is_ok()))
     };
     let mut units: Vec<(String, Option<String>)> = Vec::new();
     for r in &results.records {
@@ -873,7 +860,7 @@ async fn run_cell(ctx: &mut RunContext<'_>, cell: &Cell, sink: &Sink<'_, '_>) ->
         if let Some(feature) = run.ws.dockerfile_model().ok().and_then(|m| m.buildkit_only_feature()) {
             // Not a failure: the legacy builder cannot run this Dockerfile at all.
             let mut record = run.failed("baseline", plan.cache_state, format!("not applicable: {feature} needs BuildKit"));
-            record.outcome = "not-applicable".into();
+            record.outcome = Outcome::NotApplicable;
             sink.push(slot, cell, record)?;
             skip_rest(0);
             return Ok(());
@@ -887,7 +874,7 @@ async fn run_cell(ctx: &mut RunContext<'_>, cell: &Cell, sink: &Sink<'_, '_>) ->
     sink.build_started(&slot.name, cell, "baseline");
     let cold = plan.cache_state == CacheState::Cold;
     let record = build_once(ctx, &mut run, sink, "baseline", cold, &mut |s| sink.event(Event::StepFinished { step: s })).await?;
-    let failed = record.outcome != "ok";
+    let failed = !record.outcome.is_ok();
     sink.push(slot, cell, record)?;
     if failed {
         skip_rest(1);
@@ -926,7 +913,7 @@ async fn run_cell(ctx: &mut RunContext<'_>, cell: &Cell, sink: &Sink<'_, '_>) ->
         sink.build_started(&slot.name, cell, &step.name);
         let mut record = build_once(ctx, &mut run, sink, &step.name, false, &mut |s| sink.event(Event::StepFinished { step: s })).await?;
         record.notes.splice(0..0, applied.notes);
-        let failed = record.outcome != "ok";
+        let failed = !record.outcome.is_ok();
         sink.push(slot, cell, record)?;
         if failed {
             skip_rest(i + 2);
@@ -1011,9 +998,9 @@ fn failed_record(cell: &Cell, step: &str, cache_state: CacheState, build_args: &
         repetition: cell.repetition,
         builder: cell.builder,
         cache_state: BuildStart::of(step, cache_state),
-        started_unix_ms: crate::engine::unix_ms_now(),
+        started_unix_ms: crate::results::unix_ms_now(),
         wall_ms: 0.0,
-        outcome: "failed".into(),
+        outcome: Outcome::Failed,
         error: Some(error),
         layers: Vec::new(),
         image: None,
@@ -1165,7 +1152,7 @@ async fn build_once(
     let proxy = &ctx.proxy.log;
     let mark = proxy.len();
     ctx.spent.context_ms += ms(preparing.elapsed());
-    let started_unix_ms = crate::engine::unix_ms_now();
+    let started_unix_ms = crate::results::unix_ms_now();
     let started = Instant::now();
     if *ctx.interrupt.borrow() {
         return Err(RunError::Interrupted(ctx.plan.results_path.clone()));
@@ -1185,7 +1172,7 @@ async fn build_once(
         Some(Ok(o)) => o,
         None => {
             let mut record = failed(format!("the build had not finished after {} (the build timeout): it was cancelled in the engine", humantime::format_duration(timeout)));
-            record.outcome = TIMED_OUT.into();
+            record.outcome = Outcome::TimedOut;
             record.started_unix_ms = started_unix_ms;
             record.wall_ms = wall_ms;
             record.proxy = proxy_record(&requests);
@@ -1248,7 +1235,7 @@ async fn build_once(
         cache_state: BuildStart::of(step, cache_state),
         started_unix_ms,
         wall_ms,
-        outcome: if outcome.failure.is_none() { "ok".into() } else { "failed".into() },
+        outcome: if outcome.failure.is_none() { Outcome::Ok } else { Outcome::Failed },
         error_log: outcome.failure.as_ref().map(|f| f.log.clone()).unwrap_or_default(),
         error: outcome.failure.map(|f| unreachable_frontend(&model_text, cell.builder, &f.message).unwrap_or_else(|| format!("at `{}`: {}", f.step, f.message))),
         layers,
@@ -1396,25 +1383,25 @@ mod tests {
         let edit = Scenario::parse("name = \"edit\"\ndescription = \"d\"\n[[step]]\nname = \"one\"\nchange = []\n[[step]]\nname = \"two\"\nchange = []\n", Path::new("edit.toml")).unwrap();
         let variants = [Variant::from_file(Path::new("/app/a.Dockerfile")), Variant::from_file(Path::new("/app/b.Dockerfile"))];
         let cells = cells(&variants, &[edit], &[Builder::Buildkit, Builder::Legacy], 1);
-        let record = |variant: &str, builder: Builder, step: &str, outcome: &str, error: Option<&str>| {
+        let record = |variant: &str, builder: Builder, step: &str, outcome: Outcome, error: Option<&str>| {
             let mut r = crate::results::record_with(variant, "edit", step, 1.0, &[], 0);
             r.builder = builder;
-            r.outcome = outcome.into();
+            r.outcome = outcome;
             r.error = error.map(str::to_string);
             r
         };
         let lost = format!("{ENGINE_LOST}: connection refused");
         let mut results = crate::results::results_with(vec![
             // finished: every build
-            record("a", Builder::Buildkit, "baseline", "ok", None),
-            record("a", Builder::Buildkit, "one", "ok", None),
-            record("a", Builder::Buildkit, "two", "ok", None),
+            record("a", Builder::Buildkit, "baseline", Outcome::Ok, None),
+            record("a", Builder::Buildkit, "one", Outcome::Ok, None),
+            record("a", Builder::Buildkit, "two", Outcome::Ok, None),
             // finished: ended at its own failure
-            record("a", Builder::Legacy, "baseline", "failed", Some("at `RUN x`: exit 1")),
+            record("a", Builder::Legacy, "baseline", Outcome::Failed, Some("at `RUN x`: exit 1")),
             // cut short by the lost engine, then by an interrupt
-            record("b", Builder::Buildkit, "baseline", "ok", None),
-            record("b", Builder::Buildkit, "one", "failed", Some(&lost)),
-            record("b", Builder::Legacy, "baseline", "ok", None),
+            record("b", Builder::Buildkit, "baseline", Outcome::Ok, None),
+            record("b", Builder::Buildkit, "one", Outcome::Failed, Some(&lost)),
+            record("b", Builder::Legacy, "baseline", Outcome::Ok, None),
         ]);
         results.complete = true;
         let (left, spread) = resume(cells.clone(), &mut results, Path::new("r.json"), false).unwrap();
@@ -1424,7 +1411,7 @@ mod tests {
         assert_eq!(results.records.len(), 4, "the records of the cells to build again are dropped");
         assert!(!results.complete);
 
-        let mut other = crate::results::results_with(vec![record("c", Builder::Buildkit, "baseline", "ok", None)]);
+        let mut other = crate::results::results_with(vec![record("c", Builder::Buildkit, "baseline", Outcome::Ok, None)]);
         let err = resume(cells, &mut other, Path::new("r.json"), false).unwrap_err().to_string();
         assert!(err.contains("r.json cannot be resumed by this run: it holds the cell c × edit · buildkit · rep 1 · loopback"), "{err}");
     }
@@ -1442,7 +1429,7 @@ mod tests {
             let mut r = crate::results::record_with(variant, "edit", step, 1.0, &[], 0);
             r.cell = Some(cell);
             r.engine = engine.into();
-            r.outcome = if error.is_some() { "failed".into() } else { "ok".into() };
+            r.outcome = if error.is_some() { Outcome::Failed } else { Outcome::Ok };
             r.error = error.map(str::to_string);
             r
         };

@@ -280,7 +280,7 @@ mod tests {
     }
 
     fn digest(bytes: &[u8]) -> String {
-        let hex: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
         format!("sha256:{hex}")
     }
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::goproxy::gomod::Version;
+use crate::gomod::modfile::Version;
 use crate::roles::{self, Role, FIRST_DIRECT_DEPENDENCY};
 use crate::toml_lines::{self, At};
 
@@ -250,18 +250,24 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
 
 /// The scenarios named in `names` (all of them when `names` is empty), in the order given.
 pub fn select(dir: &Path, names: &[String]) -> Result<Vec<Scenario>, ScenarioError> {
-    let all = load_dir(dir)?;
+    pick(load_dir(dir)?, names, |s| s.name.as_str()).map_err(|u| ScenarioError::Unknown { name: u.name, dir: dir.to_path_buf(), available: u.available })
+}
+
+/// A name [`pick`] did not find, and every name there is.
+pub struct Unknown {
+    pub name: String,
+    pub available: String,
+}
+
+/// The items named in `names`, in that order (every item when `names` is empty), or the first name none has.
+pub fn pick<T: Clone>(all: Vec<T>, names: &[String], name_of: fn(&T) -> &str) -> Result<Vec<T>, Unknown> {
     if names.is_empty() {
         return Ok(all);
     }
     names
         .iter()
         .map(|n| {
-            all.iter().find(|s| &s.name == n).cloned().ok_or_else(|| ScenarioError::Unknown {
-                name: n.clone(),
-                dir: dir.to_path_buf(),
-                available: all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
-            })
+            all.iter().find(|x| name_of(x) == n).cloned().ok_or_else(|| Unknown { name: n.clone(), available: all.iter().map(name_of).collect::<Vec<_>>().join(", ") })
         })
         .collect()
 }

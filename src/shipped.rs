@@ -90,7 +90,7 @@ pub fn sample_app(cache: &Path) -> std::io::Result<PathBuf> {
         sha2::Digest::update(&mut hasher, [0u8]);
         sha2::Digest::update(&mut hasher, bytes);
     }
-    let digest = crate::goproxy::store::hex(&sha2::Digest::finalize(hasher));
+    let digest = hex::encode(sha2::Digest::finalize(hasher));
     let dir = cache.join("shipped").join(format!("sample-go-app-{}", &digest[..12]));
     if dir.is_dir() {
         return Ok(dir);

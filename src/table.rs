@@ -1,6 +1,6 @@
 //! The end-of-run table: per cell, each build's cache outcomes, time and proxy requests (plain text, from results only).
 
-use crate::report::charts::shorten;
+use crate::report::charts::{cut, shorten};
 use crate::results::{BuildRecord, LayerRecord, MissKind, Results};
 
 /// The terminal width the end-of-run tables fit without wrapping.
@@ -33,9 +33,9 @@ pub fn cell_tables(results: &Results) -> String {
             let steps: Vec<_> = r.layers.iter().filter(|l| !l.is_base_image()).collect();
             let cached = steps.iter().filter(|l| l.cached).count();
             let executed: Vec<String> = r.layers.iter().filter(|l| !l.cached && !l.is_base_image()).map(|l| with_reason(r, l)).collect();
-            let detail = match (&r.error, r.outcome.as_str()) {
-                (Some(e), "not-applicable") => e.clone(),
-                (Some(e), outcome) => format!("{}: {e}", outcome.to_uppercase()),
+            let detail = match (&r.error, r.outcome) {
+                (Some(e), crate::results::Outcome::NotApplicable) => e.clone(),
+                (Some(e), outcome) => format!("{}: {e}", outcome.as_str().to_uppercase()),
                 (None, _) => executed.join(" | "),
             };
             // The full list is in the results and the report; here it is cut to the terminal's 100 columns.
@@ -75,7 +75,7 @@ pub fn statistics_table(results: &Results) -> String {
     type Group = ((String, String, String, String, String), Vec<f64>);
     let matrix = results.is_matrix();
     let mut groups: Vec<Group> = Vec::new();
-    for r in results.records.iter().filter(|r| r.outcome == "ok") {
+    for r in results.records.iter().filter(|r| r.outcome.is_ok()) {
         let network = if matrix { format!("{} on {}", r.network, crate::analysis::engines::shown_name(&r.engine)) } else { r.network.clone() };
         let key = (r.variant.clone(), r.scenario.clone(), r.builder.name().to_string(), network, r.step.clone());
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -264,17 +264,6 @@ pub fn fit(text: &str) -> String {
     fitted
 }
 
-/// A table line cut to `max` characters with an ellipsis, its alignment kept.
-fn cut(line: &str, max: usize) -> String {
-    // A heredoc's instruction spans lines; a table cell shows it on one.
-    let line = &line.replace('\n', " ");
-    if line.chars().count() <= max {
-        line.to_string()
-    } else {
-        format!("{}…", line.chars().take(max - 1).collect::<String>())
-    }
-}
-
 /// The run's time outside builds as a share of the time in them, and where it went (none before anything was built).
 pub fn overhead(results: &Results) -> Option<String> {
     let o = results.overhead.filter(|o| o.builds_ms > 0.0)?;
@@ -294,7 +283,7 @@ pub fn findings(results: &Results) -> String {
             out.push_str(&format!("after {scenario} · {step} ({}, {}):\n", first.builder.name(), first.network));
             out.push_str(&format!("  {:<22} {:>9} {:>7}  {}\n", "template", "rebuild", "modules", "re-ran"));
             for r in cells.iter().copied() {
-                let reps: Vec<&BuildRecord> = repetitions(results, r).into_iter().filter(|o| o.outcome == "ok").collect();
+                let reps: Vec<&BuildRecord> = repetitions(results, r).into_iter().filter(|o| o.outcome.is_ok()).collect();
                 let (time, modules, reran) = match (wall_seconds(&reps), reps.first()) {
                     (Some(s), Some(o)) => (
                         seconds_text(s.median),
@@ -379,7 +368,7 @@ mod tests {
     #[test]
     fn a_compare_table_flags_a_step_that_no_longer_builds_with_its_error_on_one_line() {
         let mut failed = record("edit-handler", &[], 0);
-        failed.outcome = "failed".into();
+        failed.outcome = crate::results::Outcome::Failed;
         failed.error = Some("at `RUN go build`:\n  main.go:3: undefined: x".into());
         let before = crate::results::results_with(vec![record("baseline", &[false], 56), record("edit-handler", &[true], 0)]);
         let after = crate::results::results_with(vec![failed]);

@@ -6,9 +6,9 @@ use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::dockerfile::DockerfileModel;
-use crate::goproxy::gomod;
-use crate::goproxy::gosum::{self, BumpError};
-use crate::goproxy::versions::ModuleVersions;
+use crate::gomod::modfile;
+use crate::gomod::sum::{self, BumpError};
+use crate::gomod::ModuleVersions;
 use crate::roles::{self, RoleError, FIRST_DIRECT_DEPENDENCY};
 use crate::scenario::{self, Change, NEXT_VERSION};
 
@@ -362,7 +362,7 @@ impl Workspace {
         let mut resolved = Vec::new();
         let module = if module == FIRST_DIRECT_DEPENDENCY {
             resolved.push("first direct dependency");
-            let first = gomod::first_direct_requirement(&go_mod).ok_or_else(|| WorkspaceError::Role {
+            let first = modfile::first_direct_requirement(&go_mod).ok_or_else(|| WorkspaceError::Role {
                 at: at.to_string(),
                 role: FIRST_DIRECT_DEPENDENCY.to_string(),
                 app: self.app().to_path_buf(),
@@ -374,13 +374,13 @@ impl Workspace {
         };
         let version = if version == NEXT_VERSION {
             resolved.push("next");
-            gosum::next_for(&go_mod_path, &go_mod, &module, versions).map_err(bump_error)?
+            sum::next_for(&go_mod_path, &go_mod, &module, versions).map_err(bump_error)?
         } else {
             version.to_string()
         };
         // A module without dependencies has no go.sum: the bump writes the first.
         let go_sum = if go_sum_path.exists() { read(&go_sum_path)? } else { String::new() };
-        let bumped = gosum::bump(&go_mod_path, &go_mod, &go_sum, &module, &version, versions).map_err(bump_error)?;
+        let bumped = sum::bump(&go_mod_path, &go_mod, &go_sum, &module, &version, versions).map_err(bump_error)?;
         write(&go_mod_path, &bumped.go_mod)?;
         write(&go_sum_path, &bumped.go_sum)?;
         let how = if resolved.is_empty() { String::new() } else { format!(" ({})", resolved.join(", ")) };

@@ -62,7 +62,7 @@ async fn an_app_unlike_the_sample_runs_with_two_templates_three_shipped_scenario
     assert_eq!(results.schema_version, layerbench::results::SCHEMA_VERSION);
     assert_eq!(results.records.len(), 2 * 3 * 2 * 2, "two templates × three one-step scenarios × two builders, baseline and step");
     for r in &results.records {
-        assert_eq!(r.outcome, "ok", "{} {} {:?} {}: {:?}", r.variant, r.scenario, r.builder, r.step, r.error);
+        assert_eq!(r.outcome, layerbench::results::Outcome::Ok, "{} {} {:?} {}: {:?}", r.variant, r.scenario, r.builder, r.step, r.error);
         let inspection = r.inspection.as_ref().expect("every image is inspected");
         assert_eq!(inspection.error, None);
         let probe = inspection.runtime.as_ref().expect("the configured probe ran");
@@ -143,7 +143,7 @@ async fn a_template_that_fails_and_a_probe_that_fails_are_recorded_and_the_run_c
     let results = Results::read(&out.path().join("results.json")).unwrap();
     assert!(results.complete, "the run went on past the failures");
     let failed = record(&results, "broken", Builder::Buildkit, "baseline");
-    assert_eq!(failed.outcome, "failed");
+    assert_eq!(failed.outcome, layerbench::results::Outcome::Failed);
     let error = failed.error.as_deref().unwrap();
     assert!(error.contains("RUN echo about to fail && false"), "the error names the failing step: {error}");
     assert_eq!(results.records.iter().filter(|r| r.variant == "broken").count(), 1, "the failed cell skips its steps");
@@ -154,7 +154,7 @@ async fn a_template_that_fails_and_a_probe_that_fails_are_recorded_and_the_run_c
     );
     for step in ["baseline", "rebuild"] {
         let r = record(&results, "service", Builder::Buildkit, step);
-        assert_eq!(r.outcome, "ok", "{:?}", r.error);
+        assert_eq!(r.outcome, layerbench::results::Outcome::Ok, "{:?}", r.error);
         let probe = r.inspection.as_ref().unwrap().runtime.as_ref().unwrap();
         assert!(!probe.passed && probe.exit_code == 2, "{probe:?}");
         assert!(probe.output.contains("unknown argument"), "{}", probe.output);
@@ -207,7 +207,7 @@ async fn a_service_as_its_repository_holds_it_runs_every_shipped_scenario() {
     assert!(for_any_app.len() >= 9, "{for_any_app:?}");
     assert_eq!(scenarios, for_any_app, "every shipped scenario that is not for the sample alone ran");
     for r in &results.records {
-        assert_eq!(r.outcome, "ok", "{} {:?} {}: {:?} {:?}", r.scenario, r.builder, r.step, r.error, r.error_log);
+        assert_eq!(r.outcome, layerbench::results::Outcome::Ok, "{} {:?} {}: {:?} {:?}", r.scenario, r.builder, r.step, r.error, r.error_log);
         assert!(r.notes.iter().any(|n| n.contains("# syntax")), "every build notes the dropped directive: {:?}", r.notes);
         let probe = r.inspection.as_ref().and_then(|i| i.runtime.as_ref()).expect("the probe ran");
         assert!(probe.passed && probe.output.trim() == "pong ping", "the binary runs in the distroless stand-in: {probe:?}");
@@ -241,7 +241,7 @@ async fn a_template_whose_base_image_has_no_stand_in_fails_before_it_builds_and_
     assert_eq!(code, 1, "{text}");
     let results = Results::read(&out.path().join("results.json")).unwrap();
     let failed = record(&results, "elsewhere", Builder::Buildkit, "baseline");
-    assert_eq!(failed.outcome, "failed");
+    assert_eq!(failed.outcome, layerbench::results::Outcome::Failed);
     let error = failed.error.as_deref().unwrap();
     assert!(error.contains("registry.example.org/team/go-builder:7") && error.contains("docker load") && error.contains("layerbench images --pull"), "{error}");
     assert!(failed.layers.is_empty() && failed.wall_ms < 5_000.0, "nothing was built: {:?}", failed.layers);

@@ -68,7 +68,7 @@ fn a_hung_build_is_cancelled_in_the_engine_recorded_as_timed_out_and_the_run_goe
     let results = Results::read(&out.join("results.json")).expect("the results file");
     assert!(results.complete, "the run went on to the end");
     for r in results.records.iter().filter(|r| r.variant == "hang") {
-        assert_eq!((r.step.as_str(), r.outcome.as_str()), ("baseline", "timed-out"), "{r:?}");
+        assert_eq!((r.step.as_str(), r.outcome), ("baseline", layerbench::results::Outcome::TimedOut), "{r:?}");
         let error = r.error.as_deref().unwrap_or_default();
         assert!(error.contains("had not finished after 40s") && error.contains("cancelled in the engine"), "{error}");
         assert!(r.wall_ms >= 40_000.0 && r.wall_ms < 100_000.0, "{} ms", r.wall_ms);
@@ -76,7 +76,7 @@ fn a_hung_build_is_cancelled_in_the_engine_recorded_as_timed_out_and_the_run_goe
     assert_eq!(results.records.iter().filter(|r| r.variant == "hang").count(), 2, "both builders' hung baselines are recorded, and nothing after them");
     let layered: Vec<_> = results.records.iter().filter(|r| r.variant == "layered").collect();
     assert_eq!(layered.len(), 4, "the other template's cells ran after the hung ones");
-    assert!(layered.iter().all(|r| r.outcome == "ok"), "{layered:?}");
+    assert!(layered.iter().all(|r| r.outcome.is_ok()), "{layered:?}");
     assert!(stdout.contains("TIMED-OUT hang × no-change"), "{stdout}");
     assert_eq!(common::tree_digest(&app), before, "a run with a failed build changed the user's app");
     // Cancelled in the engine: the hung step's process goes away, and no container is left for it.
@@ -269,7 +269,7 @@ fn a_lost_engine_is_waited_for_or_the_run_stops_resumable_and_resume_builds_only
     assert!(results.complete);
     let hang = results.records.iter().find(|r| r.variant == "hang").expect("the hung build's record");
     assert!(hang.error.as_deref().is_some_and(|e| e.starts_with("engine connection lost")), "{hang:?}");
-    assert!(results.records.iter().filter(|r| r.variant == "layered").all(|r| r.outcome == "ok"));
+    assert!(results.records.iter().filter(|r| r.variant == "layered").all(|r| r.outcome.is_ok()));
     assert_eq!(results.records.iter().filter(|r| r.variant == "layered").count(), 2, "the cell after the lost one ran");
 
     // Resuming builds only the lost cell again (here it times out, a failure of its own) and keeps the rest.
@@ -282,7 +282,7 @@ fn a_lost_engine_is_waited_for_or_the_run_stops_resumable_and_resume_builds_only
     assert_eq!(resumed.run_id, results.run_id);
     let hang: Vec<_> = resumed.records.iter().filter(|r| r.variant == "hang").collect();
     assert_eq!(hang.len(), 1, "the lost record was replaced");
-    assert_eq!(hang[0].outcome, "timed-out");
+    assert_eq!(hang[0].outcome, layerbench::results::Outcome::TimedOut);
     let layered_after: Vec<_> = resumed.records.iter().filter(|r| r.variant == "layered").cloned().collect();
     assert_eq!(layered_after, layered_before, "the finished cell was kept, not built again");
 
@@ -369,7 +369,7 @@ fn two_runs_at_once_on_one_engine_keep_apart_and_clean_run_removes_only_its_own(
     let b = Results::read(&dir.path().join("second/results.json")).unwrap();
     assert_ne!(a.run_id, b.run_id);
     for r in [&a, &b] {
-        assert!(r.complete && r.records.iter().all(|x| x.outcome == "ok"), "{:?}", r.records);
+        assert!(r.complete && r.records.iter().all(|x| x.outcome.is_ok()), "{:?}", r.records);
         let edit = r.records.iter().find(|x| x.step != "baseline").unwrap();
         assert!(edit.layers.iter().any(|l| l.instruction.starts_with("RUN go mod download") && l.cached), "each run's rebuild hit its own download layer");
     }

@@ -28,7 +28,7 @@ async fn layout_changes_miss_the_source_copy_and_an_owner_change_keeps_it_cached
                 .iter()
                 .find(|r| r.builder == builder && r.step == step)
                 .unwrap_or_else(|| panic!("{builder:?}: no record of step {step}"));
-            assert_eq!(record.outcome, "ok", "{builder:?} {step}: {:?}", record.error);
+            assert_eq!(record.outcome, layerbench::results::Outcome::Ok, "{builder:?} {step}: {:?}", record.error);
             let copy = record.layers.iter().find(|l| l.instruction.starts_with("COPY . .")).expect("a `COPY . .` step");
             assert_eq!(copy.cached, copy_cached, "{builder:?} {step}: `COPY . .` cached");
             let download = record.layers.iter().find(|l| l.instruction.starts_with("RUN go mod download")).expect("a download step");

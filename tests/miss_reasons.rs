@@ -77,7 +77,7 @@ async fn every_executed_step_says_why_it_missed_with_both_builders() {
         for &builder in builders {
             let build = |step: &str| {
                 let r = common::record(&results, "why", builder, step);
-                assert_eq!(r.outcome, "ok", "{builder:?} on {name} {step}: {:?}", r.error);
+                assert_eq!(r.outcome, layerbench::results::Outcome::Ok, "{builder:?} on {name} {step}: {:?}", r.error);
                 r
             };
 
@@ -409,7 +409,7 @@ async fn real_templates_instructions_miss_as_the_cli_says_and_say_why() {
     let name = on.label();
     for (step, output) in &cli {
         let r = common::record(&results, "kinds", Builder::Buildkit, step);
-        assert_eq!(r.outcome, "ok", "{name} {step}: {:?} {:?}", r.error, r.error_log);
+        assert_eq!(r.outcome, layerbench::results::Outcome::Ok, "{name} {step}: {:?} {:?}", r.error, r.error_log);
         assert!(r.notes.iter().any(|n| n.contains("the secret `token`")), "{name} {step}: the secret mount is noted: {:?}", r.notes);
         for (stage, prefix) in WATCHED {
             let l = r.layers.iter().find(|l| l.stage == stage && l.instruction.starts_with(prefix)).unwrap_or_else(|| panic!("{name} {step}: no `{prefix}` in {:#?}", r.layers));
@@ -504,7 +504,7 @@ async fn the_legacy_builder_misses_copy_chown_and_a_fetched_add_as_the_cli_says(
     let name = on.label();
     for (step, output) in &cli {
         let r = common::record(&results, "kinds", Builder::Legacy, step);
-        assert_eq!(r.outcome, "ok", "{name} {step}: {:?} {:?}", r.error, r.error_log);
+        assert_eq!(r.outcome, layerbench::results::Outcome::Ok, "{name} {step}: {:?} {:?}", r.error, r.error_log);
         for (stage, prefix) in [("flags", "COPY --chown"), ("remote", "ADD http://")] {
             let l = r.layers.iter().find(|l| l.stage == stage && l.instruction.starts_with(prefix)).unwrap_or_else(|| panic!("{name} {step}: no `{prefix}` in {:#?}", r.layers));
             let cli_hit = cli_cached(Builder::Legacy, output, prefix);

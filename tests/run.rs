@@ -39,7 +39,7 @@ async fn editing_a_go_file_of_the_sample_keeps_the_download_layer_cached_and_fet
     assert!(!cached(baseline, "RUN go mod download"), "a cold baseline runs the download");
     assert!(baseline.proxy.requests > 0 && baseline.proxy.modules.len() >= 15);
     let edit = record(&results, "layered", Builder::Buildkit, "edit-handler");
-    assert_eq!(edit.outcome, "ok", "{:?}", edit.error);
+    assert_eq!(edit.outcome, layerbench::results::Outcome::Ok, "{:?}", edit.error);
     assert_eq!(edit.cache_state, BuildStart::Rebuild, "a scenario step is a rebuild, not a cold build");
     assert!(cached(edit, "COPY go.mod go.sum"));
     assert!(cached(edit, "RUN go mod download"));
@@ -84,7 +84,7 @@ async fn a_dependency_bump_rebuilds_from_the_go_mod_copy_on_and_fetches_the_new_
     let results = run(&tiny_app(), &["layered"], vec![shipped("bump-dependency")], &[Builder::Buildkit, Builder::Legacy]).await;
     for builder in [Builder::Buildkit, Builder::Legacy] {
         let bump = record(&results, "layered", builder, "bump-toml");
-        assert_eq!(bump.outcome, "ok", "{builder:?}: {:?}", bump.error);
+        assert_eq!(bump.outcome, layerbench::results::Outcome::Ok, "{builder:?}: {:?}", bump.error);
         let build_stage: Vec<_> = bump.layers.iter().filter(|l| l.stage == "build").collect();
         let from = build_stage.iter().position(|l| l.instruction.starts_with("COPY go.mod")).unwrap();
         for l in &build_stage[from..] {
@@ -122,7 +122,7 @@ async fn a_failed_build_is_recorded_with_its_step_error_and_own_output_with_both
     let results = run(&tiny_app(), &["layered"], vec![broken, fine], &[Builder::Buildkit, Builder::Legacy]).await;
     for builder in [Builder::Buildkit, Builder::Legacy] {
         let failed = record(&results, "layered", builder, "break");
-        assert_eq!(failed.outcome, "failed");
+        assert_eq!(failed.outcome, layerbench::results::Outcome::Failed);
         let error = failed.error.as_deref().unwrap();
         assert!(error.contains("RUN CGO_ENABLED=0 go build"), "{builder:?}: {error}");
         // The failing command's own output: the compiler's message names the file and line.
@@ -136,7 +136,7 @@ async fn a_failed_build_is_recorded_with_its_step_error_and_own_output_with_both
     assert!(failing.instruction.starts_with("RUN CGO_ENABLED=0 go build"));
     assert!(!results.records.iter().any(|r| r.step == "never"), "steps after a failure are not built");
     let next = results.records.iter().find(|r| r.scenario == "fine" && r.step == "again").expect("the next cell ran");
-    assert_eq!(next.outcome, "ok");
+    assert_eq!(next.outcome, layerbench::results::Outcome::Ok);
 }
 
 #[tokio::test]
@@ -145,6 +145,6 @@ async fn a_legacy_cell_of_a_buildkit_only_dockerfile_is_recorded_as_not_applicab
     let results = run(&tiny_app(), &["cache-mount"], vec![shipped("no-change")], &[Builder::Legacy]).await;
     assert_eq!(results.records.len(), 1, "nothing is built: {:#?}", results.records);
     let r = &results.records[0];
-    assert_eq!(r.outcome, "not-applicable");
+    assert_eq!(r.outcome, layerbench::results::Outcome::NotApplicable);
     assert!(r.error.as_deref().is_some_and(|e| e.contains("--mount") && e.contains("needs BuildKit")), "{:?}", r.error);
 }

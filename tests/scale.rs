@@ -36,7 +36,7 @@ impl Drop for OwnedEngines {
 }
 
 /// Per build (template, scenario, builder, repetition, step): its outcome and each Dockerfile step's cache outcome.
-type Outcomes = BTreeMap<(String, String, String, u32, String), (String, Vec<(String, bool)>)>;
+type Outcomes = BTreeMap<(String, String, String, u32, String), (layerbench::results::Outcome, Vec<(String, bool)>)>;
 
 fn outcomes(results: &Results) -> Outcomes {
     results
@@ -45,7 +45,7 @@ fn outcomes(results: &Results) -> Outcomes {
         .map(|r| {
             let key = (r.variant.clone(), r.scenario.clone(), r.builder.name().to_string(), r.repetition, r.step.clone());
             let steps = r.layers.iter().map(|l| (l.instruction.clone(), l.cached)).collect();
-            (key, (r.outcome.clone(), steps))
+            (key, (r.outcome, steps))
         })
         .collect()
 }

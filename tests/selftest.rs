@@ -4,7 +4,7 @@
 
 mod common;
 
-use layerbench::goproxy::gomod;
+use layerbench::gomod::modfile;
 use layerbench::goproxy::server::RequestKind;
 use layerbench::paths;
 use layerbench::selftest::run_selftest;
@@ -47,7 +47,7 @@ async fn the_sample_service_builds_through_the_proxy_and_passes_its_self_test_fr
         );
     }
     let go_mod = std::fs::read_to_string(app.join("go.mod")).unwrap();
-    let required = gomod::requirements(&go_mod);
+    let required = modfile::requirements(&go_mod);
     assert!(required.len() >= 15, "the sample requires a realistic set of modules: {required:?}");
     for r in &required {
         assert!(

@@ -46,7 +46,7 @@ fn building_the_store_twice_gives_byte_identical_files_with_two_toml_versions() 
     for m in &modules {
         for v in &m.versions {
             let go_mod = std::fs::read_to_string(StoreLayout::new(&a).file(&m.path, v, "mod")).unwrap();
-            for r in layerbench::goproxy::gomod::requirements(&go_mod) {
+            for r in layerbench::gomod::modfile::requirements(&go_mod) {
                 let held = modules.iter().find(|x| x.path == r.module).map(|x| x.versions.contains(&r.version));
                 assert_eq!(held, Some(true), "{}@{v} requires {}@{} which the store lacks", m.path, r.module, r.version);
             }
@@ -64,8 +64,8 @@ fn the_store_hashes_agree_with_the_go_sum_that_go_wrote_for_the_sample() {
         let parts: Vec<&str> = line.split_whitespace().collect();
         let (module, version, hash) = (parts[0], parts[1], parts[2]);
         let ours = match version.strip_suffix("/go.mod") {
-            Some(v) => layerbench::goproxy::gosum::hash_mod(&std::fs::read(store.file(module, v, "mod")).unwrap()),
-            None => layerbench::goproxy::gosum::hash_zip(&store.file(module, version, "zip")).unwrap(),
+            Some(v) => layerbench::gomod::sum::hash_mod(&std::fs::read(store.file(module, v, "mod")).unwrap()),
+            None => layerbench::gomod::sum::hash_zip(&store.file(module, version, "zip")).unwrap(),
         };
         assert_eq!(ours, hash, "{module} {version}");
         checked += 1;

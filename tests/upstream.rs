@@ -215,7 +215,7 @@ async fn a_bump_to_the_next_release_finds_it_upstream_and_writes_the_upstream_ha
     assert_eq!(applied.notes, ["github.com/BurntSushi/toml v1.2.0 -> v1.3.2 (first direct dependency, next)"]);
     let go_sum = std::fs::read_to_string(ws.root().join("go.sum")).unwrap();
     let zip = StoreLayout::new(&store).file("github.com/BurntSushi/toml", "v1.3.2", "zip");
-    let hash = layerbench::goproxy::gosum::hash_zip(&zip).unwrap();
+    let hash = layerbench::gomod::sum::hash_zip(&zip).unwrap();
     assert!(go_sum.contains(&format!("github.com/BurntSushi/toml v1.3.2 {hash}")), "{go_sum}");
     let kept = Upstream::new(upstream.url(), cache.path()).cache_folder();
     assert!(StoreLayout::new(kept).file("github.com/BurntSushi/toml", "v1.3.2", "zip").is_file(), "the upstream's answer is kept");

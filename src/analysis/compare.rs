@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::analysis::engines::{cell_name, cell_step_differences, shown_name, EngineBuilds, EngineColumn, EngineDifferences};
 use crate::analysis::stats::{wall_seconds, Ratio, Summary};
-use crate::results::{BuildRecord, Results};
+use crate::results::{BuildRecord, Outcome, Results};
 
 /// One cell step (variant × scenario · builder · network, step) seen in either file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -87,7 +87,7 @@ fn cache_counts(records: &[&BuildRecord]) -> Vec<(String, usize, usize)> {
 }
 
 fn pick<'a>(results: &'a Results, pairing: &Pairing, wanted: &(String, String)) -> Vec<&'a BuildRecord> {
-    results.records.iter().filter(|r| r.outcome == "ok" && pairing.key(r) == *wanted).collect()
+    results.records.iter().filter(|r| r.outcome.is_ok() && pairing.key(r) == *wanted).collect()
 }
 
 /// Why a cell step with successful builds in the first file has none in `after`: what its records there say, or that it has none.
@@ -97,7 +97,7 @@ fn lost_in(after: &Results, pairing: &Pairing, wanted: &(String, String)) -> Str
         return "missing from the second file".to_string();
     };
     let builds = if records.len() == 1 { "its build".to_string() } else { format!("all {} builds", records.len()) };
-    let outcome = if first.outcome == "failed" { "failed".to_string() } else { format!("ended `{}`", first.outcome) };
+    let outcome = if first.outcome == Outcome::Failed { "failed".to_string() } else { format!("ended `{}`", first.outcome) };
     match records.iter().find_map(|r| r.error.as_deref()) {
         Some(error) => format!("{builds} {outcome} in the second file: {error}"),
         None => format!("{builds} {outcome} in the second file (no error recorded)"),
@@ -113,7 +113,7 @@ fn lost_in(after: &Results, pairing: &Pairing, wanted: &(String, String)) -> Str
 pub fn compare(before: &Results, after: &Results) -> Vec<StepComparison> {
     let pairing = Pairing::of(before, after);
     let mut keys: Vec<(String, String)> = Vec::new();
-    for r in before.records.iter().chain(after.records.iter()).filter(|r| r.outcome == "ok") {
+    for r in before.records.iter().chain(after.records.iter()).filter(|r| r.outcome.is_ok()) {
         let k = pairing.key(r);
         if !keys.contains(&k) {
             keys.push(k);
@@ -247,7 +247,7 @@ mod tests {
 
     fn failed(step: &str, error: &str) -> BuildRecord {
         BuildRecord {
-            outcome: "failed".into(),
+            outcome: Outcome::Failed,
             error: Some(error.into()),
             layers: vec![],
             ..rec(step, 1.0, false)

@@ -167,7 +167,7 @@ pub fn cell_step_differences(sides: &[EngineBuilds<'_>]) -> (usize, Vec<CellStep
             .collect();
         if differs(sides, &present, &outcomes) {
             differences.push(Difference { what: "outcome".to_string(), values: outcomes });
-        } else if present.iter().all(|&i| record(i).is_some_and(|r| r.outcome == "ok")) {
+        } else if present.iter().all(|&i| record(i).is_some_and(|r| r.outcome.is_ok())) {
             let mut steps: Vec<(String, Option<usize>, String)> = Vec::new();
             for &i in &present {
                 for l in record(i).map(|r| r.layers.as_slice()).unwrap_or_default().iter().filter(|l| !l.is_base_image()) {
@@ -211,8 +211,8 @@ fn layer_key(l: &LayerRecord) -> (String, Option<usize>, String) {
 
 fn outcome_text(r: &BuildRecord) -> String {
     match &r.error {
-        Some(e) if r.outcome != "ok" => format!("{}: {}", r.outcome, e.split_whitespace().collect::<Vec<_>>().join(" ")),
-        _ => r.outcome.clone(),
+        Some(e) if !r.outcome.is_ok() => format!("{}: {}", r.outcome, e.split_whitespace().collect::<Vec<_>>().join(" ")),
+        _ => r.outcome.to_string(),
     }
 }
 
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn a_build_that_fails_on_one_engine_differs_in_its_outcome_and_its_later_steps_are_no_build() {
         let mut failed = on("modern", "baseline", false);
-        failed.outcome = "failed".into();
+        failed.outcome = crate::results::Outcome::Failed;
         failed.error = Some("at `RUN go mod download`:\n exit 1".into());
         let results = matrix(vec![on("old", "baseline", false), on("old", "edit", true), failed]);
         let d = engine_differences(&results).unwrap();

@@ -551,14 +551,14 @@ fn judge_group(t: &TemplateExpectations, e: &Expectation, g: &Group<'_>, baselin
             network: (g.network != LOOPBACK_NETWORK).then(|| g.network.clone()),
         })
     };
-    let ok: Vec<&BuildRecord> = g.records.iter().copied().filter(|r| r.outcome == "ok").collect();
+    let ok: Vec<&BuildRecord> = g.records.iter().copied().filter(|r| r.outcome.is_ok()).collect();
     // A missing or failed build fails every check of the group: it is never silent.
     let unusable = if g.records.is_empty() {
         Some(Measured::fail("no build recorded".into(), format!("no build of {} was recorded (the cell was not run, or the run stopped before it)", where_(g, &t.name))))
     } else {
-        g.records.iter().find(|r| r.outcome != "ok").map(|bad| {
+        g.records.iter().find(|r| !r.outcome.is_ok()).map(|bad| {
             Measured::fail(
-                format!("{} in {} of {} builds", if bad.outcome == "not-applicable" { "not applicable" } else { "build failed" }, g.records.len() - ok.len(), g.records.len()),
+                format!("{} in {} of {} builds", if bad.outcome == crate::results::Outcome::NotApplicable { "not applicable" } else { "build failed" }, g.records.len() - ok.len(), g.records.len()),
                 format!("{} · {}: {}", bad.step, rep(bad), bad.error_with_output().unwrap_or_else(|| "(no message)".into())),
             )
         })
@@ -857,7 +857,7 @@ fn probe(want: bool, builds: &[&BuildRecord]) -> Measured {
 /// The rebuild time against `max`: the exact interval of [`CentreInterval`], the one-sample side of the comparison
 /// every report uses.
 fn rebuild_seconds(max: f64, builds: &[&BuildRecord]) -> Measured {
-    let times: Vec<f64> = builds.iter().filter(|r| r.outcome == "ok").map(|r| r.wall_ms / 1000.0).collect();
+    let times: Vec<f64> = builds.iter().filter(|r| r.outcome.is_ok()).map(|r| r.wall_ms / 1000.0).collect();
     let Some(c) = CentreInterval::of(&times) else {
         return Measured::fail("no time".into(), "no successful build has a time above 0".into());
     };
@@ -883,7 +883,7 @@ fn slowdown(max: f64, builds: &[&BuildRecord], g: &Group<'_>, template: &str, ba
         return Measured::inconclusive("no baseline".into(), "no --baseline results to compare with".into());
     };
     let same = |r: &&BuildRecord| {
-        r.outcome == "ok"
+        r.outcome.is_ok()
             && r.variant == template
             && r.builder == g.builder
             && r.network == g.network
@@ -918,7 +918,7 @@ fn slowdown(max: f64, builds: &[&BuildRecord], g: &Group<'_>, template: &str, ba
 /// Builds that succeeded in the baseline and now fail or are missing: regressions, whatever the expectations say.
 fn lost_builds(t: &TemplateExpectations, results: &Results, before: &Results) -> Vec<Judgement> {
     let mut keys: Vec<(String, String, Builder, String)> = Vec::new();
-    for r in before.records.iter().filter(|r| r.variant == t.name && r.outcome == "ok") {
+    for r in before.records.iter().filter(|r| r.variant == t.name && r.outcome.is_ok()) {
         let k = (r.scenario.clone(), r.step.clone(), r.builder, r.network.clone());
         if !keys.contains(&k) {
             keys.push(k);
@@ -932,7 +932,7 @@ fn lost_builds(t: &TemplateExpectations, results: &Results, before: &Results) ->
     let ours = t.builds(results);
     for (scenario, step, builder, network) in keys {
         let now: Vec<&BuildRecord> = ours.iter().copied().filter(|r| r.scenario == scenario && r.step == step && r.builder == builder && r.network == network).collect();
-        if now.iter().any(|r| r.outcome == "ok") {
+        if now.iter().any(|r| r.outcome.is_ok()) {
             continue;
         }
         let in_run = results.options.scenarios.contains(&scenario) && results.options.builders.contains(&builder) && (network == LOOPBACK_NETWORK || results.records.iter().any(|r| r.network == network));
@@ -1103,7 +1103,7 @@ mod tests {
         let j = judge(std::slice::from_ref(&t), &results_with(vec![]), None);
         assert_eq!((j[0].outcome, j[0].measured.as_str()), (Outcome::Fail, "no build recorded"));
         let mut failed = rebuild(true, 1.0, 1);
-        failed.outcome = "failed".into();
+        failed.outcome = crate::results::Outcome::Failed;
         failed.error = Some("at `RUN go build -o /app .`: exit code 1".into());
         let j = judge(&[t], &results_with(vec![failed]), None);
         assert_eq!(j[0].outcome, Outcome::Fail);
@@ -1247,7 +1247,7 @@ mod tests {
         let t = template(vec![expect(|e| e.all_cached = Some(true))]);
         let before = results_with(vec![rebuild(true, 1.0, 1)]);
         let mut failed = rebuild(true, 1.0, 1);
-        failed.outcome = "failed".into();
+        failed.outcome = crate::results::Outcome::Failed;
         failed.error = Some("boom".into());
         let j = judge(std::slice::from_ref(&t), &results_with(vec![failed]), Some(&before));
         assert!(j.iter().any(|j| j.expectation == "builds as in --baseline" && j.outcome == Outcome::Fail && j.reason.as_deref() == Some("boom")), "{j:#?}");

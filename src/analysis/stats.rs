@@ -151,7 +151,7 @@ fn median_of(mut v: Vec<f64>) -> f64 {
 
 /// The wall times, in seconds, of the successful builds among `records`.
 pub fn wall_seconds(records: &[&crate::results::BuildRecord]) -> Option<Summary> {
-    Summary::of(&records.iter().filter(|r| r.outcome == "ok").map(|r| r.wall_ms / 1000.0).collect::<Vec<_>>())
+    Summary::of(&records.iter().filter(|r| r.outcome.is_ok()).map(|r| r.wall_ms / 1000.0).collect::<Vec<_>>())
 }
 
 /// The ratio of two samples of times: the Hodges–Lehmann estimate with its exact 95% interval from a Mann–Whitney

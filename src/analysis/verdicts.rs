@@ -119,7 +119,7 @@ impl<'a> Records<'a> {
                     && r.step == step
                     && r.builder == builder
                     && r.network == network
-                    && r.outcome == "ok"
+                    && r.outcome.is_ok()
             })
             .collect()
     }
@@ -134,13 +134,13 @@ impl<'a> Records<'a> {
         self.0
             .records
             .iter()
-            .filter(|r| r.variant == variant && r.step == "baseline" && r.builder == Builder::Buildkit && r.network == LOOPBACK && r.outcome == "ok")
+            .filter(|r| r.variant == variant && r.step == "baseline" && r.builder == Builder::Buildkit && r.network == LOOPBACK && r.outcome.is_ok())
             .collect()
     }
 
     /// Not measured, saying why, when the variant has baselines but none was built cold (a claim about cold builds cannot use them).
     fn refuse_not_cold(&self, variant: &str) -> Option<(Verdict, String)> {
-        let all: Vec<&BuildRecord> = self.0.records.iter().filter(|r| r.variant == variant && r.step == "baseline" && r.outcome == "ok").collect();
+        let all: Vec<&BuildRecord> = self.0.records.iter().filter(|r| r.variant == variant && r.step == "baseline" && r.outcome.is_ok()).collect();
         (!all.is_empty() && !all.iter().any(|r| is_cold(r))).then(|| {
             (
                 Verdict::NotMeasured,
@@ -362,7 +362,7 @@ fn c3(r: &Records) -> (Verdict, String) {
     let mut violations = Vec::new();
     // Builds where a stage missed and a later stage still had a hit (a `COPY --from` keyed by the copied files' content).
     let mut later_stage_hits = Vec::new();
-    for rec in r.0.records.iter().filter(|x| x.outcome == "ok" && x.step != "baseline") {
+    for rec in r.0.records.iter().filter(|x| x.outcome.is_ok() && x.step != "baseline") {
         let mut stages: Vec<&str> = rec.layers.iter().map(|l| l.stage.as_str()).collect();
         stages.dedup();
         let mut missed_stage: Option<&str> = None;
@@ -489,7 +489,7 @@ fn c6(r: &Records) -> (Verdict, String) {
             .0
             .records
             .iter()
-            .filter(|x| x.variant == *good && is_cold(x) && x.builder == Builder::Buildkit && x.network == network && x.outcome == "ok")
+            .filter(|x| x.variant == *good && is_cold(x) && x.builder == Builder::Buildkit && x.network == network && x.outcome.is_ok())
             .collect();
         let Some(copy) = step_seconds(&recs, "COPY go.mod") else { continue };
         let mut line = format!("on {network}, a cold build's `COPY go.mod go.sum` took {}", secs(&copy));
@@ -554,7 +554,7 @@ fn is_standard_library(module: &str) -> bool {
 }
 
 fn c7(r: &Records) -> (Verdict, String) {
-    let logged: Vec<&BuildRecord> = r.0.records.iter().filter(|x| x.outcome == "ok" && !x.proxy.log.is_empty()).collect();
+    let logged: Vec<&BuildRecord> = r.0.records.iter().filter(|x| x.outcome.is_ok() && !x.proxy.log.is_empty()).collect();
     if logged.is_empty() {
         return not_measured("proxy request log (every request, answered or not)");
     }
@@ -570,7 +570,7 @@ fn c7(r: &Records) -> (Verdict, String) {
     );
     // What the download layer writes, from single-stage images (a multi-stage image does not keep its build stage's layers).
     let layers = |step: &str| {
-        r.0.records.iter().filter(|x| x.outcome == "ok" && is_cold(x)).find_map(|rec| {
+        r.0.records.iter().filter(|x| x.outcome.is_ok() && is_cold(x)).find_map(|rec| {
             let contents = rec.inspection.as_ref()?.layer_contents.iter().find(|c| c.created_by.contains(step))?;
             Some((rec, contents))
         })

@@ -79,7 +79,7 @@ impl SentContext {
             let mut hasher = Sha256::new();
             std::io::copy(&mut file, &mut hasher).map_err(io)?;
             if let Some(state) = self.contents.files.get_mut(&rel) {
-                state.digest = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                state.digest = hex::encode(hasher.finalize());
             }
         }
         Ok(())
@@ -376,7 +376,7 @@ enum Place {
 /// The name the CLI gives a Dockerfile from outside the context: `.dockerfile.`
 /// and 20 characters (random there, the start of the text's SHA-256 here).
 fn generated_dockerfile_name(text: &[u8]) -> String {
-    let digest: String = Sha256::digest(text).iter().map(|b| format!("{b:02x}")).collect();
+    let digest = hex::encode(Sha256::digest(text));
     format!(".dockerfile.{}", &digest[..20])
 }
 

@@ -33,7 +33,7 @@ impl FileState {
             _ => "other",
         };
         let digest = match digest {
-            Some(hasher) if kind == "file" => hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+            Some(hasher) if kind == "file" => hex::encode(hasher.finalize()),
             _ => String::new(),
         };
         FileState { kind, digest, mode, uid, gid, link }

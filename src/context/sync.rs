@@ -211,10 +211,6 @@ impl DigestCache {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Lists `dir` for `request` as fsutil's walk does, calling `each` with every
 /// path in the order sent (its stat and state). `dialect` is the CLI's whose
 /// sync this stands for (the engine's release).
@@ -349,7 +345,7 @@ fn listed(rel: &str, path: &Path, meta: &Metadata, reset_owner: bool, first_link
         }
     }
     // A socket's contents are nothing (BuildKit copies it as an empty file).
-    let digest = if kind.is_socket() { hex(&Sha256::digest(b"")) } else { String::new() };
+    let digest = if kind.is_socket() { hex::encode(Sha256::digest(b"")) } else { String::new() };
     let state = FileState {
         kind: state_kind,
         digest,
@@ -773,7 +769,7 @@ fn send_file(listed: &ListedPath, id: u32, out: &mpsc::Sender<Result<Packet, ton
     if out.blocking_send(Ok(data(Vec::new()))).is_err() {
         return Ok(None);
     }
-    Ok(Some((bytes, hex(&hasher.finalize()))))
+    Ok(Some((bytes, hex::encode(hasher.finalize()))))
 }
 
 
@@ -818,7 +814,7 @@ impl SessionContext {
     /// key, so a rebuild sends only what changed.
     pub fn session_name_and_key(&self) -> (String, String) {
         let name = self.context_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let key = hex(&Sha256::digest(format!("layerbench:{}", self.context_dir.display()).as_bytes()));
+        let key = hex::encode(Sha256::digest(format!("layerbench:{}", self.context_dir.display()).as_bytes()));
         (name, key)
     }
 
@@ -986,6 +982,6 @@ mod tests {
         let mut sent = log.sent_context(&cache);
         assert_eq!(sent.unhashed, [("f".to_string(), file.clone())]);
         sent.fill_digests().unwrap();
-        assert_eq!(sent.contents.files["f"].digest, hex(&Sha256::digest(b"two!")));
+        assert_eq!(sent.contents.files["f"].digest, hex::encode(Sha256::digest(b"two!")));
     }
 }

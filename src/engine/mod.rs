@@ -9,7 +9,7 @@ use stream::{BuildStream, StreamItem};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bollard::models::{BuildInfoAux, ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
@@ -285,14 +285,6 @@ pub struct Emptied {
 pub struct RunOutcome {
     pub exit_code: i64,
     pub output: String,
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn parse_api(v: &str) -> Option<(u64, u64)> {
@@ -616,7 +608,7 @@ impl Engine {
         labels.entry(MANAGED_LABEL.to_string()).or_insert_with(|| "true".into());
         labels.entry(KIND_LABEL.to_string()).or_insert_with(|| "build".into());
         let session_id = match builder {
-            Builder::Buildkit => Some(format!("layerbench-{}-{}", std::process::id(), unix_ms_now())),
+            Builder::Buildkit => Some(format!("layerbench-{}-{}", std::process::id(), crate::results::unix_ms_now())),
             Builder::Legacy => None,
         };
         let mut options = BuildImageOptions {
@@ -677,7 +669,7 @@ impl Engine {
                         }
                     }
                     if let Some(text) = &info.stream {
-                        items.push(StreamItem::Text { text: text.clone(), at_unix_ms: unix_ms_now() });
+                        items.push(StreamItem::Text { text: text.clone(), at_unix_ms: crate::results::unix_ms_now() });
                     }
                     items
                 }

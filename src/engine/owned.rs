@@ -328,7 +328,7 @@ pub fn liveness(state: Option<&OwnedEngineState>) -> Liveness {
 pub fn bridge_name(name: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(name.as_bytes());
-    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&digest[..5]);
     format!("lb{hex}")
 }
 
@@ -444,7 +444,7 @@ pub async fn start_dockerd(engines_dir: &Path, name: &str, options: &StartOption
         name: name.to_string(),
         socket: layout.socket.clone(),
         pid: Some(pid),
-        started_unix: crate::engine::unix_ms_now() / 1000,
+        started_unix: crate::results::unix_ms_now() / 1000,
         data_root: layout.data_root.clone(),
         exec_root: layout.exec_root.clone(),
         log: layout.log.clone(),

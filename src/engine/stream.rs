@@ -237,7 +237,7 @@ impl BuildStream {
 
     /// The steps in the order the builder first reported them.
     pub fn finish(mut self) -> Vec<StepReport> {
-        let now = super::unix_ms_now();
+        let now = crate::results::unix_ms_now();
         if let Some(step) = self.legacy_current.take().and_then(|k| self.by_key.get_mut(&k)) {
             step.completed_unix_ms.get_or_insert(now);
         }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::goproxy::gomod::Version;
+use crate::gomod::modfile::Version;
 
 /// Errors about a directory that should be a GOPROXY-layout module store.
 #[derive(Debug, thiserror::Error)]

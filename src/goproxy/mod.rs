@@ -2,8 +2,6 @@
 
 mod body;
 pub mod client;
-pub mod gomod;
-pub mod gosum;
 pub mod layout;
 pub mod request;
 pub mod server;
@@ -18,4 +16,4 @@ pub use server::{ProxyConfig, ProxyLog, ProxyRequest, ProxyServer, RequestKind, 
 pub use source::{Lookup, ModuleSource, ServedFrom, SourceError, VersionFile};
 pub use upstream::{upstream_from_env, Upstream};
 pub use store::{build_store, Recipe, StoreReport};
-pub use versions::{next_version, ModuleVersions, Prefetched};
+pub use versions::Prefetched;

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -430,7 +430,7 @@ fn log_unanswered(error: &hyper::Error, log: &ProxyLog) {
         kind: RequestKind::Other,
         status,
         bytes: 0,
-        at_unix_ms: unix_ms_now(),
+        at_unix_ms: crate::results::unix_ms_now(),
         duration_ms: 0.0,
         served_from: ServedFrom::None,
         lane: String::new(),
@@ -443,7 +443,7 @@ fn log_unanswered(error: &hyper::Error, log: &ProxyLog) {
 /// cap paces the body, and the body logs the request once it is sent.
 async fn respond(request: Request<Incoming>, shared: Shared) -> Result<Response<AnswerBody>, Infallible> {
     let started = Instant::now();
-    let at_unix_ms = unix_ms_now();
+    let at_unix_ms = crate::results::unix_ms_now();
     let uri = request.uri();
     let full_target = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
     let header_bytes = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
@@ -511,13 +511,6 @@ fn loggable(target: &str) -> String {
         end -= 1;
     }
     format!("{}… ({} bytes)", &target[..end], target.len())
-}
-
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The status, body and origin of the answer to one request; unpublished

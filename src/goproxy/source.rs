@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::goproxy::gomod::Version;
+use crate::gomod::modfile::Version;
 use crate::goproxy::layout::{escape_path, StoreLayout};
 use crate::goproxy::server::Unpublished;
 use crate::goproxy::upstream::{Fetched, Upstream, UpstreamClient, UpstreamError};

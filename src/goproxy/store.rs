@@ -8,7 +8,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::goproxy::gomod::{self, Version};
+use crate::gomod::modfile::{self, Version};
 use crate::goproxy::layout::StoreLayout;
 
 /// The recipe shipped with layerbench: the store that serves the sample service.
@@ -107,7 +107,7 @@ impl Recipe {
     /// A short fingerprint of the recipe, stored with the store so a changed recipe triggers a rebuild.
     pub fn fingerprint(&self) -> String {
         let text = serde_json::to_string(self).unwrap_or_default();
-        hex(&Sha256::digest(text.as_bytes()))[..16].to_string()
+        hex::encode(Sha256::digest(text.as_bytes()))[..16].to_string()
     }
 }
 
@@ -170,13 +170,13 @@ pub fn build_store(recipe: &Recipe, mirror: &str, cache: &Path, out: &Path) -> R
     let known: Vec<String> = unpacked
         .iter()
         .filter_map(|u| u.raw_go_mod.as_deref())
-        .flat_map(gomod::requirements)
+        .flat_map(modfile::requirements)
         .map(|r| r.version)
         .collect();
     for u in &mut unpacked {
         u.version = match &u.entry.version {
             Some(v) => v.clone(),
-            None => gomod::debian_to_go_version(&u.entry.debian_version, &known).ok_or_else(|| StoreError::Package {
+            None => modfile::debian_to_go_version(&u.entry.debian_version, &known).ok_or_else(|| StoreError::Package {
                 package: u.entry.package.clone(),
                 version: u.entry.debian_version.clone(),
                 problem: "its Debian version does not map to a Go module version; set `version` in the recipe".into(),
@@ -346,7 +346,7 @@ pub(crate) fn run(mut cmd: Command, what: &str, hint: &'static str) -> Result<st
 fn unpack(entry: &RecipeModule, debs: &Path, scratch: &Path) -> Result<Unpacked, StoreError> {
     let deb = deb_path(debs, entry);
     let bytes = std::fs::read(&deb).map_err(io_err("read", &deb))?;
-    let deb_sha256 = hex(&Sha256::digest(&bytes));
+    let deb_sha256 = hex::encode(Sha256::digest(&bytes));
     let dest = scratch.join(format!("{}_{}", entry.package, entry.debian_version.replace(':', "%3a")));
     std::fs::create_dir_all(&dest).map_err(io_err("create", &dest))?;
     let mut cmd = Command::new("dpkg-deb");
@@ -367,7 +367,7 @@ fn unpack(entry: &RecipeModule, debs: &Path, scratch: &Path) -> Result<Unpacked,
         None
     };
     let module = match (&raw_go_mod, &entry.module) {
-        (Some(text), _) => gomod::module_path(text).ok_or_else(|| StoreError::Package {
+        (Some(text), _) => modfile::module_path(text).ok_or_else(|| StoreError::Package {
             package: entry.package.clone(),
             version: entry.debian_version.clone(),
             problem: format!("{} has no `module` line", go_mod_path.display()),
@@ -400,7 +400,7 @@ fn write_module_version(
     std::fs::create_dir_all(&vdir).map_err(io_err("create", &vdir))?;
     let (go_mod, rewrites) = match &u.raw_go_mod {
         Some(text) => {
-            let r = gomod::rewrite_requirements(text, available);
+            let r = modfile::rewrite_requirements(text, available);
             (r.text, r.changes)
         }
         None => (format!("module {}\n", u.module), vec!["no go.mod in the package: served `module` only".into()]),
@@ -530,9 +530,6 @@ pub fn is_acceptable_file_path(rel: &str) -> bool {
     })
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[cfg(test)]
 mod tests {

@@ -85,7 +85,7 @@ pub fn cache_folder_name(url: &str) -> String {
     }
     let readable = readable.trim_matches(['_', '.']);
     let readable = if readable.is_empty() { "upstream" } else { readable };
-    let digest = crate::goproxy::store::hex(&Sha256::digest(normalised.as_bytes()));
+    let digest = hex::encode(Sha256::digest(normalised.as_bytes()));
     format!("{readable}-{}", &digest[..12])
 }
 

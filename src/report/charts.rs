@@ -303,7 +303,7 @@ fn cache_rows(results: &Results, scenario: &str) -> Vec<CacheRow> {
     let mut rows = Vec::new();
     for step in steps_of(results, scenario).into_iter().filter(|s| s != "baseline") {
         for r in cells_of(results, scenario, &step) {
-            let reps: Vec<&BuildRecord> = repetitions(results, r).into_iter().filter(|o| o.outcome == "ok").collect();
+            let reps: Vec<&BuildRecord> = repetitions(results, r).into_iter().filter(|o| o.outcome.is_ok()).collect();
             let Some(first) = reps.first() else { continue };
             let cells = first
                 .layers
@@ -333,13 +333,19 @@ pub fn short_instruction(instruction: &str) -> String {
     shorten(instruction, 30)
 }
 
-/// The text on one line, cut to `max` characters with an ellipsis.
+/// The text with its whitespace collapsed to single spaces, cut to `max` characters with an ellipsis (see [`cut`]).
 pub fn shorten(text: &str, max: usize) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= max {
-        one_line
+    cut(&text.split_whitespace().collect::<Vec<_>>().join(" "), max)
+}
+
+/// `text` on one line (a heredoc's instruction spans several), cut to `max` characters with an ellipsis; its other
+/// spacing kept, so a table line keeps its alignment.
+pub fn cut(text: &str, max: usize) -> String {
+    let line = text.replace('\n', " ");
+    if line.chars().count() <= max {
+        line
     } else {
-        format!("{}…", one_line.chars().take(max - 1).collect::<String>())
+        format!("{}…", line.chars().take(max.saturating_sub(1)).collect::<String>())
     }
 }
 
@@ -365,7 +371,7 @@ fn time_split(results: &Results) -> Option<(String, String, Vec<StackedBar>)> {
             let baseline = results
                 .records
                 .iter()
-                .find(|b| same_cell(b, rebuild) && b.step == "baseline" && b.repetition == rebuild.repetition && b.outcome == "ok");
+                .find(|b| same_cell(b, rebuild) && b.step == "baseline" && b.repetition == rebuild.repetition && b.outcome.is_ok());
             if let Some(b) = baseline {
                 bars.push(stacked(format!("{} · cold", cell_label(b)), b));
             }
@@ -380,7 +386,7 @@ fn time_split(results: &Results) -> Option<(String, String, Vec<StackedBar>)> {
 
 /// The successful repetition whose wall time is the median (the lower one of an even count).
 fn median_build<'a>(records: &[&'a BuildRecord]) -> Option<&'a BuildRecord> {
-    let mut ok: Vec<&BuildRecord> = records.iter().copied().filter(|r| r.outcome == "ok").collect();
+    let mut ok: Vec<&BuildRecord> = records.iter().copied().filter(|r| r.outcome.is_ok()).collect();
     ok.sort_by(|a, b| a.wall_ms.total_cmp(&b.wall_ms).then(a.repetition.cmp(&b.repetition)));
     ok.get(ok.len().saturating_sub(1) / 2).copied()
 }
@@ -409,7 +415,7 @@ fn stacked(label: String, r: &BuildRecord) -> StackedBar {
 
 fn image_sizes(results: &Results) -> Vec<SizeBar> {
     let mut bars: Vec<SizeBar> = Vec::new();
-    let ok_images = results.records.iter().filter(|r| r.outcome == "ok" && r.image.is_some());
+    let ok_images = results.records.iter().filter(|r| r.outcome.is_ok() && r.image.is_some());
     // BuildKit baselines first: the image each variant produces from the unchanged app.
     let (mut preferred, others): (Vec<&BuildRecord>, Vec<&BuildRecord>) = ok_images.partition(|r| r.step == "baseline" && r.builder == Builder::Buildkit);
     preferred.extend(others);
@@ -437,7 +443,7 @@ fn timeline(results: &Results) -> Option<(&BuildRecord, Timeline)> {
     let key = |r: &BuildRecord| (r.variant == crate::analysis::verdicts::STAGES_VARIANT, first_seen(r.layers.iter().map(|l| l.stage.clone())).len());
     let mut best: Option<&BuildRecord> = None;
     for r in results.records.iter().filter(|r| {
-        r.outcome == "ok" && r.builder == Builder::Buildkit && r.cache_state == BuildStart::Cold && r.layers.iter().all(|l| l.start_ms.is_some() && l.end_ms.is_some())
+        r.outcome.is_ok() && r.builder == Builder::Buildkit && r.cache_state == BuildStart::Cold && r.layers.iter().all(|l| l.start_ms.is_some() && l.end_ms.is_some())
     }) {
         if best.is_none_or(|b| key(r) > key(b)) {
             best = Some(r);

@@ -46,7 +46,7 @@ pub fn summary(results: &Results) -> String {
 }
 
 fn rows(cell: &BuildRecord, reps: &[&BuildRecord]) -> Vec<Vec<String>> {
-    let ok: Vec<&BuildRecord> = reps.iter().copied().filter(|r| r.outcome == "ok").collect();
+    let ok: Vec<&BuildRecord> = reps.iter().copied().filter(|r| r.outcome.is_ok()).collect();
     let wall = wall_seconds(&ok);
     let requests: Vec<f64> = ok.iter().map(|r| r.proxy.requests as f64).collect();
     let build = vec![

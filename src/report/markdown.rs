@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::analysis::verdicts::{claim_summary, verdicts};
-use crate::results::{BuildRecord, CacheState, Isolation, LayerRecord, MissKind, Results};
+use crate::results::{BuildRecord, CacheState, Isolation, LayerRecord, MissKind, Outcome, Results};
 
 use super::charts::{cell_label, cells_of, repetitions, scenarios, steps_of, Chart};
 use super::shown;
@@ -88,16 +88,16 @@ fn run_section(results: &Results, results_dir: &Path) -> String {
             CacheState::Warm => "warm: each cell's baseline is built once unrecorded, then recorded from the cache".to_string(),
         },
     );
-    let count = |o: &str| results.records.iter().filter(|r| r.outcome == o).count();
+    let count = |o: Outcome| results.records.iter().filter(|r| r.outcome == o).count();
     row(
         "Builds",
         format!(
             "{} recorded: {} ok, {} failed, {} timed out, {} not applicable; up to {} repetitions per cell",
             results.records.len(),
-            count("ok"),
-            count("failed"),
-            count(crate::runner::TIMED_OUT),
-            count("not-applicable"),
+            count(Outcome::Ok),
+            count(Outcome::Failed),
+            count(Outcome::TimedOut),
+            count(Outcome::NotApplicable),
             results.records.iter().map(|r| r.repetition).max().unwrap_or(0)
         ),
     );
@@ -248,13 +248,13 @@ fn failure_section(results: &Results) -> String {
 }
 
 fn step_row(cell: &BuildRecord, step: &str, reps: &[&BuildRecord]) -> String {
-    let ok: Vec<&BuildRecord> = reps.iter().copied().filter(|r| r.outcome == "ok").collect();
+    let ok: Vec<&BuildRecord> = reps.iter().copied().filter(|r| r.outcome.is_ok()).collect();
     let n = format!("{}", reps.len());
     let Some(first) = ok.first() else {
         let why = reps
             .iter()
             .find_map(|r| r.error.as_ref().map(|e| format!("{}: {}", r.outcome, e)))
-            .unwrap_or_else(|| reps.first().map_or(String::new(), |r| r.outcome.clone()));
+            .unwrap_or_else(|| reps.first().map_or(String::new(), |r| r.outcome.to_string()));
         return format!("| {} | {step} | {n} | – | – | – | {} | – | – |\n", cell_label(cell), cell_text(&why));
     };
     let wall = crate::analysis::stats::wall_seconds(&ok);

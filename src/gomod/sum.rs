@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::goproxy::gomod::{self, Version};
-use crate::goproxy::versions::ModuleVersions;
+use crate::gomod::modfile::{self, Version};
+use crate::gomod::versions::ModuleVersions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BumpError {
@@ -53,7 +53,7 @@ pub fn hash1(mut files: Vec<(String, Vec<u8>)>) -> String {
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut summary = String::new();
     for (name, content) in &files {
-        summary.push_str(&format!("{}  {}\n", crate::goproxy::store::hex(&Sha256::digest(content)), name));
+        summary.push_str(&format!("{}  {}\n", hex::encode(Sha256::digest(content)), name));
     }
     format!("h1:{}", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(summary.as_bytes())))
 }
@@ -108,12 +108,12 @@ pub fn bump(
     version: &str,
     versions: &dyn ModuleVersions,
 ) -> Result<Bumped, BumpError> {
-    let required = gomod::requirements(go_mod);
+    let required = modfile::requirements(go_mod);
     let current = required.iter().find(|r| r.module == module).ok_or_else(|| BumpError::NotRequired {
         go_mod: go_mod_path.to_path_buf(),
         module: module.to_string(),
     })?;
-    let Some(store) = versions.layout_for(module, version) else {
+    let Some(files) = versions.files_for(module, version) else {
         return Err(BumpError::NotInStore {
             source_name: versions.describe(),
             module: module.to_string(),
@@ -121,13 +121,12 @@ pub fn bump(
             available: available(versions, module),
         });
     };
-    let zip = store.file(module, version, "zip");
-    let mod_file = store.file(module, version, "mod");
+    let (zip, mod_file) = (files.zip, files.mod_file);
     let mod_content = std::fs::read(&mod_file).map_err(|source| BumpError::Io {
         path: mod_file.clone(),
         source,
     })?;
-    for need in gomod::requirements(&String::from_utf8_lossy(&mod_content)) {
+    for need in modfile::requirements(&String::from_utf8_lossy(&mod_content)) {
         let has = required.iter().find(|r| r.module == need.module);
         let older = match (has.and_then(|h| Version::parse(&h.version)), Version::parse(&need.version)) {
             (Some(h), Some(n)) => h < n,
@@ -171,14 +170,14 @@ pub fn bump(
 
 /// Where `version = "next"` leads from what `go_mod` requires of `module`.
 pub fn next_for(go_mod_path: &Path, go_mod: &str, module: &str, versions: &dyn ModuleVersions) -> Result<String, BumpError> {
-    let current = gomod::requirements(go_mod)
+    let current = modfile::requirements(go_mod)
         .into_iter()
         .find(|r| r.module == module)
         .ok_or_else(|| BumpError::NotRequired {
             go_mod: go_mod_path.to_path_buf(),
             module: module.to_string(),
         })?;
-    match crate::goproxy::versions::next_version(&current.version, &versions.versions(module)) {
+    match crate::gomod::versions::next_version(&current.version, &versions.versions(module)) {
         Some(next) => Ok(next.as_str().to_string()),
         None => Err(BumpError::NoNewerVersion {
             source_name: versions.describe(),
