@@ -124,15 +124,7 @@ fn w_cdf(n: usize) -> Vec<f64> {
             counts[w] += counts[w - rank];
         }
     }
-    let total = 2f64.powi(n as i32);
-    let mut acc = 0.0;
-    counts
-        .iter()
-        .map(|c| {
-            acc += c;
-            acc / total
-        })
-        .collect()
+    cumulative(&counts)
 }
 
 fn middle(sorted: &[f64]) -> f64 {
@@ -179,7 +171,11 @@ fn make_u_cdf(m: usize, n: usize) -> Vec<f64> {
             }
         }
     }
-    let counts = &table[m][n];
+    cumulative(&table[m][n])
+}
+
+/// The distribution function of counts of equally likely arrangements: `cdf[i] = P(X <= i)`.
+fn cumulative(counts: &[f64]) -> Vec<f64> {
     let total: f64 = counts.iter().sum();
     let mut acc = 0.0;
     counts
