@@ -316,3 +316,80 @@ pub enum CacheChoice {
     Cold,
     Warm,
 }
+
+/// The exit code of a command that ran but whose check failed.
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// The exit code of input that cannot be used: a usage error, a bad project or results file.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// The exit code of an environment that failed: the engine, the disk, the network.
+pub const EXIT_ENVIRONMENT: u8 = 3;
+/// The exit code of a run stopped by Ctrl-C or SIGTERM.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The error and its causes, leaving out a cause the message above it already quotes.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// Input the user gave that cannot be used (a project file, a results file): exit 2, like a usage error.
+#[derive(Debug)]
+pub struct BadInput(anyhow::Error);
+
+impl BadInput {
+    pub fn from_error(e: impl Into<anyhow::Error>) -> anyhow::Error {
+        anyhow::Error::new(BadInput(e.into()))
+    }
+}
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", error_text(&self.0))
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Where status lines go: stdout, or stderr when stdout carries JSON.
+pub enum Say {
+    Stdout,
+    Stderr,
+}
+
+impl Say {
+    pub fn line(&self, text: &str) {
+        match self {
+            Say::Stdout => println!("{}", crate::table::fit(text)),
+            Say::Stderr => eprintln!("{}", crate::table::fit(text)),
+        }
+    }
+}
+
+
+pub fn print_provisioned(p: &crate::setup::Provisioned, say: &Say) {
+    say.line(&format!("engine: Docker {} (API {})", p.engine.engine, p.engine.api));
+    for image in &p.base_images {
+        say.line(&format!("base image {}: {} [{}] {}", image.name, image.provenance, image.action, short(&image.id)));
+    }
+    say.line(&format!(
+        "module store {}: {} ({} modules, {} versions, {:.1} MB, {:.1} s)",
+        p.store.path.display(),
+        p.store.action,
+        p.store.modules,
+        p.store.versions,
+        p.store.zip_bytes as f64 / 1e6,
+        p.store.seconds
+    ));
+}
+
+pub fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}

@@ -2,6 +2,7 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod commands;
 pub mod context;
 pub mod dockerfile;
 pub mod durable;
@@ -13,19 +14,16 @@ pub mod inspect;
 pub mod merge;
 pub mod miss;
 pub mod paths;
-pub mod project;
-pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod results;
 pub mod saved_image;
 pub mod roles;
-pub mod runner;
+pub mod run;
 pub mod scenario;
 pub mod selftest;
 pub mod setup;
 pub mod shipped;
-pub mod suite;
 pub mod table;
 pub mod toml_lines;
 pub mod workspace;

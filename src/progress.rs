@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, P
 
 use crate::engine::StepReport;
 use crate::results::{BuildRecord, Builder};
-use crate::runner::{Cell, Event};
+use crate::run::{Cell, Event};
 
 /// How often the bars redraw on their own (elapsed times move between events).
 const TICK: Duration = Duration::from_millis(250);
@@ -411,7 +411,7 @@ mod tests {
         .expect("a scenario");
         Cell {
             index,
-            variant: crate::runner::Variant {
+            variant: crate::run::Variant {
                 name: variant.to_string(),
                 dockerfile: "/app/Dockerfile".into(),
                 target: None,
@@ -422,7 +422,7 @@ mod tests {
             scenario,
             builder: Builder::Buildkit,
             repetition: 1,
-            network: crate::runner::NetworkProfile::loopback(),
+            network: crate::run::NetworkProfile::loopback(),
         }
     }
 

@@ -207,7 +207,7 @@ pub struct RunOptions {
     pub matrix: bool,
     /// How BuildKit builds got their context (absent in files written before the session: a tar).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context_transfer: Option<crate::context::ContextTransfer>,
+    pub context_transfer: Option<ContextTransfer>,
     /// `builtin` when the run dropped the templates' `# syntax=` directives (absent: they were kept).
     #[serde(default, skip_serializing_if = "is_directive")]
     pub frontend: Frontend,
@@ -788,6 +788,26 @@ impl Results {
 }
 
 /// A results file around the given records, with placeholder provenance (for unit tests).
+/// How a BuildKit build's context reaches the engine (the legacy builder always takes a tar).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContextTransfer {
+    /// Through the build's session, the files the engine asks for, as the Docker CLI sends them.
+    #[default]
+    Session,
+    /// A tar uploaded with the build request, whole.
+    Tar,
+}
+
+impl std::fmt::Display for ContextTransfer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContextTransfer::Session => "session",
+            ContextTransfer::Tar => "tar",
+        })
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn results_with(records: Vec<BuildRecord>) -> Results {
     Results {

@@ -5,6 +5,8 @@ use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
+use walkdir::WalkDir;
+
 use crate::dockerfile::DockerfileModel;
 use crate::gomod::modfile;
 use crate::gomod::sum::{self, BumpError};
@@ -578,28 +580,32 @@ fn write(path: &Path, text: &str) -> Result<(), WorkspaceError> {
     std::fs::write(path, text).map_err(io("write", path))
 }
 
-/// Copies files, folders and symlinks, keeping permission bits; skips `.git`.
+/// Copies files, folders and symlinks, keeping files' permission bits; skips `.git` folders.
 fn copy_tree(from: &Path, to: &Path, stop: &AtomicBool) -> Result<(), WorkspaceError> {
     std::fs::create_dir_all(to).map_err(io("create", to))?;
-    let entries = std::fs::read_dir(from).map_err(io("read", from))?;
-    for entry in entries {
+    let mut walker = WalkDir::new(from).min_depth(1).follow_links(false).into_iter();
+    while let Some(entry) = walker.next() {
         if stop.load(Ordering::Relaxed) {
             return Err(WorkspaceError::Interrupted { from: from.to_path_buf() });
         }
-        let entry = entry.map_err(io("read", from))?;
+        let entry = entry.map_err(|e| {
+            let at = e.path().unwrap_or(from).to_path_buf();
+            io("read", &at)(e.into())
+        })?;
         let src = entry.path();
-        let dst = to.join(entry.file_name());
-        let kind = entry.file_type().map_err(io("stat", &src))?;
+        let dst = to.join(src.strip_prefix(from).unwrap_or(src));
+        let kind = entry.file_type();
         if kind.is_dir() {
             if entry.file_name() == ".git" {
+                walker.skip_current_dir();
                 continue;
             }
-            copy_tree(&src, &dst, stop)?;
+            std::fs::create_dir_all(&dst).map_err(io("create", &dst))?;
         } else if kind.is_symlink() {
-            let target = std::fs::read_link(&src).map_err(io("read the link", &src))?;
+            let target = std::fs::read_link(src).map_err(io("read the link", src))?;
             std::os::unix::fs::symlink(&target, &dst).map_err(io("create the link", &dst))?;
         } else {
-            std::fs::copy(&src, &dst).map_err(io("copy", &src))?;
+            std::fs::copy(src, &dst).map_err(io("copy", src))?;
         }
     }
     Ok(())
@@ -608,7 +614,8 @@ fn copy_tree(from: &Path, to: &Path, stop: &AtomicBool) -> Result<(), WorkspaceE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::goproxy::layout::StoreLayout;
+    use crate::gomod::{Version, VersionFiles};
+    use std::collections::BTreeMap;
     use crate::scenario::Scenario;
     use std::io::Write as _;
     use std::os::unix::fs::MetadataExt as _;
@@ -631,17 +638,41 @@ mod tests {
         }
     }
 
-    /// A GOPROXY-layout store holding each module at each version (no requirements).
-    fn store(root: &Path, modules: &[(&str, &[&str])]) -> StoreLayout {
-        let store = StoreLayout::new(root);
+    /// Module versions in a plain folder (`<module>@<version>.mod` and `.zip`, no requirements), as a bump reads them.
+    struct Folder {
+        root: PathBuf,
+        versions: BTreeMap<String, Vec<Version>>,
+    }
+
+    impl ModuleVersions for Folder {
+        fn versions(&self, module: &str) -> Vec<Version> {
+            self.versions.get(module).cloned().unwrap_or_default()
+        }
+
+        fn files_for(&self, module: &str, version: &str) -> Option<VersionFiles> {
+            let stem = self.root.join(format!("{}@{version}", module.replace('/', "!")));
+            let files = VersionFiles { mod_file: stem.with_extension("mod"), zip: stem.with_extension("zip") };
+            (files.mod_file.is_file() && files.zip.is_file()).then_some(files)
+        }
+
+        fn describe(&self) -> String {
+            format!("the module store {}", self.root.display())
+        }
+    }
+
+    /// A folder holding each module at each version, listed oldest first.
+    fn store(root: &Path, modules: &[(&str, &[&str])]) -> Folder {
+        std::fs::create_dir_all(root).unwrap();
+        let mut store = Folder { root: root.to_path_buf(), versions: BTreeMap::new() };
         for (module, versions) in modules {
-            std::fs::create_dir_all(store.version_dir(module)).unwrap();
-            std::fs::write(store.version_dir(module).join("list"), versions.join("\n") + "\n").unwrap();
+            let mut listed: Vec<Version> = versions.iter().filter_map(|v| Version::parse(v)).collect();
+            listed.sort();
+            store.versions.insert(module.to_string(), listed);
             for v in *versions {
                 let go_mod = format!("module {module}\n\ngo 1.20\n");
-                std::fs::write(store.file(module, v, "mod"), &go_mod).unwrap();
-                std::fs::write(store.file(module, v, "info"), format!("{{\"Version\":\"{v}\"}}")).unwrap();
-                let mut zip = zip::ZipWriter::new(std::fs::File::create(store.file(module, v, "zip")).unwrap());
+                let stem = root.join(format!("{}@{v}", module.replace('/', "!")));
+                std::fs::write(stem.with_extension("mod"), &go_mod).unwrap();
+                let mut zip = zip::ZipWriter::new(std::fs::File::create(stem.with_extension("zip")).unwrap());
                 zip.start_file(format!("{module}@{v}/go.mod"), zip::write::SimpleFileOptions::default()).unwrap();
                 zip.write_all(go_mod.as_bytes()).unwrap();
                 zip.finish().unwrap();
@@ -671,7 +702,7 @@ mod tests {
         let layout = Layout::new(app.path(), app.path(), &app.path().join("d/Dockerfile")).unwrap();
         let ws = Workspace::create(&layout, &cell, Some("cell-1")).unwrap();
         let root = cell.clone();
-        let store = StoreLayout::new(scratch.path());
+        let store = store(&scratch.path().join("empty-store"), &[]);
         let mut applied = Applied::default();
         let changes = [
             Change::Append { file: "main.go".into(), text: "// {nonce}\n".into() },
@@ -705,7 +736,7 @@ mod tests {
         assert!(layout.dockerfile.is_absolute());
         let ws = Workspace::create(&layout, &scratch.path().join("c"), None).unwrap();
         let change = Change::DockerfileReplace { pattern: "RUN a".into(), with: "RUN b".into() };
-        ws.apply(&change, "n", "s", &StoreLayout::new(scratch.path()), &mut Applied::default()).unwrap();
+        ws.apply(&change, "n", "s", &store(&scratch.path().join("empty-store"), &[]), &mut Applied::default()).unwrap();
         assert_eq!(std::fs::read_to_string(ws.dockerfile()).unwrap(), "FROM x\nRUN b\n");
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "FROM x\nRUN a\n", "the user's template is never written");
     }
@@ -749,7 +780,7 @@ mod tests {
         let ws = Workspace::create(&layout, &scratch.path().join("ws"), None).unwrap();
         let change = Change::Replace { file: "main.go".into(), pattern: "func nope".into(), with: "x".into() };
         let err = ws
-            .apply(&change, "n", "edit-step", &StoreLayout::new(scratch.path()), &mut Applied::default())
+            .apply(&change, "n", "edit-step", &store(&scratch.path().join("empty-store"), &[]), &mut Applied::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("main.go") && err.contains("func nope") && err.contains("edit-step"), "{err}");
@@ -761,7 +792,7 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().join("ws");
         let ws = Workspace::create(&layout_of(app.path(), "d/Dockerfile"), &root, None).unwrap();
-        let store = StoreLayout::new(scratch.path());
+        let store = store(&scratch.path().join("empty-store"), &[]);
         let probe = root.join("probe");
         std::fs::write(&probe, "").unwrap();
         let me = std::fs::metadata(&probe).unwrap();
@@ -807,7 +838,7 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().join("ws");
         let ws = Workspace::create(&layout_of(app.path(), "d/Dockerfile"), &root, None).unwrap().with_origin(app.path(), "escapes");
-        let store = StoreLayout::new(scratch.path());
+        let store = store(&scratch.path().join("empty-store"), &[]);
         let refused = |change: Change, problem: &str, file: &str| {
             let err = ws.apply(&change, "n", "escape-step", &store, &mut Applied::default()).unwrap_err().to_string();
             assert!(err.contains("escapes") && err.contains("escape-step"), "{err}");
@@ -854,7 +885,7 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().join("ws");
         let ws = Workspace::create(&layout_of(app.path(), "build/Dockerfile"), &root, None).unwrap().with_origin(app.path(), "my-scenario");
-        let store = StoreLayout::new(scratch.path());
+        let store = store(&scratch.path().join("empty-store"), &[]);
         let edits = [
             Change::Append { file: "{main_go}".into(), text: "// main {nonce}\n".into() },
             Change::Append { file: "{any_go}".into(), text: "// any {nonce}\n".into() },
@@ -912,7 +943,7 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let ws = Workspace::create(&layout_of(app.path(), "Dockerfile"), &scratch.path().join("ws"), None).unwrap().with_origin(app.path(), "bumps");
         let bump = Change::BumpModule { module: FIRST_DIRECT_DEPENDENCY.into(), version: NEXT_VERSION.into() };
-        let applied = apply_all(&ws, &[bump], &StoreLayout::new(scratch.path())).unwrap();
+        let applied = apply_all(&ws, &[bump], &store(&scratch.path().join("empty-store"), &[])).unwrap();
         let note = applied.notes.join("\n");
         assert!(note.contains("bumps") && note.contains(FIRST_DIRECT_DEPENDENCY) && note.contains("indirect"), "{note}");
         assert!(std::fs::read_to_string(scratch.path().join("ws/go.mod")).unwrap().contains("example.org/low v0.1.0 // indirect"), "go.mod is unchanged");

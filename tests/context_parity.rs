@@ -205,35 +205,9 @@ async fn a_dockerfile_the_cli_hides_is_hidden_from_the_legacy_builder_and_the_se
 /// keys and layerbench's apart from `COPY` on.
 const EXCLUDED_DOCKERFILE: &str = "FROM debian:bookworm-slim\nARG SIDE\nRUN echo \"$SIDE\" > /side\nCOPY . /ctx\nRUN ls -la /ctx > /listing\n";
 
-/// Whether the step whose text contains `step` was cached, in the output of `docker build` (`--progress=plain` for
-/// BuildKit).
-fn cli_cached(builder: Builder, output: &str, step: &str) -> bool {
-    match builder {
-        Builder::Legacy => {
-            let start = output.lines().position(|l| l.starts_with("Step ") && l.contains(step)).unwrap_or_else(|| panic!("no step `{step}` in:\n{output}"));
-            output.lines().skip(start + 1).take_while(|l| !l.starts_with("Step ")).any(|l| l.trim() == "---> Using cache")
-        }
-        Builder::Buildkit => {
-            let id = output
-                .lines()
-                .find_map(|l| l.split_once("] ").filter(|(_, t)| t.contains(step)).and_then(|(head, _)| head.split_whitespace().next()))
-                .unwrap_or_else(|| panic!("no step `{step}` in:\n{output}"));
-            output.lines().any(|l| l.trim() == format!("{id} CACHED"))
-        }
-    }
-}
-
 /// The CLI's build of `dir` as side `side`: its output.
 fn cli_build(on: &EngineUnderTest, builder: Builder, dir: &std::path::Path, side: &str, tag: &str) -> String {
-    let mut cmd = on.cli(&[dir.to_path_buf()]);
-    cmd.env("DOCKER_BUILDKIT", cli_flag(builder)).args(["build", "--network", "none", "--label", "layerbench.test=context-parity", "--build-arg", &format!("SIDE={side}"), "-t", tag]);
-    if builder == Builder::Buildkit {
-        cmd.arg("--progress=plain");
-    }
-    let out = cmd.arg(dir).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "docker build on {} failed:\n{text}", on.label());
-    text
+    common::cli_build(on, builder, dir, ["--network", "none", "--label", "layerbench.test=context-parity", "--build-arg", &format!("SIDE={side}"), "-t", tag])
 }
 
 /// layerbench's build of `dir` as side `side`: whether its `COPY . /ctx` was cached.
@@ -275,7 +249,7 @@ async fn an_edit_of_a_dockerfile_the_ignore_rules_exclude_keeps_copy_cached_as_w
             std::fs::write(dir.path().join("Dockerfile"), format!("{EXCLUDED_DOCKERFILE}RUN true\n")).unwrap();
             let cli = cli_build(on, builder, dir.path(), &cli_side, &tags.next());
             let ours = layerbench_copy_cached(&on.engine, builder, dir.path(), &our_side, &tags.next()).await;
-            assert!(cli_cached(builder, &cli, "COPY . /ctx"), "{builder:?} on {}: the CLI ran COPY after the edit:\n{cli}", on.label());
+            assert!(common::cli_cached(builder, &cli, "COPY . /ctx"), "{builder:?} on {}: the CLI ran COPY after the edit:\n{cli}", on.label());
             assert!(ours, "{builder:?} on {}: layerbench's COPY ran after an edit of the excluded Dockerfile", on.label());
         }
     }

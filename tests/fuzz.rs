@@ -17,7 +17,7 @@ use layerbench::context::{IgnoreDialect, IgnoreRules};
 use layerbench::dockerfile::DockerfileModel;
 use layerbench::engine::stream::BuildStream;
 use layerbench::engine::{Builder, StepReport};
-use layerbench::project::Project;
+use layerbench::run::project::Project;
 use layerbench::results::Results;
 use layerbench::scenario::Scenario;
 
@@ -419,12 +419,12 @@ fn mutated_suite_files_never_panic_and_every_error_names_the_file_and_line() {
         .run(&toml_case(), |(seed, edits, mutations)| {
             let (path, text) = &seeds[seed.index(seeds.len())];
             let text = apply(&edit_toml(text, &edits), &mutations);
-            let parsed = layerbench::suite::parse(&text, path);
+            let parsed = layerbench::run::suite::parse(&text, path);
             tally.count(&parsed);
             match parsed {
                 Ok(suite) => {
                     // Its cells: unknown variants and scenarios are errors (that name them), never panics.
-                    let _ = layerbench::suite::cells(&suite, &app, None);
+                    let _ = layerbench::run::suite::cells(&suite, &app, None);
                 }
                 Err(e) => names_file_and_line(&e.to_string(), path)?,
             }
@@ -498,8 +498,8 @@ fn mutated_dockerfiles_never_panic_and_map_both_builders_step_names() {
                 buildkit.push(report(format!("[{j}] {j}"), k));
                 buildkit.push(report(j.clone(), k));
             }
-            let _ = layerbench::runner::layer_records(&model, Builder::Legacy, &legacy, 0);
-            let _ = layerbench::runner::layer_records(&model, Builder::Buildkit, &buildkit, u64::MAX);
+            let _ = layerbench::run::layer_records(&model, Builder::Legacy, &legacy, 0);
+            let _ = layerbench::run::layer_records(&model, Builder::Buildkit, &buildkit, u64::MAX);
             Ok(())
         })
         .unwrap();
@@ -592,7 +592,7 @@ fn mutated_build_streams_of_both_builders_never_panic_and_every_error_names_the_
                     let steps = stream.finish();
                     let start = steps.iter().filter_map(|s| s.started_unix_ms).min().unwrap_or(0);
                     for builder in [Builder::Buildkit, Builder::Legacy] {
-                        let _ = layerbench::runner::layer_records(&model, builder, &steps, start);
+                        let _ = layerbench::run::layer_records(&model, builder, &steps, start);
                     }
                 }
                 Err(e) => names_file_and_line(&e.to_string(), path)?,

@@ -137,41 +137,14 @@ async fn every_executed_step_says_why_it_missed_with_both_builders() {
     }
 }
 
-/// The engine's own `docker build` of `dir` with the build arguments; returns the output (both streams).
+/// The engine's own `docker build` of the why template in `dir` with the build arguments; returns the output (both streams).
 fn cli_build(on: &EngineUnderTest, builder: Builder, dir: &Path, tag: &str, args: &[(&str, &str)]) -> String {
-    let mut cmd = on.cli(&[dir.to_path_buf()]);
-    cmd.env("DOCKER_BUILDKIT", if builder == Builder::Buildkit { "1" } else { "0" });
-    cmd.args(["build", "--network", "host", "-f"]).arg(dir.join("dockerfiles/why.Dockerfile")).args(["-t", tag]);
-    if builder == Builder::Buildkit {
-        cmd.arg("--progress=plain");
+    let mut options = vec!["--network".to_string(), "host".into(), "-f".into(), dir.join("dockerfiles/why.Dockerfile").display().to_string(), "-t".into(), tag.into()];
+    let fixed = [format!("GOPROXY=http://127.0.0.1:{CLI_PROXY_PORT}"), "GOSUMDB=off".into()];
+    for arg in fixed.into_iter().chain(args.iter().map(|(k, v)| format!("{k}={v}"))) {
+        options.extend(["--build-arg".to_string(), arg]);
     }
-    let proxy = format!("GOPROXY=http://127.0.0.1:{CLI_PROXY_PORT}");
-    cmd.args(["--build-arg", &proxy, "--build-arg", "GOSUMDB=off"]);
-    for (k, v) in args {
-        cmd.args(["--build-arg", &format!("{k}={v}")]);
-    }
-    let out = cmd.arg(dir).output().expect("run the docker CLI");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "docker build on {} failed:\n{text}", on.label());
-    text
-}
-
-/// Whether the CLI's output shows the step starting with `prefix` as cached.
-fn cli_cached(builder: Builder, output: &str, prefix: &str) -> bool {
-    match builder {
-        Builder::Legacy => {
-            let start = output.lines().position(|l| l.starts_with("Step ") && l.split_once(" : ").is_some_and(|(_, t)| t.starts_with(prefix)));
-            let start = start.unwrap_or_else(|| panic!("no legacy step `{prefix}` in:\n{output}"));
-            output.lines().skip(start + 1).take_while(|l| !l.starts_with("Step ")).any(|l| l.trim() == "---> Using cache")
-        }
-        Builder::Buildkit => {
-            let id = output
-                .lines()
-                .find_map(|l| l.split_once("] ").filter(|(_, t)| t.starts_with(prefix)).and_then(|(head, _)| head.split_whitespace().next()))
-                .unwrap_or_else(|| panic!("no BuildKit step `{prefix}` in:\n{output}"));
-            output.lines().any(|l| l.trim() == format!("{id} CACHED"))
-        }
-    }
+    common::cli_build(on, builder, dir, options)
 }
 
 /// The reasons the harness gives are the CLI's misses: with the legacy CLI a
@@ -205,18 +178,18 @@ async fn the_docker_cli_misses_the_steps_the_reasons_name() {
         let legacy = Builder::Legacy;
         cli_build(on, legacy, dir.path(), &tag, &[]);
         let again = cli_build(on, legacy, dir.path(), &tag, &[("APP_VERSION", "v2")]);
-        assert!(cli_cached(legacy, &again, "COPY . ."), "legacy on {name}: `COPY . .` ran:\n{again}");
-        assert!(cli_cached(legacy, &again, "ARG APP_VERSION"), "legacy on {name}: the ARG step itself ran:\n{again}");
-        assert!(!cli_cached(legacy, &again, "RUN CGO_ENABLED=0 go build"), "legacy on {name}: the RUN after the changed ARG was cached:\n{again}");
+        assert!(common::cli_cached(legacy, &again, "COPY . ."), "legacy on {name}: `COPY . .` ran:\n{again}");
+        assert!(common::cli_cached(legacy, &again, "ARG APP_VERSION"), "legacy on {name}: the ARG step itself ran:\n{again}");
+        assert!(!common::cli_cached(legacy, &again, "RUN CGO_ENABLED=0 go build"), "legacy on {name}: the RUN after the changed ARG was cached:\n{again}");
 
         let bk = Builder::Buildkit;
         cli_build(on, bk, dir.path(), &tag, &[]);
         let switched = cli_build(on, bk, dir.path(), &tag, &[("BASE", "golang:1.23")]);
         for step in ["COPY . .", "RUN CGO_ENABLED=0 go build"] {
-            assert!(cli_cached(bk, &switched, step), "BuildKit on {name}: `{step}` of the build stage ran after the base switch:\n{switched}");
+            assert!(common::cli_cached(bk, &switched, step), "BuildKit on {name}: `{step}` of the build stage ran after the base switch:\n{switched}");
         }
         for step in ["COPY go.mod /etc/", "RUN echo"] {
-            assert!(!cli_cached(bk, &switched, step), "BuildKit on {name}: the final stage's `{step}` was cached on a new base:\n{switched}");
+            assert!(!common::cli_cached(bk, &switched, step), "BuildKit on {name}: the final stage's `{step}` was cached on a new base:\n{switched}");
         }
     }
 
@@ -349,15 +322,37 @@ fn kinds_app(notes: &str, dockerfile: &str) -> tempfile::TempDir {
 
 /// The engine's own `docker build` of the kinds template in `dir` with `builder`; returns its output.
 fn cli_build_kinds(on: &EngineUnderTest, builder: Builder, dir: &Path, tag: &str) -> String {
-    let mut cmd = on.cli(&[dir.to_path_buf()]);
-    cmd.env("DOCKER_BUILDKIT", if builder == Builder::Buildkit { "1" } else { "0" }).args(["build", "--network", "host", "-f"]).arg(dir.join("dockerfiles/kinds.Dockerfile")).args(["-t", tag]);
-    if builder == Builder::Buildkit {
-        cmd.arg("--progress=plain");
+    common::cli_build(on, builder, dir, ["--network", "host", "-f", &dir.join("dockerfiles/kinds.Dockerfile").display().to_string(), "-t", tag])
+}
+
+/// The CLI's builds after the changes both kinds scenarios start with: nothing, an edit of `notes.txt`, its chown.
+fn cli_notes_steps(dir: &Path, build: impl Fn() -> String) -> Vec<(&'static str, String)> {
+    build();
+    let mut cli = vec![("nothing", build())];
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, std::fs::read_to_string(&notes).unwrap() + "more (cli)\n").unwrap();
+    cli.push(("edit-notes", build()));
+    std::os::unix::fs::chown(&notes, Some(1000), Some(1000)).unwrap();
+    cli.push(("chown-notes", build()));
+    cli
+}
+
+/// Each watched step (stage, instruction prefix) of layerbench's build of each scenario step is cached as the CLI's
+/// build after the same change has it; `why` judges the reason of each that ran.
+fn compare_with_cli(results: &layerbench::results::Results, builder: Builder, on: &str, cli: &[(&str, String)], watched: &[(&str, &str)], why: impl Fn(&str, &str, &str, &MissReason)) {
+    for (step, output) in cli {
+        let r = common::record(results, "kinds", builder, step);
+        assert_eq!(r.outcome, layerbench::results::Outcome::Ok, "{on} {step}: {:?} {:?}", r.error, r.error_log);
+        for (stage, prefix) in watched {
+            let l = r.layers.iter().find(|l| l.stage == *stage && l.instruction.starts_with(prefix)).unwrap_or_else(|| panic!("{on} {step}: no `{prefix}` in {:#?}", r.layers));
+            let cli_hit = common::cli_cached(builder, output, prefix);
+            assert_eq!(l.cached, cli_hit, "{on} {step}: `{prefix}` cached by layerbench {} and by the CLI {cli_hit}:\n{output}", l.cached);
+            if !l.cached {
+                let m = l.miss_reason.as_ref().unwrap_or_else(|| panic!("{on} {step}: `{prefix}` ran with no reason"));
+                why(step, stage, prefix, m);
+            }
+        }
     }
-    let out = cmd.arg(dir).output().expect("run the docker CLI");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "docker build on {} failed:\n{text}", on.label());
-    text
 }
 
 /// Real templates' instructions on Docker 26's BuildKit (heredocs and `COPY --link` need its frontend): each
@@ -394,12 +389,7 @@ async fn real_templates_instructions_miss_as_the_cli_says_and_say_why() {
         let old = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, old + text).unwrap();
     };
-    build();
-    let mut cli: Vec<(&str, String)> = vec![("nothing", build())];
-    append("notes.txt", &format!("more ({token} cli)\n"));
-    cli.push(("edit-notes", build()));
-    std::os::unix::fs::chown(dir.join("notes.txt"), Some(1000), Some(1000)).unwrap();
-    cli.push(("chown-notes", build()));
+    let mut cli = cli_notes_steps(dir, build);
     append("go.mod", &format!("\n// edited ({token} cli)\n"));
     cli.push(("edit-go-mod", build()));
     let df = dir.join("dockerfiles/kinds.Dockerfile");
@@ -407,32 +397,24 @@ async fn real_templates_instructions_miss_as_the_cli_says_and_say_why() {
     cli.push(("edit-heredoc", build()));
 
     let name = on.label();
-    for (step, output) in &cli {
+    for (step, _) in &cli {
         let r = common::record(&results, "kinds", Builder::Buildkit, step);
-        assert_eq!(r.outcome, layerbench::results::Outcome::Ok, "{name} {step}: {:?} {:?}", r.error, r.error_log);
         assert!(r.notes.iter().any(|n| n.contains("the secret `token`")), "{name} {step}: the secret mount is noted: {:?}", r.notes);
-        for (stage, prefix) in WATCHED {
-            let l = r.layers.iter().find(|l| l.stage == stage && l.instruction.starts_with(prefix)).unwrap_or_else(|| panic!("{name} {step}: no `{prefix}` in {:#?}", r.layers));
-            let cli_hit = cli_cached(Builder::Buildkit, output, prefix);
-            assert_eq!(l.cached, cli_hit, "{name} {step}: `{prefix}` cached by layerbench {} and by the CLI {cli_hit}:\n{output}", l.cached);
-            if l.cached {
-                continue;
-            }
-            let m = l.miss_reason.as_ref().unwrap_or_else(|| panic!("{name} {step}: `{prefix}` ran with no reason"));
-            let want = match (stage, *step) {
-                ("remote", _) => MissKind::Remote,
-                ("flags", _) | ("bind", _) => MissKind::Files,
-                ("heredoc", "edit-heredoc") if prefix == "RUN <<EOF" => MissKind::Instruction,
-                _ => MissKind::Follows,
-            };
-            assert_eq!(m.kind, want, "{name} {step} `{prefix}`: {m}");
-            match stage {
-                "flags" => assert!(m.detail.starts_with("notes.txt ("), "{name} {step}: {m}"),
-                "bind" => assert!(m.detail.starts_with("go.mod (content)"), "{name} {step}: {m}"),
-                _ => {}
-            }
-        }
     }
+    compare_with_cli(&results, Builder::Buildkit, &name, &cli, &WATCHED, |step, stage, prefix, m| {
+        let want = match (stage, step) {
+            ("remote", _) => MissKind::Remote,
+            ("flags", _) | ("bind", _) => MissKind::Files,
+            ("heredoc", "edit-heredoc") if prefix == "RUN <<EOF" => MissKind::Instruction,
+            _ => MissKind::Follows,
+        };
+        assert_eq!(m.kind, want, "{name} {step} `{prefix}`: {m}");
+        match stage {
+            "flags" => assert!(m.detail.starts_with("notes.txt ("), "{name} {step}: {m}"),
+            "bind" => assert!(m.detail.starts_with("go.mod (content)"), "{name} {step}: {m}"),
+            _ => {}
+        }
+    });
     // What the changes were for: each of these ran with the CLI too (checked above), for its own reason.
     let ran = |step: &str, prefix: &str| !common::record(&results, "kinds", Builder::Buildkit, step).layers.iter().find(|l| l.instruction.starts_with(prefix)).unwrap().cached;
     assert!(ran("nothing", "ADD http://") && ran("edit-notes", "COPY --link") && ran("edit-go-mod", "RUN --mount=type=bind") && ran("edit-heredoc", "RUN <<EOF"));
@@ -493,30 +475,12 @@ async fn the_legacy_builder_misses_copy_chown_and_a_fetched_add_as_the_cli_says(
     let tag = format!("layerbench-test/legacy-kinds-cli:{}", std::process::id());
     let _remove = RemoveOnDrop(on, tag.clone());
     let build = || cli_build_kinds(on, Builder::Legacy, dir, &tag);
-    build();
-    let mut cli: Vec<(&str, String)> = vec![("nothing", build())];
-    let notes = dir.join("notes.txt");
-    std::fs::write(&notes, std::fs::read_to_string(&notes).unwrap() + "more (cli)\n").unwrap();
-    cli.push(("edit-notes", build()));
-    std::os::unix::fs::chown(&notes, Some(1000), Some(1000)).unwrap();
-    cli.push(("chown-notes", build()));
-
+    let cli = cli_notes_steps(dir, build);
     let name = on.label();
-    for (step, output) in &cli {
-        let r = common::record(&results, "kinds", Builder::Legacy, step);
-        assert_eq!(r.outcome, layerbench::results::Outcome::Ok, "{name} {step}: {:?} {:?}", r.error, r.error_log);
-        for (stage, prefix) in [("flags", "COPY --chown"), ("remote", "ADD http://")] {
-            let l = r.layers.iter().find(|l| l.stage == stage && l.instruction.starts_with(prefix)).unwrap_or_else(|| panic!("{name} {step}: no `{prefix}` in {:#?}", r.layers));
-            let cli_hit = cli_cached(Builder::Legacy, output, prefix);
-            assert_eq!(l.cached, cli_hit, "{name} {step}: `{prefix}` cached by layerbench {} and by the CLI {cli_hit}:\n{output}", l.cached);
-            if l.cached {
-                continue;
-            }
-            let m = l.miss_reason.as_ref().unwrap_or_else(|| panic!("{name} {step}: `{prefix}` ran with no reason"));
-            let want = if stage == "remote" { MissKind::Remote } else { MissKind::Files };
-            assert_eq!(m.kind, want, "{name} {step} `{prefix}`: {m}");
-        }
-    }
+    compare_with_cli(&results, Builder::Legacy, &name, &cli, &[("flags", "COPY --chown"), ("remote", "ADD http://")], |step, stage, prefix, m| {
+        let want = if stage == "remote" { MissKind::Remote } else { MissKind::Files };
+        assert_eq!(m.kind, want, "{name} {step} `{prefix}`: {m}");
+    });
     let ran = |step: &str, prefix: &str| !common::record(&results, "kinds", Builder::Legacy, step).layers.iter().find(|l| l.instruction.starts_with(prefix)).unwrap().cached;
     assert!(ran("edit-notes", "COPY --chown"), "a content edit misses the COPY");
 }

@@ -83,7 +83,7 @@ fn a_report_writes_the_markdown_the_csv_and_every_chart_in_both_formats() {
 fn every_svg_parses_and_every_png_decodes_at_the_size_the_chart_announces() {
     let (dir, results, _) = report_in_tempdir(&fixture());
     for chart in charts(&results) {
-        let (width, height) = layerbench::plot::size(&chart);
+        let (width, height) = layerbench::report::plot::size(&chart);
         assert_eq!(width, 800);
         let svg_path = dir.path().join("charts").join(format!("{}.svg", chart.stem));
         let svg = std::fs::read_to_string(&svg_path).expect("read svg");

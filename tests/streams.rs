@@ -6,7 +6,7 @@ use layerbench::dockerfile::DockerfileModel;
 use layerbench::engine::stream::BuildStream;
 use layerbench::engine::Builder;
 use layerbench::results::LayerRecord;
-use layerbench::runner::layer_records;
+use layerbench::run::layer_records;
 
 fn fixture() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))

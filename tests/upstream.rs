@@ -209,9 +209,9 @@ async fn a_bump_to_the_next_release_finds_it_upstream_and_writes_the_upstream_ha
     .unwrap();
     let step = &scenario.steps[0];
     let empty_layout = StoreLayout::new(empty.path());
-    let versions = layerbench::runner::prefetch_bumps(&ws, step, &proxy.source(), &empty_layout).await.unwrap().expect("an upstream is configured");
+    let versions = layerbench::run::prefetch_bumps(&ws, step, &proxy.source(), &empty_layout).await.unwrap().expect("an upstream is configured");
     let mut applied = Applied::default();
-    layerbench::runner::apply_step(&ws, step, "n", &versions, &mut applied).unwrap();
+    layerbench::run::apply_step(&ws, step, "n", &versions, &mut applied).unwrap();
     assert_eq!(applied.notes, ["github.com/BurntSushi/toml v1.2.0 -> v1.3.2 (first direct dependency, next)"]);
     let go_sum = std::fs::read_to_string(ws.root().join("go.sum")).unwrap();
     let zip = StoreLayout::new(&store).file("github.com/BurntSushi/toml", "v1.3.2", "zip");

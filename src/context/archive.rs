@@ -42,7 +42,7 @@ use walkdir::WalkDir;
 use super::files::{ContextFiles, FileState};
 use super::ignore::{IgnoreDialect, IgnoreRules, WalkJudgement};
 use super::ContextError;
-use crate::engine::Builder;
+use crate::results::Builder;
 
 /// A build context made whole in memory: an uncompressed tar, the paths it
 /// holds (in tar order; BuildKit's tar also starts with an entry for the root),
@@ -610,7 +610,7 @@ impl<W: Write> ContextTar<W> {
             return Ok(());
         }
         let value = format!("{}.{:09}", meta.mtime(), meta.mtime_nsec());
-        append_pax(&mut self.tar, &[("mtime", value.as_str())])
+        self.tar.append_pax_extensions([("mtime", value.as_bytes())])
     }
 
     /// Adds a Dockerfile the walk did not send (mode 0600, owner root, as the
@@ -646,27 +646,6 @@ impl<W: Write> ContextTar<W> {
             unhashed: Vec::new(),
         })
     }
-}
-
-/// Writes a PAX extended header that applies to the next entry.
-fn append_pax<W: Write>(tar: &mut tar::Builder<W>, records: &[(&str, &str)]) -> std::io::Result<()> {
-    let mut body = String::new();
-    for (key, value) in records {
-        let rest = format!(" {key}={value}\n");
-        // The length counts its own digits.
-        let mut len = rest.len() + 1;
-        while format!("{len}{rest}").len() != len {
-            len += 1;
-        }
-        body.push_str(&format!("{len}{rest}"));
-    }
-    let mut header = Header::new_ustar();
-    header.set_entry_type(EntryType::XHeader);
-    header.set_mode(0o644);
-    header.set_size(body.len() as u64);
-    header.set_path("PaxHeader")?;
-    header.set_cksum();
-    tar.append(&header, body.as_bytes())
 }
 
 /// The major number of a device, as glibc's `major()` computes it.

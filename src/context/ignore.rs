@@ -279,13 +279,9 @@ impl IgnoreRules {
         if file == "." {
             return false;
         }
-        let mut excluded = false;
-        for p in &self.patterns {
-            if p.matcher.is_match(&file) || leading_folders(&file).any(|folder| p.matcher.is_match(folder)) {
-                excluded = !p.exclusion;
-            }
-        }
-        excluded
+        // The last pattern that matches decides.
+        let last = self.patterns.iter().rev().find(|p| p.matcher.is_match(&file) || leading_folders(&file).any(|folder| p.matcher.is_match(folder)));
+        last.is_some_and(|p| !p.exclusion)
     }
 
     /// How the CLI's walk (the legacy tar or BuildKit's sync) judges `rel`,
@@ -410,10 +406,7 @@ fn compile_docker23(pattern: &str) -> Compiled {
     while i < chars.len() {
         match chars[i] {
             '*' if chars.get(i + 1) == Some(&'*') => {
-                i += 1;
-                if chars.get(i + 1) == Some(&'/') {
-                    i += 1;
-                }
+                skip_double_star(&chars, &mut i);
                 if i + 1 < chars.len() {
                     re.push_str("(.*/)?");
                     kind = Comparison::Regex;
@@ -596,6 +589,14 @@ fn class_char(text: &str) -> Option<&str> {
     (!rest.is_empty()).then_some(rest)
 }
 
+/// Steps `i` from the first `*` of a `**` onto the second, and onto a `/` right after it.
+fn skip_double_star(chars: &[char], i: &mut usize) {
+    *i += 1;
+    if chars.get(*i + 1) == Some(&'/') {
+        *i += 1;
+    }
+}
+
 /// The Go regular expression Docker 20.10 builds from a cleaned pattern.
 fn go_regex(pattern: &str) -> String {
     let chars: Vec<char> = pattern.chars().collect();
@@ -604,10 +605,7 @@ fn go_regex(pattern: &str) -> String {
     while i < chars.len() {
         match chars[i] {
             '*' if chars.get(i + 1) == Some(&'*') => {
-                i += 1;
-                if chars.get(i + 1) == Some(&'/') {
-                    i += 1;
-                }
+                skip_double_star(&chars, &mut i);
                 re.push_str(if i + 1 == chars.len() { ".*" } else { "(.*/)?" });
             }
             '*' => re.push_str("[^/]*"),

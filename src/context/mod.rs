@@ -14,25 +14,8 @@ pub use ignore::{IgnoreDialect, IgnoreRules, WalkJudgement};
 pub use stream::{stream_context, ContextStream, WalkEnd};
 pub use sync::{list as list_for_sync, session_context, DigestCache, FileSyncService, ListedPath, SessionContext, SyncCall, SyncLog, SyncRequest, SyncedDir};
 
-/// How a BuildKit build's context reaches the engine (the legacy builder always takes a tar).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ContextTransfer {
-    /// Through the build's session, the files the engine asks for, as the Docker CLI sends them.
-    #[default]
-    Session,
-    /// A tar uploaded with the build request, whole.
-    Tar,
-}
-
-impl std::fmt::Display for ContextTransfer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ContextTransfer::Session => "session",
-            ContextTransfer::Tar => "tar",
-        })
-    }
-}
+/// How a BuildKit build's context reaches the engine: recorded in results, so defined there.
+pub use crate::results::ContextTransfer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {

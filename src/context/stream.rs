@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::archive::{ContextPlan, SentContext};
 use super::{ContextError, IgnoreDialect};
-use crate::engine::Builder;
+use crate::results::Builder;
 
 /// The size of one chunk of the tar handed to the engine.
 const CHUNK_BYTES: usize = 256 * 1024;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 
-use crate::goproxy::server::{ProxyLog, ProxyRequest};
+use crate::goproxy::log::{ProxyLog, ProxyRequest};
 
 /// The size of the pieces a paced body is sent in.
 const PACED_CHUNK: usize = 16 * 1024;

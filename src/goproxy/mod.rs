@@ -3,6 +3,7 @@
 mod body;
 pub mod client;
 pub mod layout;
+pub mod log;
 pub mod request;
 pub mod server;
 pub mod source;

@@ -16,38 +16,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::gomod::modfile::Version;
 use crate::goproxy::layout::{escape_path, StoreLayout};
-use crate::goproxy::server::Unpublished;
+pub use crate::goproxy::log::{ServedFrom, Unpublished};
 use crate::goproxy::upstream::{Fetched, Upstream, UpstreamClient, UpstreamError};
-
-/// Where an answer of the module proxy came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ServedFrom {
-    /// The module store.
-    Store,
-    /// Fetched from the upstream GOPROXY for this request (and now kept in the cache folder).
-    Upstream,
-    /// An earlier upstream answer kept in the cache folder.
-    UpstreamCache,
-    /// Not answered (not found, or the upstream failed).
-    None,
-}
-
-impl ServedFrom {
-    /// The name used in the log and in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServedFrom::Store => "store",
-            ServedFrom::Upstream => "upstream",
-            ServedFrom::UpstreamCache => "upstream-cache",
-            ServedFrom::None => "none",
-        }
-    }
-}
 
 /// One of the files of a module version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

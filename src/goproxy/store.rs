@@ -7,6 +7,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use walkdir::WalkDir;
 
 use crate::gomod::modfile::{self, Version};
 use crate::goproxy::layout::StoreLayout;
@@ -412,7 +413,7 @@ fn write_module_version(
     std::fs::write(&info_path, info.to_string() + "\n").map_err(io_err("write", &info_path))?;
 
     let mut files = Vec::new();
-    collect_module_files(&u.root, &u.root, &mut files)?;
+    collect_module_files(&u.root, &mut files)?;
     files.sort();
     let zip_path = layout.file(&u.module, &u.version, "zip");
     let zip_file = std::fs::File::create(&zip_path).map_err(io_err("create", &zip_path))?;
@@ -475,25 +476,22 @@ fn info_time(version: &str) -> String {
 /// The files a module zip holds, relative to the module root with `/`
 /// separators: no symlinks, no nested modules, no VCS or vendor folders, and
 /// no names the go command rejects.
-fn collect_module_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), StoreError> {
-    let entries = std::fs::read_dir(dir).map_err(io_err("read", dir))?;
-    for entry in entries {
-        let entry = entry.map_err(io_err("read", dir))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(io_err("stat", &path))?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if kind.is_symlink() {
-            continue;
-        }
+fn collect_module_files(root: &Path, out: &mut Vec<String>) -> Result<(), StoreError> {
+    let mut walker = WalkDir::new(root).min_depth(1).follow_links(false).into_iter();
+    while let Some(entry) = walker.next() {
+        let entry = entry.map_err(|e| {
+            let at = e.path().unwrap_or(root).to_path_buf();
+            io_err("read", &at)(e.into())
+        })?;
+        let kind = entry.file_type();
         if kind.is_dir() {
-            if matches!(name.as_str(), ".git" | ".hg" | ".svn" | ".bzr" | "vendor") {
-                continue;
+            let name = entry.file_name().to_string_lossy();
+            // A nested module is not part of this one.
+            if matches!(name.as_ref(), ".git" | ".hg" | ".svn" | ".bzr" | "vendor") || entry.path().join("go.mod").is_file() {
+                walker.skip_current_dir();
             }
-            if path.join("go.mod").is_file() {
-                continue; // a nested module is not part of this one
-            }
-            collect_module_files(root, &path, out)?;
         } else if kind.is_file() {
+            let path = entry.path();
             let rel = path
                 .strip_prefix(root)
                 .map_err(|_| StoreError::Package {

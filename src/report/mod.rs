@@ -5,6 +5,7 @@ pub mod charts;
 pub mod csv;
 pub mod junit;
 pub mod markdown;
+pub mod plot;
 mod output;
 pub mod shown;
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::plot::{self, PlotError};
+use super::plot::{self, PlotError};
 use crate::results::Results;
 
 use super::charts::charts;

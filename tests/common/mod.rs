@@ -11,7 +11,7 @@ use layerbench::engine::{Builder, Engine};
 use layerbench::goproxy::layout::StoreLayout;
 use layerbench::goproxy::server::{ProxyConfig, ProxyServer};
 use layerbench::results::{BuildRecord, Builder as RecordBuilder, CacheState, Isolation, Probe, Results};
-use layerbench::runner::{self, Plan};
+use layerbench::run::{self as runner, Plan};
 use layerbench::scenario::{self, Scenario};
 use layerbench::{paths, setup};
 
@@ -217,4 +217,36 @@ pub async fn engines_under_test() -> Vec<EngineUnderTest> {
         all.push(EngineUnderTest { name: MODERN.into(), engine: modern_engine().await });
     }
     all
+}
+
+/// The engine's own `docker build` of `dir` with `builder` (`DOCKER_BUILDKIT`), `options` after `build` and plain
+/// progress for BuildKit; returns both streams, and fails the test when the build fails.
+pub fn cli_build<S: AsRef<std::ffi::OsStr>>(on: &EngineUnderTest, builder: Builder, dir: &Path, options: impl IntoIterator<Item = S>) -> String {
+    let mut cmd = on.cli(&[dir.to_path_buf()]);
+    cmd.env("DOCKER_BUILDKIT", if builder == Builder::Buildkit { "1" } else { "0" }).arg("build").args(options);
+    if builder == Builder::Buildkit {
+        cmd.arg("--progress=plain");
+    }
+    let out = cmd.arg(dir).output().expect("run the docker CLI");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "docker build on {} failed:\n{text}", on.label());
+    text
+}
+
+/// Whether the CLI's output shows the step whose instruction starts with `prefix` as cached.
+pub fn cli_cached(builder: Builder, output: &str, prefix: &str) -> bool {
+    match builder {
+        Builder::Legacy => {
+            let start = output.lines().position(|l| l.starts_with("Step ") && l.split_once(" : ").is_some_and(|(_, t)| t.starts_with(prefix)));
+            let start = start.unwrap_or_else(|| panic!("no legacy step `{prefix}` in:\n{output}"));
+            output.lines().skip(start + 1).take_while(|l| !l.starts_with("Step ")).any(|l| l.trim() == "---> Using cache")
+        }
+        Builder::Buildkit => {
+            let id = output
+                .lines()
+                .find_map(|l| l.split_once("] ").filter(|(_, t)| t.starts_with(prefix)).and_then(|(head, _)| head.split_whitespace().next()))
+                .unwrap_or_else(|| panic!("no BuildKit step `{prefix}` in:\n{output}"));
+            output.lines().any(|l| l.trim() == format!("{id} CACHED"))
+        }
+    }
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::goproxy::server::Shaping;
 use crate::results::{Builder, Probe};
-use crate::runner::{self, Cell, NetworkProfile, RunError};
+use super::{Cell, NetworkProfile, RunError};
 use crate::scenario::ScenarioError;
 use crate::toml_lines::{self, At};
 
@@ -37,7 +37,7 @@ pub struct Suite {
     #[serde(default)]
     pub network: BTreeMap<String, NetworkSpec>,
     /// A build still running after this long is cancelled (`--build-timeout` overrides it).
-    #[serde(default, deserialize_with = "crate::runner::duration_setting")]
+    #[serde(default, deserialize_with = "crate::run::duration_setting")]
     pub build_timeout: Option<std::time::Duration>,
     /// `builtin` drops the templates' `# syntax=` directives in layerbench's copies (`--frontend` overrides it).
     #[serde(default)]
@@ -141,7 +141,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Suite, SuiteError> {
 pub fn cells(suite: &Suite, app: &Path, scenarios_dir: Option<&Path>) -> Result<Vec<Cell>, SuiteError> {
     let mut out = Vec::new();
     for group in &suite.cells {
-        let mut variants = runner::variants(app, &group.variants)?;
+        let mut variants = super::variants(app, &group.variants)?;
         for v in &mut variants {
             v.probe.clone_from(&suite.probe);
         }
@@ -157,7 +157,7 @@ pub fn cells(suite: &Suite, app: &Path, scenarios_dir: Option<&Path>) -> Result<
                 },
                 None => NetworkProfile::loopback(),
             };
-            for mut cell in runner::cells(&variants, &scenarios, &group.builders, group.repetitions) {
+            for mut cell in super::cells(&variants, &scenarios, &group.builders, group.repetitions) {
                 cell.index = out.len();
                 cell.network = profile.clone();
                 out.push(cell);

@@ -68,8 +68,8 @@ pub fn size(chart: &Chart) -> (u32, u32) {
     (WIDTH, Layout::of(chart).height)
 }
 
-static REGULAR: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
-static BOLD: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-Bold.ttf");
+static REGULAR: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+static BOLD: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf");
 static FONTS: Once = Once::new();
 
 fn register_fonts() {

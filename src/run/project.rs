@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::analysis::expect::{Expectation, StepPattern, TemplateExpectations, TemplateIdentity};
 use crate::dockerfile::DockerfileModel;
 use crate::results::{Builder, Probe};
-use crate::runner::{Cell, NetworkProfile, Variant};
+use crate::run::{Cell, NetworkProfile, Variant};
 use crate::scenario::Scenario;
 use crate::toml_lines::{self, At};
 
@@ -39,7 +39,7 @@ struct ProjectFile {
     repetitions: Option<u32>,
     #[serde(default = "buildkit_only")]
     builders: Vec<Builder>,
-    #[serde(default, deserialize_with = "crate::runner::duration_setting")]
+    #[serde(default, deserialize_with = "crate::run::duration_setting")]
     build_timeout: Option<std::time::Duration>,
     #[serde(default)]
     frontend: Option<crate::results::Frontend>,
