@@ -205,6 +205,10 @@ pub struct RunArgs {
     /// The binary to inspect (ELF linkage, Go modules) instead of the image's entrypoint.
     #[arg(long, value_name = "PATH")]
     pub inspect_binary: Option<String>,
+    /// Also read what each template's first cold image's `go mod download` and `go build` layers hold (claim C7's
+    /// evidence): exports that image, seconds for a large one. A suite reads them when its claims need them.
+    #[arg(long)]
+    pub layer_contents: bool,
     /// A scenario: a shipped one by name, one of --scenarios-dir by name, or a file ending in `.toml`; repeat for several. Default: all (for an app other than the sample, all but those marked `sample_only`).
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
@@ -221,7 +225,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = CacheChoice::Cold)]
     pub cache: CacheChoice,
     /// Run a suite (a shipped one such as `claims`, or a suite file) instead of --variant/--dockerfile/--scenario/--builder/--repetitions, and print claim verdicts at the end.
-    #[arg(long, conflicts_with_all = ["variants", "dockerfiles", "scenarios", "repetitions", "builder", "target", "build_args", "probe", "inspect_binary"])]
+    #[arg(long, conflicts_with_all = ["variants", "dockerfiles", "scenarios", "repetitions", "builder", "target", "build_args", "probe", "inspect_binary", "layer_contents"])]
     pub suite: Option<String>,
     /// Print every step of every build as it finishes (on a terminal the log is otherwise one line per build).
     #[arg(long)]

@@ -36,7 +36,7 @@ pub(super) async fn check_command(args: CheckArgs) -> Result<bool> {
                 project.templates.iter().map(|t| t.expectations.len()).sum::<usize>(),
                 cells.len()
             ));
-            let spec = RunSpec { app, context, cells, cache_state: CacheState::Cold, suite: None, build_timeout: project.build_timeout, frontend: project.frontend, resume: None, verbose: false, shard: None };
+            let spec = RunSpec { app, context, cells, cache_state: CacheState::Cold, suite: None, build_timeout: project.build_timeout, frontend: project.frontend, resume: None, verbose: false, shard: None, layer_contents: false };
             let (results, results_path) = execute(spec, &args.engine, &say).await?;
             for line in table::cell_tables(&results).lines() {
                 say.line(line);

@@ -79,6 +79,7 @@ pub(super) async fn run_command(args: RunArgs) -> Result<bool> {
             resume: args.resume.clone(),
             verbose: args.verbose,
             shard: args.shard,
+            layer_contents: suite.as_ref().map_or(args.layer_contents, |(s, _)| s.needs_layer_contents()),
         },
         &args.engine,
         &Say::Stdout,
@@ -92,10 +93,13 @@ pub(super) async fn run_command(args: RunArgs) -> Result<bool> {
     }
     // A matrix's verdicts are its first engine's; the engines table below names those that differ on another.
     let reported = crate::analysis::engines::reported_builds(&results);
-    if suite.is_some() {
+    if let Some((suite, _)) = &suite {
         let on = reported.as_ref().and_then(|r| r.records.first()).map_or_else(String::new, |r| format!(" on {}", r.engine));
-        println!("\n{}", table::fit(&format!("verdicts these builds settle{on} (`layerbench verdicts {}` lists every claim):", results_path.display())));
-        print!("{}", table::settled_verdicts(&crate::analysis::verdicts::verdicts(reported.as_ref().unwrap_or(&results))));
+        let which = if suite.claims.is_some() { "of the suite's claims " } else { "" };
+        println!("\n{}", table::fit(&format!("verdicts {which}these builds settle{on} (`layerbench verdicts {}` lists every claim):", results_path.display())));
+        let verdicts = crate::analysis::verdicts::verdicts(reported.as_ref().unwrap_or(&results));
+        let of_suite: Vec<_> = verdicts.into_iter().filter(|v| suite.settles(&v.id)).collect();
+        print!("{}", table::settled_verdicts(&of_suite));
     }
     if let Some(differences) = crate::analysis::engines::engine_differences(&results) {
         println!();

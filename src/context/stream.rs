@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
@@ -35,11 +36,11 @@ impl std::fmt::Debug for ContextStream {
     }
 }
 
-/// The end of a context walk: what was sent, or the error that stopped it.
+/// The end of a context walk: what was sent, or the error that stopped it, and how long the walk took.
 #[derive(Debug)]
 pub struct WalkEnd {
     context: PathBuf,
-    end: oneshot::Receiver<Result<SentContext, ContextError>>,
+    end: oneshot::Receiver<(Result<SentContext, ContextError>, Duration)>,
 }
 
 /// Starts sending `context_dir` as `build_context` tars it (the same walk and
@@ -64,6 +65,7 @@ pub fn stream_context(context_dir: &Path, dockerfile: &Path, builder: Builder, d
                 chunks,
                 abandoned: false,
             };
+            let walking = Instant::now();
             let result = match plan.write(&mut sink) {
                 Ok(sent) => Ok(sent),
                 Err(_) if sink.abandoned => Err(ContextError::NotRead(walked)),
@@ -73,7 +75,7 @@ pub fn stream_context(context_dir: &Path, dockerfile: &Path, builder: Builder, d
                     Err(e)
                 }
             };
-            let _ = ended.send(result);
+            let _ = ended.send((result, walking.elapsed()));
         })
         .map_err(|source| ContextError::Walker { path: context.clone(), source })?;
     Ok(ContextStream {
@@ -127,13 +129,23 @@ impl WalkEnd {
     /// Waits for the walk to end: what it sent, or the error that stopped it
     /// (`ContextError::NotRead` when the body was dropped before its end).
     pub async fn sent(self) -> Result<SentContext, ContextError> {
-        let context = self.context;
-        self.end.await.unwrap_or_else(|_| {
-            Err(ContextError::Io {
-                path: context,
-                source: std::io::Error::other("the walk stopped before its end"),
-            })
-        })
+        self.timed().await.0
+    }
+
+    /// As `sent`, with how long the walk took on its thread, waits for the
+    /// engine to take its chunks included (`None` when it stopped before
+    /// reporting).
+    pub async fn timed(self) -> (Result<SentContext, ContextError>, Option<Duration>) {
+        match self.end.await {
+            Ok((result, took)) => (result, Some(took)),
+            Err(_) => (
+                Err(ContextError::Io {
+                    path: self.context,
+                    source: std::io::Error::other("the walk stopped before its end"),
+                }),
+                None,
+            ),
+        }
     }
 
     /// The folder being sent.
@@ -176,5 +188,25 @@ impl Write for ChunkSink {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.send()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_walk_s_end_says_what_was_sent_and_how_long_the_walk_took() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(dir.path().join("main.go"), "package main\n").unwrap();
+        let (body, end) = stream_context(dir.path(), Path::new("Dockerfile"), Builder::Legacy, IgnoreDialect::default()).unwrap().into_body();
+        let chunks: Vec<std::io::Result<Bytes>> = body.collect().await;
+        assert!(!chunks.is_empty() && chunks.iter().all(|c| c.is_ok()));
+        let (sent, took) = end.timed().await;
+        assert_eq!(sent.unwrap().files, ["Dockerfile", "main.go"]);
+        assert!(took.is_some(), "a walk that ended reports its time");
     }
 }

@@ -123,6 +123,8 @@ pub struct SyncCall {
     pub requested: usize,
     pub bytes: u64,
     pub error: Option<String>,
+    /// How long the listing took (the engine waits for it; waits for the connection to take its packets included).
+    pub listing: std::time::Duration,
 }
 
 /// Every DiffCopy call of one session.
@@ -630,6 +632,7 @@ impl FileSync for FileSyncService {
         let walk_out = out.clone();
         let walk_log = log.clone();
         tokio::task::spawn_blocking(move || {
+            let listing = std::time::Instant::now();
             let result = list(&dir, &sync, dialect, |path, stat| {
                 on_call(&walk_log, index, |call| call.listed.push(path));
                 let packet = Packet {
@@ -638,6 +641,7 @@ impl FileSync for FileSyncService {
                 };
                 walk_out.blocking_send(Ok(packet)).map_err(|_| ContextError::NotRead(dir.root.clone()))
             });
+            on_call(&walk_log, index, |call| call.listing = listing.elapsed());
             let end = match result {
                 Ok(()) => packet(PacketType::PacketStat),
                 Err(e) => {

@@ -1,7 +1,9 @@
 //! Builds: sending a context and reading the engine's build stream into step reports.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bollard::models::BuildInfoAux;
@@ -89,6 +91,49 @@ pub struct BuildOutcome {
     pub failure: Option<BuildFailure>,
     /// What the context sent, path by path (`None` when the engine stopped reading it before its end).
     pub context: Option<SentContext>,
+    /// Where the build's time went, phase by phase.
+    pub timings: BuildTimings,
+}
+
+/// Where one build's time went on the client's side of the engine. The
+/// phases `before_request`, `to_first_item`, `stream`, `context_end` and
+/// `inspect` follow each other (with the caller's making of the context they
+/// are the whole call); `session_open` and `context_walk` overlap the request,
+/// and `parsing` is part of `stream`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuildTimings {
+    /// From the call to sending the request: the options, the session's service.
+    pub before_request: Duration,
+    /// Opening the BuildKit session (`POST /session` and its upgrade), while
+    /// the request goes out, as the Docker CLI opens its own; zero for a tar.
+    pub session_open: Duration,
+    /// From sending the request to the build stream's first item: connecting,
+    /// the engine taking the context (a tar) or starting its solve.
+    pub to_first_item: Duration,
+    /// From the first item to the stream's end: the engine looking up (or
+    /// running) each step and exporting the image, as the harness reads it.
+    pub stream: Duration,
+    /// The part of `stream` the harness spent turning items into step reports.
+    pub parsing: Duration,
+    /// After the stream: the tar's walk reporting its end, or the session
+    /// closed and its log read.
+    pub context_end: Duration,
+    /// Inspecting the image after the build (zero when the build failed).
+    pub inspect: Duration,
+    /// The context's own walk: the tar's on its thread, or the session's
+    /// listings summed (the engine waits for each).
+    pub context_walk: Duration,
+    /// DiffCopy calls the engine made on the session (none for a tar).
+    pub sync_calls: usize,
+}
+
+/// A BuildKit session being opened, and how long that took.
+type OpeningSession = Pin<Box<dyn Future<Output = (Result<session::Session, EngineError>, Duration)>>>;
+
+/// What woke a build's loop: the session opened, or the stream's next item (`None` at its end).
+enum Woke {
+    Opened((Result<session::Session, EngineError>, Duration)),
+    Item(Option<Result<bollard::models::BuildInfo, bollard::errors::Error>>),
 }
 
 /// A build that the builder ended with an error (the engine itself worked).
@@ -124,6 +169,7 @@ impl Engine {
     /// `progress` as steps finish.
     pub async fn build(&self, request: BuildRequest, progress: &mut dyn FnMut(&StepReport)) -> Result<BuildOutcome, EngineError> {
         let started = Instant::now();
+        let mut timings = BuildTimings::default();
         let builder = request.context.builder();
         let mut labels: HashMap<String, String> = request.labels.clone().into_iter().collect();
         labels.entry(MANAGED_LABEL.to_string()).or_insert_with(|| "true".into());
@@ -149,7 +195,10 @@ impl Engine {
             session: session_id.clone(),
             ..Default::default()
         };
-        // The context goes as a tar in the body, or the engine asks the build's session for it (no body).
+        // The context goes as a tar in the body, or the engine asks the build's session for it (no body). The
+        // session opens while the request goes out, as the Docker CLI (and bollard's own session) opens it: the
+        // engine waits for a build's session before it asks it for anything.
+        let mut opening: Option<OpeningSession> = None;
         let (body, mut sent) = match request.context {
             ContextSource::Tar(stream) => {
                 let (body, walk) = stream.into_body();
@@ -158,16 +207,46 @@ impl Engine {
             ContextSource::Session(context) => {
                 let files = context.service(self.digests.clone());
                 let (name, key) = context.session_name_and_key();
-                let id = session_id.clone().unwrap_or_default();
-                let session = session::open(&self.host, &self.version.api, &id, &name, &key, files.clone()).await?;
+                let (host, api, id, served) = (self.host.clone(), self.version.api.clone(), session_id.clone().unwrap_or_default(), files.clone());
+                let open: OpeningSession = Box::pin(async move {
+                    let opened = Instant::now();
+                    let session = session::open(&host, &api, &id, &name, &key, served).await;
+                    (session, opened.elapsed())
+                });
+                opening = Some(open);
                 options.remote = Some("client-session".to_string());
-                (futures_util::stream::empty().boxed(), Sent::Session(session, files))
+                (futures_util::stream::empty().boxed(), Sent::Session(None, files))
             }
         };
         let mut stream = Box::pin(self.docker.build_image(options, None, Some(bollard::body_try_stream(body))));
         let mut steps = BuildStream::default();
         let mut recorder = stream::Recorder::from_env();
-        while let Some(item) = stream.next().await {
+        let requested = Instant::now();
+        timings.before_request = requested.duration_since(started);
+        let mut first_item: Option<Instant> = None;
+        loop {
+            let woke = match opening.as_mut() {
+                Some(open) => tokio::select! {
+                    opened = open => Woke::Opened(opened),
+                    item = stream.next() => Woke::Item(item),
+                },
+                None => Woke::Item(stream.next().await),
+            };
+            let item = match woke {
+                Woke::Opened((opened, took)) => {
+                    opening = None;
+                    timings.session_open = took;
+                    // A session the engine could not be given ends the build (dropping the stream cancels it).
+                    sent.opened(opened?);
+                    continue;
+                }
+                Woke::Item(Some(item)) => item,
+                Woke::Item(None) => break,
+            };
+            let parsing = Instant::now();
+            if first_item.is_none() {
+                first_item = Some(parsing);
+            }
             let items: Vec<StreamItem> = match item {
                 Ok(info) => {
                     let mut items = Vec::new();
@@ -198,7 +277,7 @@ impl Engine {
                 Err(source) => {
                     // A context that could not be read is the cause, not the connection it cut.
                     drop(stream);
-                    sent.end(&request.what).await?;
+                    sent.end(&request.what, &mut timings).await?;
                     return Err(EngineError::Api {
                         action: format!("build {}", request.what),
                         source,
@@ -209,12 +288,24 @@ impl Engine {
                 recorder.record(&item);
                 steps.push(&item, progress);
             }
+            timings.parsing += parsing.elapsed();
             if steps.failure().is_some() {
                 break;
             }
         }
+        let streamed = Instant::now();
+        match first_item {
+            Some(first) => {
+                timings.to_first_item = first.duration_since(requested);
+                timings.stream = streamed.duration_since(first);
+            }
+            None => timings.to_first_item = streamed.duration_since(requested),
+        }
         drop(stream);
-        let context = sent.end(&request.what).await?;
+        // A session still opening when the build ended (it failed first) is not needed any more.
+        drop(opening);
+        let context = sent.end(&request.what, &mut timings).await?;
+        timings.context_end = streamed.elapsed();
         if let Some(failure) = steps.failure().cloned() {
             return Ok(BuildOutcome {
                 image: None,
@@ -222,10 +313,13 @@ impl Engine {
                 wall: started.elapsed(),
                 failure: Some(failure),
                 context,
+                timings,
             });
         }
         let wall = started.elapsed();
+        let inspecting = Instant::now();
         let image = self.image(&request.tag).await?;
+        timings.inspect = inspecting.elapsed();
         let failure = match image {
             Some(_) => None,
             None => Some(BuildFailure {
@@ -240,36 +334,53 @@ impl Engine {
             wall,
             failure,
             context,
+            timings,
         })
     }
 }
 
-/// What the context's walk sent once the build's answer has ended: an error
-/// when the walk failed (the engine saw a cut body, not a whole context), `None`
-/// when the engine stopped reading before the end or the walk does not report in time.
-/// What a build's context sent, known at the build's end.
+/// What a build's context sent, known at the build's end: an error when the
+/// walk failed (the engine saw a cut body, not a whole context), `None` when
+/// the engine stopped reading before the end or the walk does not report in time.
 enum Sent {
     /// A tar's walk, which ends on its own thread.
     Walk(WalkEnd),
-    /// A session, and the service that answered the engine's requests.
-    Session(session::Session, crate::context::FileSyncService),
+    /// A session (`None` until it has opened), and the service that answers the engine's requests.
+    Session(Option<session::Session>, crate::context::FileSyncService),
     /// Already ended.
     Done,
 }
 
 impl Sent {
-    /// What was sent (`None` when the engine stopped reading a tar before its end), or the error that stopped it.
-    async fn end(&mut self, what: &str) -> Result<Option<SentContext>, EngineError> {
+    /// Keeps the build's session, once open, until the build's end.
+    fn opened(&mut self, session: session::Session) {
+        if let Sent::Session(open, _) = self {
+            *open = Some(session);
+        }
+    }
+
+    /// What was sent (`None` when the engine stopped reading a tar before its end), or the error that stopped it;
+    /// the walk's time and the session's calls go to `timings`.
+    async fn end(&mut self, what: &str, timings: &mut BuildTimings) -> Result<Option<SentContext>, EngineError> {
         let failed = |source| EngineError::Context { what: what.to_string(), source: Box::new(source) };
         match std::mem::replace(self, Sent::Done) {
-            Sent::Walk(walk) => match tokio::time::timeout(WALK_END_TIMEOUT, walk.sent()).await {
-                Ok(Ok(sent)) => Ok(Some(sent)),
-                Ok(Err(ContextError::NotRead(_))) | Err(_) => Ok(None),
-                Ok(Err(source)) => Err(failed(source)),
+            Sent::Walk(walk) => match tokio::time::timeout(WALK_END_TIMEOUT, walk.timed()).await {
+                Ok((result, took)) => {
+                    timings.context_walk = took.unwrap_or_default();
+                    match result {
+                        Ok(sent) => Ok(Some(sent)),
+                        Err(ContextError::NotRead(_)) => Ok(None),
+                        Err(source) => Err(failed(source)),
+                    }
+                }
+                Err(_) => Ok(None),
             },
             Sent::Session(session, files) => {
                 drop(session);
-                Ok(Some(files.log().sent_context(&files.digests_handle())))
+                let log = files.log();
+                timings.sync_calls = log.calls.len();
+                timings.context_walk = log.calls.iter().map(|c| c.listing).sum();
+                Ok(Some(log.sent_context(&files.digests_handle())))
             }
             Sent::Done => Ok(None),
         }

@@ -9,7 +9,7 @@ pub mod release;
 mod session;
 pub mod stream;
 
-pub use build::{BuildFailure, BuildOutcome, BuildRequest, ContextSource, StepReport};
+pub use build::{BuildFailure, BuildOutcome, BuildRequest, BuildTimings, ContextSource, StepReport};
 pub use cleanup::Emptied;
 pub use containers::RunOutcome;
 pub use images::ImageFacts;

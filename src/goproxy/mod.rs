@@ -2,6 +2,7 @@
 
 mod body;
 pub mod client;
+pub mod content;
 pub mod layout;
 pub mod log;
 pub mod request;
@@ -11,6 +12,7 @@ pub mod store;
 pub mod upstream;
 pub mod versions;
 
+pub use content::Content;
 pub use layout::{escape_path, unescape_path, StoreLayout};
 pub use request::{Refusal, Target};
 pub use server::{ProxyConfig, ProxyLog, ProxyRequest, ProxyServer, RequestKind, Shaping, ShapingControl, Unpublished};

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::goproxy::body::AnswerBody;
+use crate::goproxy::content::Content;
 use crate::goproxy::layout::{LayoutError, StoreLayout};
 pub use crate::goproxy::request::{parse_target, RequestKind, Target};
 use crate::goproxy::request::check_sizes;
@@ -366,9 +367,9 @@ async fn respond(request: Request<Incoming>, shared: Shared) -> Result<Response<
     });
     let refused = checked.is_err();
     let (target, status, body, served_from) = match checked {
-        Err(refusal) => (Target::other(), refusal.status(), format!("refused: {refusal}\n").into_bytes(), ServedFrom::None),
+        Err(refusal) => (Target::other(), refusal.status(), Content::from(format!("refused: {refusal}\n")), ServedFrom::None),
         Ok(target) if request.method() != Method::GET && request.method() != Method::HEAD => {
-            (target, 405, b"method not allowed\n".to_vec(), ServedFrom::None)
+            (target, 405, Content::from(b"method not allowed\n".to_vec()), ServedFrom::None)
         }
         Ok(target) => {
             let (status, body, from) = answer(&shared.source, &controls.unpublished, &target).await;
@@ -395,7 +396,7 @@ async fn respond(request: Request<Incoming>, shared: Shared) -> Result<Response<
         served_from,
         lane: lane.to_string(),
     };
-    let body = AnswerBody::new(body.into(), shaping.bandwidth_bytes_per_sec, entry, shared.log.clone(), started);
+    let body = AnswerBody::new(body, shaping.bandwidth_bytes_per_sec, entry, shared.log.clone(), started);
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
@@ -422,9 +423,10 @@ fn loggable(target: &str) -> String {
 }
 
 /// The status, body and origin of the answer to one request; unpublished
-/// versions are hidden the same way whichever source answered.
-async fn answer(source: &ModuleSource, hidden: &Unpublished, target: &Target) -> (u16, Vec<u8>, ServedFrom) {
-    let not_found = |what: &str| (404, format!("not found: {what}\n").into_bytes(), ServedFrom::None);
+/// versions are hidden the same way whichever source answered. A version's
+/// file comes opened, to be streamed; a `list` is read to be filtered.
+async fn answer(source: &ModuleSource, hidden: &Unpublished, target: &Target) -> (u16, Content, ServedFrom) {
+    let not_found = |what: &str| (404, Content::from(format!("not found: {what}\n")), ServedFrom::None);
     let Some(module) = &target.module else {
         return not_found("not a module proxy request");
     };
@@ -432,7 +434,7 @@ async fn answer(source: &ModuleSource, hidden: &Unpublished, target: &Target) ->
     let (lookup, what) = match target.kind {
         RequestKind::Other => return not_found("not a module proxy request"),
         RequestKind::Latest => (source.latest(module, hidden).await, format!("module {module}: no versions")),
-        RequestKind::List => match source.list(module).await {
+        RequestKind::List => match source.list(module).await.into_memory().await {
             // An empty list is how a proxy says "no tagged versions"; an
             // unknown module is "not found".
             Lookup::Found { body, from } => {
@@ -441,9 +443,9 @@ async fn answer(source: &ModuleSource, hidden: &Unpublished, target: &Target) ->
                     .filter(|v| !hidden.is_hidden(module, v.trim()))
                     .map(|v| format!("{v}\n"))
                     .collect();
-                (Lookup::Found { body: visible.into_bytes(), from }, String::new())
+                (Lookup::Found { body: Content::from(visible), from }, String::new())
             }
-            other => (other, format!("module {module}")),
+            other => (other.map_body(Content::Memory), format!("module {module}")),
         },
         RequestKind::Info | RequestKind::Mod | RequestKind::Zip => {
             if hidden.is_hidden(module, &version) {
@@ -460,7 +462,7 @@ async fn answer(source: &ModuleSource, hidden: &Unpublished, target: &Target) ->
     match lookup {
         Lookup::Found { body, from } => (200, body, from),
         Lookup::NotFound => not_found(&what),
-        Lookup::Failed(message) => (502, format!("{message}\n").into_bytes(), ServedFrom::None),
+        Lookup::Failed(message) => (502, Content::from(format!("{message}\n")), ServedFrom::None),
     }
 }
 
@@ -547,7 +549,10 @@ mod tests {
         let driving = tokio::spawn(connection);
         for path in ["/example.com/!big!mod/@v/list", "/example.com/!big!mod/@v/v1.0.0.mod"] {
             let request = Request::get(path).body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
-            assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+            let response = sender.send_request(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            // An answer is logged once its body has gone out (a file's is streamed after the head).
+            http_body_util::BodyExt::collect(response.into_body()).await.unwrap();
         }
         assert_eq!(proxy.log().len(), asked.len() + 2);
         // Stopping the proxy closes a connection left open, so no later request reaches a stopped proxy.

@@ -12,13 +12,19 @@
 //! The store answers everything it knows first: a module whose `list` is in
 //! the store gets its `list` and `@latest` from the store alone, and any
 //! version file the store holds comes from the store.
+//!
+//! A file of the store or the cache folder is found opened, not read: the
+//! answer streams it ([`Content::File`]); only the small answers that must be
+//! parsed (`list`, `@latest`) are read whole ([`Lookup::into_memory`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::gomod::modfile::Version;
+use crate::goproxy::content::{Content, OpenFile};
 use crate::goproxy::layout::{escape_path, StoreLayout};
 pub use crate::goproxy::log::{ServedFrom, Unpublished};
 use crate::goproxy::upstream::{Fetched, Upstream, UpstreamClient, UpstreamError};
@@ -43,15 +49,43 @@ impl VersionFile {
     }
 }
 
-/// The answer to one lookup.
+/// The answer to one lookup; its body is a [`Content`] (an opened file, or
+/// bytes in memory) until [`Lookup::into_memory`] reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
-    Found { body: Vec<u8>, from: ServedFrom },
+pub enum Lookup<B = Content> {
+    Found { body: B, from: ServedFrom },
     /// Neither the store nor the upstream has it (or the upstream answered 404/410).
     NotFound,
     /// The upstream could not be reached, timed out or answered an error, or
     /// its answer could not be kept; the text names the upstream or the file.
     Failed(String),
+}
+
+impl<B> Lookup<B> {
+    /// The same answer with its body changed by `f`.
+    pub fn map_body<C>(self, f: impl FnOnce(B) -> C) -> Lookup<C> {
+        match self {
+            Lookup::Found { body, from } => Lookup::Found { body: f(body), from },
+            Lookup::NotFound => Lookup::NotFound,
+            Lookup::Failed(message) => Lookup::Failed(message),
+        }
+    }
+}
+
+impl Lookup {
+    /// The same answer with its body read whole: only for the small answers
+    /// that are parsed (`list`, `@latest`). A file that cannot be read makes
+    /// it a failure naming the file.
+    pub async fn into_memory(self) -> Lookup<Bytes> {
+        match self {
+            Lookup::Found { body, from } => match body.read_whole().await {
+                Ok(body) => Lookup::Found { body, from },
+                Err(e) => Lookup::Failed(e.to_string()),
+            },
+            Lookup::NotFound => Lookup::NotFound,
+            Lookup::Failed(message) => Lookup::Failed(message),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,16 +128,16 @@ impl UpstreamSide {
         self.answer(&format!("{}/@v/{file}", escape_path(module)), cached).await
     }
 
+    /// The kept answer is found opened (to be streamed); one just fetched is in memory.
     async fn answer(&self, url_path: &str, cached: PathBuf) -> Lookup {
-        if cached.is_file() {
-            return match std::fs::read(&cached) {
-                Ok(body) => Lookup::Found { body, from: ServedFrom::UpstreamCache },
-                Err(e) => Lookup::Failed(format!("failed to read the cached upstream answer {}: {e}", cached.display())),
-            };
+        match OpenFile::open(&cached).await {
+            Ok(Some(file)) => return Lookup::Found { body: Content::File(file), from: ServedFrom::UpstreamCache },
+            Ok(None) => {}
+            Err(e) => return Lookup::Failed(format!("failed to read the cached upstream answer {}: {e}", cached.display())),
         }
         match self.client.get(url_path).await {
             Fetched::Found(body) => match write_atomically(&cached, &body) {
-                Ok(()) => Lookup::Found { body, from: ServedFrom::Upstream },
+                Ok(()) => Lookup::Found { body: body.into(), from: ServedFrom::Upstream },
                 Err(e) => Lookup::Failed(format!(
                     "failed to keep the answer of the upstream GOPROXY {} in {}: {e}",
                     self.client.url(),
@@ -156,11 +190,11 @@ impl ModuleSource {
         let mut versions = Vec::new();
         let store_list = self.store.version_dir(module).join("list");
         if store_list.is_file() {
-            let text = std::fs::read_to_string(&store_list).map_err(|source| SourceError::Read { path: store_list, source })?;
+            let text = tokio::fs::read_to_string(&store_list).await.map_err(|source| SourceError::Read { path: store_list, source })?;
             versions.extend(parse_list(&text));
         }
         if let Some(up) = &self.upstream {
-            match up.version_dir_file(module, "list", up.cache.version_dir(module).join("list")).await {
+            match up.version_dir_file(module, "list", up.cache.version_dir(module).join("list")).await.into_memory().await {
                 Lookup::Found { body, .. } => versions.extend(parse_list(&String::from_utf8_lossy(&body))),
                 Lookup::NotFound => {}
                 Lookup::Failed(message) => return Err(SourceError::Upstream { module: module.to_string(), message }),
@@ -205,7 +239,7 @@ impl ModuleSource {
         if check_module_path(module).is_err() {
             return Lookup::NotFound;
         }
-        if let Some(body) = read_if_present(&self.store.version_dir(module).join("list")) {
+        if let Some(body) = open_if_present(&self.store.version_dir(module).join("list")).await {
             return Lookup::Found { body, from: ServedFrom::Store };
         }
         match &self.upstream {
@@ -219,7 +253,7 @@ impl ModuleSource {
         if check_module_path(module).is_err() || check_version(module, version).is_err() {
             return Lookup::NotFound;
         }
-        if let Some(body) = read_if_present(&self.store.file(module, version, file.ext())) {
+        if let Some(body) = open_if_present(&self.store.file(module, version, file.ext())).await {
             return Lookup::Found { body, from: ServedFrom::Store };
         }
         match &self.upstream {
@@ -239,9 +273,9 @@ impl ModuleSource {
         if check_module_path(module).is_err() {
             return Lookup::NotFound;
         }
-        if let Some(list) = read_if_present(&self.store.version_dir(module).join("list")) {
+        if let Ok(list) = tokio::fs::read(self.store.version_dir(module).join("list")).await {
             return match newest_visible(&list, module, hidden) {
-                Some(v) => match read_if_present(&self.store.file(module, v.as_str(), "info")) {
+                Some(v) => match open_if_present(&self.store.file(module, v.as_str(), "info")).await {
                     Some(body) => Lookup::Found { body, from: ServedFrom::Store },
                     None => Lookup::NotFound,
                 },
@@ -252,19 +286,19 @@ impl ModuleSource {
             return Lookup::NotFound;
         };
         let cached = up.cache.root().join(escape_path(module)).join("@latest");
-        let answer = up.answer(&format!("{}/@latest", escape_path(module)), cached).await;
-        let Lookup::Found { body, .. } = &answer else {
-            return answer;
+        let (info, from) = match up.answer(&format!("{}/@latest", escape_path(module)), cached).await.into_memory().await {
+            Lookup::Found { body, from } => (body, from),
+            other => return other.map_body(Content::Memory),
         };
-        match info_version(body) {
-            Some(v) if hidden.is_hidden(module, &v) => match self.list(module).await {
+        match info_version(&info) {
+            Some(v) if hidden.is_hidden(module, &v) => match self.list(module).await.into_memory().await {
                 Lookup::Found { body: list, .. } => match newest_visible(&list, module, hidden) {
                     Some(v) => self.version_file(module, v.as_str(), VersionFile::Info).await,
                     None => Lookup::NotFound,
                 },
-                other => other,
+                other => other.map_body(Content::Memory),
             },
-            _ => answer,
+            _ => Lookup::Found { body: Content::Memory(info), from },
         }
     }
 }
@@ -289,8 +323,9 @@ fn check_version(module: &str, version: &str) -> Result<(), SourceError> {
     }
 }
 
-fn read_if_present(path: &Path) -> Option<Vec<u8>> {
-    std::fs::read(path).ok()
+/// The store's file at `path`, opened; `None` when it cannot be (as if absent).
+async fn open_if_present(path: &Path) -> Option<Content> {
+    OpenFile::open(path).await.ok().flatten().map(Content::File)
 }
 
 fn parse_list(text: &str) -> impl Iterator<Item = Version> + '_ {
@@ -368,9 +403,9 @@ mod tests {
         (dir, server)
     }
 
-    fn found(l: Lookup) -> (Vec<u8>, ServedFrom) {
-        match l {
-            Lookup::Found { body, from } => (body, from),
+    async fn found(l: Lookup) -> (Vec<u8>, ServedFrom) {
+        match l.into_memory().await {
+            Lookup::Found { body, from } => (body.to_vec(), from),
             other => panic!("expected an answer, got {other:?}"),
         }
     }
@@ -383,18 +418,18 @@ mod tests {
         let upstream = Upstream::new(up.url(), cache.path());
         let source = ModuleSource::new(StoreLayout::new(store.path()), Some(&upstream)).unwrap();
 
-        let (body, from) = found(source.version_file("example.com/BigMod", "v1.1.0", VersionFile::Zip).await);
+        let (body, from) = found(source.version_file("example.com/BigMod", "v1.1.0", VersionFile::Zip).await).await;
         assert_eq!((body.as_slice(), from), (&b"zip of v1.1.0"[..], ServedFrom::Upstream));
         let kept = upstream.cache_folder().join("example.com/!big!mod/@v/v1.1.0.zip");
         assert_eq!(std::fs::read(&kept).unwrap(), b"zip of v1.1.0", "kept under the escaped path");
-        let (body, from) = found(source.version_file("example.com/BigMod", "v1.1.0", VersionFile::Zip).await);
+        let (body, from) = found(source.version_file("example.com/BigMod", "v1.1.0", VersionFile::Zip).await).await;
         assert_eq!((body.as_slice(), from), (&b"zip of v1.1.0"[..], ServedFrom::UpstreamCache));
         assert_eq!(up.log().len(), 1, "the second answer did not reach the upstream");
 
         // The store's own module never reaches the upstream.
-        let (body, from) = found(source.list("example.invalid/empty").await);
+        let (body, from) = found(source.list("example.invalid/empty").await).await;
         assert_eq!((body.len(), from), (0, ServedFrom::Store));
-        assert_eq!(source.version_file("example.com/BigMod", "v9.0.0", VersionFile::Mod).await, Lookup::NotFound);
+        assert!(matches!(source.version_file("example.com/BigMod", "v9.0.0", VersionFile::Mod).await, Lookup::NotFound));
         assert!(!upstream.cache_folder().join("example.com/!big!mod/@v/v9.0.0.mod").exists(), "a 404 is not kept");
         let names: Vec<_> = std::fs::read_dir(upstream.cache_folder().join("example.com/!big!mod/@v")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(names.iter().all(|n| !n.to_string_lossy().contains(".tmp-")), "no temporary file is left: {names:?}");
@@ -478,10 +513,10 @@ mod tests {
         empty_store(store.path());
         let source = ModuleSource::new(StoreLayout::new(store.path()), Some(&Upstream::new(up.url(), cache.path()))).unwrap();
         let hidden = Unpublished::default();
-        let (body, _) = found(source.latest("example.com/BigMod", &hidden).await);
+        let (body, _) = found(source.latest("example.com/BigMod", &hidden).await).await;
         assert_eq!(info_version(&body).as_deref(), Some("v1.1.0"));
         hidden.set([("example.com/BigMod".to_string(), "v1.1.0".to_string())]);
-        let (body, from) = found(source.latest("example.com/BigMod", &hidden).await);
+        let (body, from) = found(source.latest("example.com/BigMod", &hidden).await).await;
         assert_eq!(info_version(&body).as_deref(), Some("v1.0.0"));
         assert_eq!(from, ServedFrom::Upstream);
         up.stop().await;

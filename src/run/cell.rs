@@ -421,7 +421,7 @@ pub(super) async fn build_once(
     let inspecting = Instant::now();
     let inspection = match (&outcome.image, ctx.plan.inspect) {
         (Some(image), true) => tokio::select! {
-            i = inspect_cached(ctx.engine, image, &cell.variant, sink, no_cache) => Some(i),
+            i = inspect_cached(ctx.engine, image, &cell.variant, sink, ctx.plan.layer_contents && no_cache) => Some(i),
             _ = ctx.interrupt.changed() => {
                 // A probe's container outlives its dropped wait: remove this run's.
                 let _ = ctx.engine.remove_labelled(Some(&["run"]), Some(run_id)).await;
@@ -469,8 +469,9 @@ pub(super) async fn build_once(
 }
 
 /// Inspects an image, reusing an earlier inspection of the same image id for the same template in this run.
-/// What Go's layers hold is read once per template, from a cold build (exporting a large image takes seconds).
-pub(super) async fn inspect_cached(engine: &Engine, image: &crate::engine::ImageFacts, variant: &Variant, sink: &Sink<'_, '_>, cold: bool) -> Inspection {
+/// What Go's layers hold is read once per template, from a cold build (`read_layers`: the run reads them, and the
+/// build was cold), since exporting a large image takes seconds.
+pub(super) async fn inspect_cached(engine: &Engine, image: &crate::engine::ImageFacts, variant: &Variant, sink: &Sink<'_, '_>, read_layers: bool) -> Inspection {
     let (earlier, contents_read) = {
         let results = sink.results.borrow();
         let earlier = results
@@ -487,7 +488,7 @@ pub(super) async fn inspect_cached(engine: &Engine, image: &crate::engine::Image
             let options = InspectOptions {
                 binary: variant.inspect_binary.clone(),
                 probe: variant.probe.clone(),
-                layer_contents: cold && !contents_read,
+                layer_contents: read_layers && !contents_read,
             };
             inspect_image(engine, image, &options).await
         }

@@ -28,6 +28,8 @@ pub struct RunSpec {
     pub verbose: bool,
     /// The share of the cells this run builds.
     pub shard: Option<crate::results::Shard>,
+    /// Read what each template's first cold image's Go layers hold (for the claims that need it).
+    pub layer_contents: bool,
 }
 
 /// The engines `--engine` names (the default one when none), each with its isolation; two with one name are refused.
@@ -121,6 +123,7 @@ pub async fn execute(spec: RunSpec, args: &EngineArgs, say: &Say) -> Result<(cra
         proxy_url: proxy.url(),
         store: crate::goproxy::layout::StoreLayout::new(&store),
         inspect: true,
+        layer_contents: spec.layer_contents,
         build_timeout: args.build_timeout.or(spec.build_timeout).unwrap_or(runner::DEFAULT_BUILD_TIMEOUT),
         engine_wait: args.engine_wait,
         spread,

@@ -197,6 +197,9 @@ pub struct Plan {
     pub store: StoreLayout,
     /// Inspect every image built (sizes, binary linkage, the configured probe).
     pub inspect: bool,
+    /// Also read what each template's first cold image's Go layers hold (exports the image: seconds for a large
+    /// one); only a run that settles a claim needing it does.
+    pub layer_contents: bool,
     /// A build still running after this long is cancelled and recorded as `timed-out`.
     pub build_timeout: Duration,
     /// How long to wait for an engine that stopped answering before stopping the run.

@@ -42,7 +42,23 @@ pub struct Suite {
     /// `builtin` drops the templates' `# syntax=` directives in layerbench's copies (`--frontend` overrides it).
     #[serde(default)]
     pub frontend: Option<crate::results::Frontend>,
+    /// The claims the suite is for (ids as in CLAIMS.md): the run prints their verdicts, and reads what cold images'
+    /// Go layers hold only when one of them needs it. Every claim when absent.
+    #[serde(default)]
+    pub claims: Option<Vec<String>>,
     pub cells: Vec<CellGroup>,
+}
+
+impl Suite {
+    /// Whether the suite is for the claim `id`.
+    pub fn settles(&self, id: &str) -> bool {
+        self.claims.as_ref().is_none_or(|claims| claims.iter().any(|c| c == id))
+    }
+
+    /// Whether a claim the suite is for reads what cold images' Go layers hold.
+    pub fn needs_layer_contents(&self) -> bool {
+        crate::analysis::verdicts::NEED_LAYER_CONTENTS.iter().any(|id| self.settles(id))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -112,6 +128,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Suite, SuiteError> {
                 &[At::Key("network"), At::Key(name), At::Key("bandwidth_bytes_per_sec")],
                 format!("network `{name}`: `bandwidth_bytes_per_sec` must be at least 1 (leave it out for no cap)"),
             ));
+        }
+    }
+    for (i, id) in suite.claims.iter().flatten().enumerate() {
+        if !crate::analysis::verdicts::claim_ids().any(|known| known == id) {
+            let known: Vec<&str> = crate::analysis::verdicts::claim_ids().collect();
+            return Err(at(&[At::Key("claims"), At::Index(i)], format!("`claims` names `{id}`, which is no claim (claims: {})", known.join(", "))));
         }
     }
     if suite.cells.is_empty() {
@@ -202,6 +224,19 @@ mod tests {
     }
 
     #[test]
+    fn a_suite_reads_layer_contents_only_when_a_claim_it_is_for_needs_them() {
+        let text = |claims: &str| format!("name = \"s\"\ndescription = \"d\"\n{claims}\n[[cells]]\nvariants = [\"naive\"]\nscenarios = [\"no-change\"]\n");
+        let every = parse(&text(""), Path::new("s.toml")).unwrap();
+        assert!(every.settles("C7") && every.settles("X5") && every.needs_layer_contents(), "no `claims`: every claim");
+        let some = parse(&text("claims = [\"C1\", \"C10\"]"), Path::new("s.toml")).unwrap();
+        assert!(some.settles("C10") && !some.settles("C7") && !some.needs_layer_contents());
+        assert!(parse(&text("claims = [\"C7\"]"), Path::new("s.toml")).unwrap().needs_layer_contents());
+        let (quick, _) = load("quick").unwrap();
+        assert!(!quick.needs_layer_contents() && quick.settles("C1"), "the quick suite leaves C7 to the claims suite");
+        assert!(load("claims").unwrap().0.needs_layer_contents());
+    }
+
+    #[test]
     fn bad_suites_name_the_file_the_line_and_what_is_wrong() {
         let base = "name = \"s\"\ndescription = \"d\"\n\n[[cells]]\nvariants = [\"layered\"]\nscenarios = [\"no-change\"]\nnetworks = [\"loopback\"]\n";
         assert!(parse(base, Path::new("s.toml")).is_ok());
@@ -212,6 +247,7 @@ mod tests {
             ("networks = [\"loopback\"]", "networks = [\"loopback\"]\nbuilders = [\"kaniko\"]", 8, "kaniko"),
             ("networks = [\"loopback\"]", "networks = [\"loopback\"]\nrepetiton = 2", 8, "repetiton"),
             ("[[cells]]", "[network.slow]\nbandwidth_bytes_per_sec = 0\n[[cells]]", 5, "at least 1"),
+            ("\n\n[[cells]]", "\nclaims = [\"C1\", \"C12\"]\n[[cells]]", 3, "`C12`, which is no claim"),
         ] {
             let err = parse(&base.replace(from, to), Path::new("suites/s.toml")).unwrap_err().to_string();
             assert!(err.contains("suites/s.toml") && err.contains(&format!("line {line}")) && err.contains(needle), "{to}: {err}");

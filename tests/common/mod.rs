@@ -86,6 +86,7 @@ pub async fn run_cells_on(name: &str, engine: Engine, app: &Path, variants: &[&s
         proxy_url: proxy.url(),
         store: StoreLayout::new(&store),
         inspect: true,
+        layer_contents: true,
         build_timeout: runner::DEFAULT_BUILD_TIMEOUT,
         engine_wait: std::time::Duration::from_secs(120),
         spread: runner::Spread::Shared,

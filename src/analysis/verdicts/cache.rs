@@ -410,7 +410,7 @@ pub(super) fn c7(r: &Records) -> (Verdict, String) {
         (true, false, true) => Verdict::Refuted,
         // Neither seen, but what the download layer wrote is not recorded: the claim's other half is untested.
         (true, false, false) => {
-            evidence.push_str("; what the download layer writes is not recorded (it needs a cold single-stage image whose final stage keeps the `go mod download` layer)");
+            evidence.push_str("; what the download layer writes is not recorded (it needs a cold single-stage image whose final stage keeps the `go mod download` layer, read by a run that settles C7: `--layer-contents`, or a suite whose `claims` include it)");
             Verdict::NotMeasured
         }
     };

@@ -45,28 +45,39 @@ pub struct ClaimVerdict {
     pub evidence: String,
 }
 
+/// Every claim's judge, in CLAIMS.md order.
+const JUDGES: [(&str, Judge); 16] = [
+    ("C1", c1),
+    ("C2", c2),
+    ("C3", c3),
+    ("C4", c4),
+    ("C5", c5),
+    ("C6", c6),
+    ("C7", c7),
+    ("C8", c8),
+    ("C9", c9),
+    ("C10", c10),
+    ("C11", c11),
+    ("X1", x1),
+    ("X2", x2),
+    ("X3", x3),
+    ("X4", x4),
+    ("X5", x5),
+];
+
+/// The claims whose verdict reads what a cold image's Go layers hold: a run reads those (exporting the image, seconds
+/// for a large one) only when it is to settle one of them.
+pub const NEED_LAYER_CONTENTS: [&str; 1] = ["C7"];
+
+/// Every claim's id, in CLAIMS.md order.
+pub fn claim_ids() -> impl Iterator<Item = &'static str> {
+    JUDGES.iter().map(|(id, _)| *id)
+}
+
 /// Every claim, in CLAIMS.md order.
 pub fn verdicts(results: &Results) -> Vec<ClaimVerdict> {
     let r = Records(results);
-    let judges: [(&str, Judge); 16] = [
-        ("C1", c1),
-        ("C2", c2),
-        ("C3", c3),
-        ("C4", c4),
-        ("C5", c5),
-        ("C6", c6),
-        ("C7", c7),
-        ("C8", c8),
-        ("C9", c9),
-        ("C10", c10),
-        ("C11", c11),
-        ("X1", x1),
-        ("X2", x2),
-        ("X3", x3),
-        ("X4", x4),
-        ("X5", x5),
-    ];
-    judges
+    JUDGES
         .iter()
         .map(|(id, judge)| {
             let (verdict, evidence) = judge(&r);
