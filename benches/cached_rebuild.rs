@@ -288,7 +288,7 @@ fn main() {
         let named: f64 = mean.phases().iter().map(|(_, t)| t).sum();
         println!("            layerbench, mean of {} (ms): {:.1} = {} + other {:.1}", ours.len(), mean.total, phases.join(" + "), mean.total - named);
         println!(
-            "            overlapping (ms): session open {:.1} (beside the request), context walk {:.1} ({:.1} sync calls), parsing {:.2} (within the stream)",
+            "            overlapping (ms): session open {:.1} (within before the request), context walk {:.1} ({:.1} sync calls), parsing {:.2} (within the stream)",
             mean.session_open, mean.context_walk, mean.sync_calls, mean.parsing
         );
         println!(
