@@ -28,7 +28,7 @@ fn layerbench(args: &[&str]) -> (i32, String) {
     layerbench_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
-/// Each Dockerfile step of a cold BuildKit build of `app`'s layered template by the engine's own CLI,
+/// Each Dockerfile step of a cold BuildKit build of `app`'s no-compile template by the engine's own CLI,
 /// with whether the CLI printed it `CACHED`.
 /// As layerbench builds a cold baseline: on an engine it owns, emptied first; on a shared one, with `--no-cache`.
 async fn cli_cold_outcomes(on: &common::EngineUnderTest, app: &Path) -> Vec<(String, bool)> {
@@ -40,17 +40,17 @@ async fn cli_cold_outcomes(on: &common::EngineUnderTest, app: &Path) -> Vec<(Str
         .cli(&[app.to_path_buf()])
         .env("DOCKER_BUILDKIT", "1")
         .args(["build", if owned { "--pull=false" } else { "--no-cache" }, "--progress=plain", "--network", "host", "-f"])
-        .arg(app.join("dockerfiles/layered.Dockerfile"))
+        .arg(app.join("dockerfiles/no-compile.Dockerfile"))
         .args(["--build-arg", &format!("GOPROXY=http://127.0.0.1:{CLI_PROXY_PORT}"), "--build-arg", "GOSUMDB=off"])
         .arg(app)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "docker build on {}:\n{text}", on.label());
-    let dockerfile = std::fs::read_to_string(app.join("dockerfiles/layered.Dockerfile")).unwrap();
+    let dockerfile = std::fs::read_to_string(app.join("dockerfiles/no-compile.Dockerfile")).unwrap();
     let instructions = dockerfile.lines().filter(|l| !l.starts_with('#') && !l.starts_with("FROM") && !l.starts_with("ARG") && !l.trim().is_empty());
-    // `#7 [build 3/5] COPY go.mod go.sum ./`, then `#7 CACHED` when it came from the cache (USER and ENTRYPOINT
-    // are no steps of their own).
+    // `#7 [build 3/6] COPY go.mod go.sum ./`, then `#7 CACHED` when it came from the cache: the build stage's
+    // WORKDIR, two COPYs and two RUNs (`go mod download`, `ls -R`), and the final stage's `COPY --from=build`.
     let outcomes: Vec<(String, bool)> = instructions
         .filter_map(|ins| {
             let id = text.lines().find_map(|l| l.split_once("] ").filter(|(_, t)| t.trim() == ins).and_then(|(head, _)| head.split_whitespace().next()))?;
@@ -72,7 +72,7 @@ async fn a_matrix_builds_every_cell_on_every_engine_and_says_where_they_differ()
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-app");
     let out = dir.path().join("matrix");
     let base = [
-        "run", "--app", app.to_str().unwrap(), "--variant", "layered", "--scenario", "edit-go-source", "--repetitions", "1",
+        "run", "--app", app.to_str().unwrap(), "--variant", "no-compile", "--scenario", "edit-go-source", "--repetitions", "1",
         "--proxy-port", PROXY_PORT,
     ];
     let with = |extra: &[&str]| base.iter().copied().chain(extra.iter().copied()).map(str::to_string).collect::<Vec<String>>();
@@ -149,9 +149,9 @@ async fn a_matrix_builds_every_cell_on_every_engine_and_says_where_they_differ()
     std::fs::write(
         &project,
         format!(
-            "app = {:?}\nscenarios = [\"edit-go-source\"]\n\n[[template]]\nname = \"layered\"\ndockerfile = {:?}\n\n[[template.expect]]\nscenario = \"edit-go-source\"\ncached = [\"RUN go mod download\"]\n",
+            "app = {:?}\nscenarios = [\"edit-go-source\"]\n\n[[template]]\nname = \"no-compile\"\ndockerfile = {:?}\n\n[[template.expect]]\nscenario = \"edit-go-source\"\ncached = [\"RUN go mod download\"]\n",
             app.display().to_string(),
-            app.join("dockerfiles/layered.Dockerfile").display().to_string()
+            app.join("dockerfiles/no-compile.Dockerfile").display().to_string()
         ),
     )
     .unwrap();
@@ -165,7 +165,7 @@ async fn a_matrix_builds_every_cell_on_every_engine_and_says_where_they_differ()
         assert!(text.lines().any(|l| l.contains(&format!("on {engine}")) && l.contains("cached = \"RUN go mod download\"")), "{engine} in the lines:\n{text}");
     }
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains(&format!("classname=\"layerbench.{a}.layered\"")) && xml.contains(&format!("classname=\"layerbench.{b}.layered\"")), "{xml}");
+    assert!(xml.contains(&format!("classname=\"layerbench.{a}.no-compile\"")) && xml.contains(&format!("classname=\"layerbench.{b}.no-compile\"")), "{xml}");
     // The single-engine file holds one engine: --matrix on it is a usage error.
     let (code, text) = layerbench_in(dir.path(), &["check", "--matrix", "--from", single.to_str().unwrap()]);
     assert_eq!(code, 2, "{text}");

@@ -52,8 +52,10 @@ async fn host_snapshot() -> Vec<String> {
     facts
 }
 
+/// The tiny app's no-compile template (layered's steps but the compile: what these builds show is the engine's cache
+/// and the proxy, not Go's), its context as `engine`'s CLI sends it.
 fn tiny_build(engine: &Engine, proxy_url: &str, builder: Builder, tag: &str) -> BuildRequest {
-    tiny_build_of(engine, "layered", proxy_url, builder, tag)
+    tiny_build_of(engine, common::NO_COMPILE, proxy_url, builder, tag)
 }
 
 /// The tiny app's template `variant` (`dockerfiles/<variant>.Dockerfile`), its context as `engine`'s CLI sends it.

@@ -50,10 +50,12 @@ fn outcomes(results: &Results) -> Outcomes {
         .collect()
 }
 
+/// Two cells of two builds each: the tiny app's no-compile template (its layers are those of `layered` but the
+/// compile; what is compared here is outcomes, not Go's) over a source edit, and over a touch of the sources.
 fn run(out: &Path, extra: &[&str]) -> Results {
     let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-app");
     let mut args = vec![
-        "run", "--app", app.to_str().unwrap(), "--variant", "layered", "--variant", "naive", "--scenario", "edit-go-source",
+        "run", "--app", app.to_str().unwrap(), "--variant", common::NO_COMPILE, "--scenario", "edit-go-source", "--scenario", "touch-only",
         "--repetitions", "1", "--proxy-port", PROXY_PORT, "--out", out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
@@ -79,8 +81,13 @@ async fn cells_spread_over_two_owned_engines_and_merged_shards_give_the_outcomes
     let one = run(&dir.path().join("one"), &["--engine", a]);
     assert_eq!(one.records.len(), 4, "two cells of two builds");
     assert!(one.records.iter().all(|r| r.engine == a && r.isolation == Isolation::Private), "{:?}", one.engines);
-    let baseline = one.records.iter().find(|r| r.step == "baseline").unwrap();
-    assert!(baseline.layers.iter().filter(|l| l.instruction.starts_with("RUN")).all(|l| !l.cached), "an emptied engine starts every cell cold");
+    // Both cells' baselines (one template, two scenarios): every RUN step ran.
+    let baselines: Vec<_> = one.records.iter().filter(|r| r.step == "baseline").collect();
+    assert_eq!(baselines.len(), 2, "a baseline in each cell");
+    for baseline in baselines {
+        assert!(baseline.layers.iter().any(|l| l.instruction.starts_with("RUN")), "{}: no RUN step recorded", baseline.scenario);
+        assert!(baseline.layers.iter().filter(|l| l.instruction.starts_with("RUN")).all(|l| !l.cached), "{}: an emptied engine starts every cell cold", baseline.scenario);
+    }
 
     let two = run(&dir.path().join("two"), &["--engine", a, "--engine", b]);
     assert_eq!(outcomes(&two), outcomes(&one), "the same per-step outcomes on two engines as on one");
@@ -92,7 +99,7 @@ async fn cells_spread_over_two_owned_engines_and_merged_shards_give_the_outcomes
     // Each engine reached the proxy through its own lane: its builds' requests are its own.
     for r in two.records.iter().filter(|r| r.step == "baseline") {
         assert!(r.build_args["GOPROXY"].contains("/lane/"), "{:?}", r.build_args);
-        assert!(r.proxy.requests > 0, "{} fetched its modules through its lane", r.variant);
+        assert!(r.proxy.requests > 0, "{} × {} fetched its modules through its lane", r.variant, r.scenario);
     }
 
     let first = run(&dir.path().join("shard1"), &["--engine", a, "--shard", "1/2"]);
