@@ -88,9 +88,6 @@ pub(super) async fn run_command(args: RunArgs) -> Result<bool> {
     print!("{}", table::statistics_table(&results));
     println!();
     print!("{}", table::findings_per_engine(&results));
-    if let Some(line) = table::overhead(&results) {
-        print!("{}", table::fit(&line));
-    }
     // A matrix's verdicts are its first engine's; the engines table below names those that differ on another.
     let reported = crate::analysis::engines::reported_builds(&results);
     if let Some((suite, _)) = &suite {
@@ -126,6 +123,10 @@ pub(super) async fn run_command(args: RunArgs) -> Result<bool> {
     for r in &failed {
         let error = r.error_with_output().unwrap_or_else(|| "(no message)".into()).replace('\n', "\n    ");
         println!("{}", table::fit(&format!("  {} {} × {} · {} · {}: {error}", r.outcome.as_str().to_uppercase(), r.variant, r.scenario, r.builder.name(), r.step)));
+    }
+    // The run's last line: its own cost, beside the builds it measured.
+    if let Some(line) = table::overhead(&results) {
+        print!("{}", table::fit(&line));
     }
     Ok(failed.is_empty() && probes_failed == 0)
 }

@@ -818,7 +818,7 @@ mod tests {
         let d = dir.path();
         tree(d);
         let sent = |builder, dialect| names(&build_context(d, Path::new("Dockerfile"), builder, dialect).unwrap());
-        // Docker 20.10, as its CLI sends it (tests/context_parity.rs): unchanged.
+        // Docker 20.10, as its CLI sends it (tests/engine/context_parity.rs): unchanged.
         let common = ["a/keep", "a/keep/k", "b", "b/x/y", "b/x/y/z", "c", "c/keep"];
         let old_legacy: Vec<String> = [".dockerignore", "Dockerfile"].into_iter().chain(common).chain(["f(1).txt", "q", "q/r", "q/r/x/f", "q/r/x/keep", "q/r/x/y", "q/r/x/y/z", "secret/keep"]).map(String::from).collect();
         assert_eq!(sent(Builder::Legacy, IgnoreDialect::Docker20), old_legacy);

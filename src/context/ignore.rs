@@ -888,7 +888,7 @@ mod tests {
         assert!(r.is_excluded("b.txt"));
     }
 
-    /// The `.dockerignore` of the `tree` fixture of tests/context_parity.rs.
+    /// The `.dockerignore` of the `tree` fixture of tests/engine/context_parity.rs.
     const TREE: &str = "\u{feff}bom\na\n!a/keep\n**/x\n!b/x/y\n!q/r/x/keep\n# c/keep\n #hash\nc/*\n!   c/keep\n*.md   \n\
          **/*.tmp\n/sub.tmp\n../d/e/o\nd/../trail.txt\ncrlf.txt\r\nf(1).txt\na+b\nlog[0-9]\ne\n!**/keep\nsecret\n!secret/keep\n\
          g**h\nx[[:digit:]]\n\\*star\n";

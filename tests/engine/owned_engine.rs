@@ -2,7 +2,7 @@
 
 #![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! The module proxy over a store directory: answers, misses, shaping, and faults.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -20,7 +20,7 @@
 
 #![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

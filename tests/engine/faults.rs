@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use layerbench::results::Results;
 
-mod common;
+use crate::common;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

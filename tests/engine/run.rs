@@ -7,7 +7,7 @@
 
 #![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
