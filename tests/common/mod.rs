@@ -56,12 +56,16 @@ pub fn tiny_app() -> PathBuf {
 /// skips the seconds of a cold `go build`.
 pub const NO_COMPILE: &str = "no-compile";
 
+/// The fixture templates whose image holds no program to probe: [`NO_COMPILE`], and the why-app's `why`, whose
+/// build step lists its packages rather than compiling them (the miss-reason tests build it about twenty times).
+pub const WITHOUT_PROGRAM: [&str; 2] = [NO_COMPILE, "why"];
+
 /// A scenario shipped in `scenarios/`.
 pub fn shipped(name: &str) -> Scenario {
     scenario::select(&paths::scenarios_dir(), &[name.to_string()]).unwrap().remove(0)
 }
 
-/// Runs the cells (cold, one repetition, every image inspected and, but for [`NO_COMPILE`]'s, probed with
+/// Runs the cells (cold, one repetition, every image inspected and, but for [`WITHOUT_PROGRAM`]'s, probed with
 /// `selftest`) with the proxy on `port`, and returns the results file as written to disk.
 pub async fn run_cells(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, builders: &[Builder], port: u16) -> Results {
     let (engine, _) = provisioned().await;
@@ -76,8 +80,8 @@ pub async fn run_cells_on(name: &str, engine: Engine, app: &Path, variants: &[&s
     let names: Vec<String> = variants.iter().map(|v| v.to_string()).collect();
     let mut variants = runner::variants(app, &names).unwrap();
     for v in &mut variants {
-        // Both the sample and the tiny app answer `selftest`; the tiny app's no-compile image holds no program to probe.
-        if v.name != NO_COMPILE {
+        // Both the sample and the tiny app answer `selftest`.
+        if !WITHOUT_PROGRAM.contains(&v.name.as_str()) {
             v.probe = Some(Probe::selftest());
         }
     }

@@ -50,6 +50,8 @@ async fn an_app_unlike_the_sample_runs_with_two_templates_three_shipped_scenario
             "--scenario", "touch-only",
             "--scenario", "no-change",
             "--builder", "both",
+            // Warm: each cell's baseline reuses the first one's layers rather than compiling the app again.
+            "--cache", "warm",
             "--repetitions", "1",
             "--proxy-port", PROXY_PORT,
             "--out", out_dir.to_str().unwrap(),

@@ -101,7 +101,7 @@ async fn every_executed_step_says_why_it_missed_with_both_builders() {
             assert!(layer(edit, "RUN go mod download").cached, "{builder:?} on {name}: the download ran after a .go edit");
             let files = reason(edit, "COPY . .");
             assert_eq!((files.kind, files.detail.as_str(), files.line), (MissKind::Files, "main.go (content)", Some(line_of("COPY . ."))), "{builder:?} on {name}");
-            let go_build = reason(edit, "RUN CGO_ENABLED=0 go build");
+            let go_build = reason(edit, "RUN CGO_ENABLED=0 go list");
             assert_eq!((go_build.kind, go_build.line), (MissKind::Follows, Some(line_of("COPY . ."))), "{builder:?} on {name}: {go_build}");
             let copy_from = reason(edit, "COPY --from=build");
             assert_eq!(copy_from.kind, MissKind::Follows, "{builder:?} on {name}: {copy_from}");
@@ -111,7 +111,7 @@ async fn every_executed_step_says_why_it_missed_with_both_builders() {
             let version = build("set-version");
             let ran: Vec<&str> = version.layers.iter().filter(|l| !l.cached && !l.is_base_image()).map(|l| l.instruction.as_str()).collect();
             assert_eq!(ran.len(), 1, "{builder:?} on {name}: only the RUN after the ARG runs (a global ARG is no step): {ran:?}");
-            let arg = reason(version, "RUN CGO_ENABLED=0 go build");
+            let arg = reason(version, "RUN CGO_ENABLED=0 go list");
             assert_eq!((arg.kind, arg.line), (MissKind::BuildArg, Some(line_of("ARG APP_VERSION"))), "{builder:?} on {name}: {arg}");
             assert_eq!(arg.detail, format!("`APP_VERSION` (ARG line {}) changed: `dev` → `v2`", line_of("ARG APP_VERSION")), "{builder:?} on {name}");
 
@@ -180,12 +180,12 @@ async fn the_docker_cli_misses_the_steps_the_reasons_name() {
         let again = cli_build(on, legacy, dir.path(), &tag, &[("APP_VERSION", "v2")]);
         assert!(common::cli_cached(legacy, &again, "COPY . ."), "legacy on {name}: `COPY . .` ran:\n{again}");
         assert!(common::cli_cached(legacy, &again, "ARG APP_VERSION"), "legacy on {name}: the ARG step itself ran:\n{again}");
-        assert!(!common::cli_cached(legacy, &again, "RUN CGO_ENABLED=0 go build"), "legacy on {name}: the RUN after the changed ARG was cached:\n{again}");
+        assert!(!common::cli_cached(legacy, &again, "RUN CGO_ENABLED=0 go list"), "legacy on {name}: the RUN after the changed ARG was cached:\n{again}");
 
         let bk = Builder::Buildkit;
         cli_build(on, bk, dir.path(), &tag, &[]);
         let switched = cli_build(on, bk, dir.path(), &tag, &[("BASE", "golang:1.23")]);
-        for step in ["COPY . .", "RUN CGO_ENABLED=0 go build"] {
+        for step in ["COPY . .", "RUN CGO_ENABLED=0 go list"] {
             assert!(common::cli_cached(bk, &switched, step), "BuildKit on {name}: `{step}` of the build stage ran after the base switch:\n{switched}");
         }
         for step in ["COPY go.mod /etc/", "RUN echo"] {

@@ -2,7 +2,7 @@
 //! `check`'s `max_slowdown` and the verdicts use): seeded draws of identical and shifted pairs of samples, under
 //! normal, lognormal and outlier-ridden noise, at n = 3, 5, 10 and 20 per side; and its one-sample side
 //! (`CentreInterval`, `check`'s `max_rebuild_seconds`) on samples at and above the limit. Pure functions; seconds to run.
-//! `cargo test --release --test calibration -- --nocapture` prints the table the README shows.
+//! `cargo test --release --test offline calibration:: -- --nocapture` prints the table the README shows.
 
 use layerbench::analysis::ranks::CentreInterval;
 use layerbench::analysis::stats::{Ratio, Summary};

@@ -3,7 +3,7 @@
 //! their values, then byte flips, insertions of any Unicode, line deletions, duplications and swaps, truncation).
 //! Every error names the file and the line.
 //!
-//! `cargo test --release --test fuzz` runs 10,000 cases per parser (about 12 s on 2 cores, so CI runs them all);
+//! `cargo test --release --test offline fuzz::` runs 10,000 cases per parser (about 12 s on 2 cores, so CI runs them all);
 //! `LAYERBENCH_FUZZ_CASES=N` sets another number.
 
 use std::path::{Path, PathBuf};

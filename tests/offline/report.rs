@@ -3,7 +3,7 @@
 //! and that the committed reference report is exactly what the code makes from its results.
 //!
 //! The fixture `tests/fixtures/report/results.json` is an excerpt of a real claims run (a few cells, unedited records).
-//! To accept a reviewed change of the Markdown snapshot: `LAYERBENCH_UPDATE_SNAPSHOTS=1 cargo test --test report`.
+//! To accept a reviewed change of the Markdown snapshot: `LAYERBENCH_UPDATE_SNAPSHOTS=1 cargo test --test offline report::`.
 
 use std::path::{Path, PathBuf};
 
