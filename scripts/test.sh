@@ -16,7 +16,9 @@ stop_modern() {
 }
 trap stop_modern EXIT
 
-cargo build --release --locked --bin layerbench
+# The offline tests' build makes the layerbench binary with the features the tests build it with (a plain
+# `cargo build` unifies fewer dev-dependency features, so the test build would compile it again).
+cargo test --release --locked --no-run --test offline
 # A copy: the test build may link target/release/layerbench again while this one runs.
 cp target/release/layerbench target/provision-layerbench
 lb=target/provision-layerbench
