@@ -1,4 +1,5 @@
-//! Shared set-up for the tests that drive the real engine: one at a time, on a provisioned machine.
+//! Shared set-up for the tests of both binaries (`engine` and `offline`); the engine tests run one at a time, on a
+//! provisioned machine.
 
 #![allow(dead_code)]
 
@@ -56,9 +57,10 @@ pub fn tiny_app() -> PathBuf {
 /// skips the seconds of a cold `go build`.
 pub const NO_COMPILE: &str = "no-compile";
 
-/// The fixture templates whose image holds no program to probe: [`NO_COMPILE`], and the why-app's `why`, whose
-/// build step lists its packages rather than compiling them (the miss-reason tests build it about twenty times).
-pub const WITHOUT_PROGRAM: [&str; 2] = [NO_COMPILE, "why"];
+/// The fixture templates whose image holds no program to probe, as (app folder, template): the tiny app's
+/// [`NO_COMPILE`], and the why-app's `why`, whose build step lists its packages rather than compiling them (the
+/// miss-reason tests build it about twenty times).
+pub const WITHOUT_PROGRAM: [(&str, &str); 2] = [("tiny-app", NO_COMPILE), ("why-app", "why")];
 
 /// A scenario shipped in `scenarios/`.
 pub fn shipped(name: &str) -> Scenario {
@@ -81,7 +83,7 @@ pub async fn run_cells_on(name: &str, engine: Engine, app: &Path, variants: &[&s
     let mut variants = runner::variants(app, &names).unwrap();
     for v in &mut variants {
         // Both the sample and the tiny app answer `selftest`.
-        if !WITHOUT_PROGRAM.contains(&v.name.as_str()) {
+        if !WITHOUT_PROGRAM.iter().any(|&(folder, name)| app.ends_with(folder) && v.name == name) {
             v.probe = Some(Probe::selftest());
         }
     }
@@ -158,7 +160,8 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) 
 }
 
 /// The owned Docker 26.1 engine (Debian 13's docker.io, graph driver store) the tests that compare engines use.
-/// Started by the first test that needs it and kept for the others; `scripts/test.sh` stops it at the end.
+/// `scripts/test.sh` starts it in the background while the tests compile, or else the first test that needs it does;
+/// it is kept for the others, and `scripts/test.sh` stops it at the end.
 pub const MODERN: &str = "lbt-modern";
 
 /// An engine the tests compare layerbench with the Docker CLI on, and the way to run that engine's own CLI.

@@ -67,7 +67,7 @@ async fn a_cached_latest_fetch_stays_stale_after_upstream_publishes_a_new_versio
     assert!(after.notes.iter().any(|n| n.contains("published github.com/BurntSushi/toml@v1.3.2")));
 }
 
-/// Docker 20.10 exports an image in its own archive (read by the tests above and tests/run.rs) and Docker 26 in the
+/// Docker 20.10 exports an image in its own archive (read by the tests above and tests/engine/run.rs) and Docker 26 in the
 /// OCI layout: on the owned Docker 26.1 engine too the naive image's download and build layers are read, per-layer
 /// sizes add up to the image, and the static binary is read.
 #[tokio::test]

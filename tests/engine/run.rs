@@ -1,9 +1,9 @@
 //! The measuring core against the real engine: scenarios applied to scratch copies, builds through both builders, cache outcomes and proxy requests recorded.
 //!
-//! The tests read two runs of the tiny app, each made once per test binary by the first test that needs it
-//! (the sample's cold build is `selftest.rs`'s): run A builds `naive` and `layered` with both builders, touches
-//! the sources and then edits a `.go` file; run B builds `layered` with both builders, bumps a dependency,
-//! then breaks the build.
+//! One test builds the sample as the quick suite does (layered, BuildKit, its shipped `.go` edit). The others read
+//! two runs of the tiny app, each made once per test binary by the first test that needs it: run A builds `naive`
+//! and `layered` with both builders, touches the sources and then edits a `.go` file; run B builds `layered` with
+//! both builders, bumps a dependency, then breaks the build.
 
 #![allow(clippy::await_holding_lock)] // the guard serialises tests that share one engine
 
@@ -14,6 +14,7 @@ use std::path::Path;
 
 use layerbench::engine::Builder;
 use layerbench::gomod::modfile;
+use layerbench::paths;
 use layerbench::results::{BuildStart, Outcome, Results};
 use layerbench::scenario::Scenario;
 use tokio::sync::OnceCell;
@@ -29,6 +30,34 @@ fn inline(text: &str) -> Scenario {
 async fn run(app: &Path, variants: &[&str], scenarios: Vec<Scenario>, builders: &[Builder]) -> Results {
     common::run_cells(app, variants, scenarios, builders, PROXY_PORT).await
 }
+
+/// The sample itself, as the quick suite builds it: a cold layered baseline fetches its modules and a `.go` edit
+/// keeps the download cached. (Costs a cold build of the sample, about a minute.)
+#[tokio::test]
+async fn editing_a_go_file_of_the_sample_keeps_the_download_layer_cached_and_fetches_nothing() {
+    let _guard = common::engine_lock();
+    let app = paths::sample_app_dir();
+    let before = tree_digest(&app);
+    let results = run(&app, &["layered"], vec![shipped("edit-go-source")], &[Builder::Buildkit]).await;
+    assert_eq!(tree_digest(&app), before, "the user's app directory was modified");
+
+    let baseline = record(&results, "layered", Builder::Buildkit, "baseline");
+    assert_eq!(baseline.cache_state, BuildStart::Cold, "the baseline of a cold run");
+    assert!(!cached(baseline, "RUN go mod download"), "a cold baseline runs the download");
+    assert!(baseline.proxy.requests > 0 && baseline.proxy.modules.len() >= 15);
+    let edit = record(&results, "layered", Builder::Buildkit, "edit-handler");
+    assert_eq!(edit.outcome, layerbench::results::Outcome::Ok, "{:?}", edit.error);
+    assert_eq!(edit.cache_state, BuildStart::Rebuild, "a scenario step is a rebuild, not a cold build");
+    assert!(cached(edit, "COPY go.mod go.sum"));
+    assert!(cached(edit, "RUN go mod download"));
+    assert!(!cached(edit, "COPY . ."));
+    assert!(!cached(edit, "RUN CGO_ENABLED=0 go build"));
+    assert_eq!(edit.proxy.requests, 0, "the rebuild fetched modules: {:?}", edit.proxy.modules);
+    let steps: f64 = edit.layers.iter().map(|l| l.duration_ms).sum();
+    assert!(steps <= edit.wall_ms, "step times ({steps} ms) exceed the wall time ({} ms)", edit.wall_ms);
+    assert!(edit.image.as_ref().is_some_and(|i| i.size_bytes > 0));
+}
+
 
 /// Run A's scenario: touch-only's change (modification times only), then edit-go-source's.
 const TOUCH_THEN_EDIT: &str = r#"
